@@ -1,0 +1,133 @@
+"""The one error hierarchy of diskport, and the one place that maps it to IMS codes.
+
+Every error the service raises on purpose is a `DiskportError` carrying an IMS code (`IMG.xxxx`), the
+HTTP status an API caller sees, and a `reason` a person can act on. A job that fails stores `code` as
+its `error_code` and `reason` as its `fail_reason`.
+"""
+
+from __future__ import annotations
+
+IMS_MESSAGES: dict[str, str] = {
+    "IMG.0001": "The request message format is invalid.",
+    "IMG.0002": "The image name contains more than 128 characters.",
+    "IMG.0003": "The image name format is invalid.",
+    "IMG.0004": "The description contains more than 1024 characters.",
+    "IMG.0007": "The request body is empty.",
+    "IMG.0013": "The image name is not specified.",
+    "IMG.0015": "The number of private images has reached the maximum allowed.",
+    "IMG.0017": "The URL format is incorrect.",
+    "IMG.0054": "The image description format is invalid.",
+    "IMG.0055": "The memory or disk size is invalid.",
+    "IMG.0057": (
+        "The image file is empty, not found, or in incorrect format, "
+        "or you do not have enough permission to access the file."
+    ),
+    "IMG.0059": "The size of the image file exceeds the maximum allowed.",
+    "IMG.0060": "The number of tasks exceeds the flow control limit.",
+    "IMG.0061": "Unknown system error.",
+    "IMG.0067": "The project ID is incorrect.",
+    "IMG.0068": "The specified bucket name is empty.",
+    "IMG.0069": "The specified bucket cannot be accessed.",
+    "IMG.0072": "The specified image format is not supported.",
+    "IMG.0095": "The KMS key does not exist.",
+    "IMG.0097": "The key is not enabled.",
+    "IMG.0099": "You do not have the permission to access the key.",
+    "IMG.0109": "The bucket name contains invalid characters.",
+    "IMG.0115": "The image tag is invalid.",
+    "IMG.0116": "The number of image tags exceeds the quota.",
+    "IMG.0121": "The object cannot be found.",
+    "IMG.0122": "The OS type is invalid.",
+    "IMG.0175": "The folder name and image file name cannot contain spaces.",
+    "IMG.0194": "The maximum number of images that can be imported at one time has been reached.",
+    "IMG.1075": "Failed to register the image file.",
+    # Not in the IMS table: the service's answer for a job or image id the caller cannot see.
+    "IMG.0404": "The requested resource was not found.",
+}
+
+
+class DiskportError(Exception):
+    """Base of every deliberate error. `reason` is for people; `code` and `message` are IMS's."""
+
+    code: str = "IMG.0061"
+    http_status: int = 500
+
+    def __init__(self, reason: str | None = None, *, code: str | None = None) -> None:
+        if code is not None:
+            self.code = code
+        self.reason = reason or IMS_MESSAGES[self.code]
+        super().__init__(self.reason)
+
+    @property
+    def message(self) -> str:
+        return IMS_MESSAGES[self.code]
+
+    def to_body(self) -> dict[str, dict[str, str]]:
+        """The IMS error body: `{"error": {"code": ..., "message": ...}}`."""
+        return {"error": {"code": self.code, "message": self.reason}}
+
+
+class RequestRejectedError(DiskportError):
+    """A request that breaks an API rule: 400, nothing written."""
+
+    http_status = 400
+
+    def __init__(self, code: str, reason: str | None = None) -> None:
+        super().__init__(reason, code=code)
+
+
+class NotFoundError(DiskportError):
+    """A job or image that does not exist, or belongs to another project: 404, never a leak."""
+
+    code = "IMG.0404"
+    http_status = 404
+
+
+class FlowControlError(DiskportError):
+    """Too many imports under way for the project."""
+
+    code = "IMG.0194"
+    http_status = 429
+
+
+class ServiceUnavailableError(DiskportError):
+    """A dependency failed while accepting a request; the caller may retry."""
+
+    code = "IMG.0061"
+    http_status = 503
+
+
+class ImportFailedError(DiskportError):
+    """An import step failed for a reason the job reports (job FAIL, error_code = code)."""
+
+    code = "IMG.1075"
+    http_status = 400
+
+
+class SourceError(ImportFailedError):
+    """The source object is missing, unreadable, empty or in the wrong storage class."""
+
+    code = "IMG.0057"
+
+
+class ImageRejectedError(ImportFailedError):
+    """The image file is broken or unsafe (inconsistent tables, backing files, size lies...)."""
+
+    code = "IMG.0057"
+
+
+class UnsupportedFormatError(ImageRejectedError):
+    """The image is in a format, or sub-format, the service does not import."""
+
+    code = "IMG.0072"
+
+
+class DiskSizeError(ImportFailedError):
+    """min_disk is smaller than the virtual disk inside the file."""
+
+    code = "IMG.0055"
+
+
+class EncryptionKeyError(ImportFailedError):
+    """The KMS key named by cmk_id cannot be used (IMG.0095 / IMG.0097 / IMG.0099)."""
+
+    code = "IMG.0095"
