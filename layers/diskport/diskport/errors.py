@@ -61,6 +61,11 @@ class DiskportError(Exception):
     def message(self) -> str:
         return IMS_MESSAGES[self.code]
 
+    def with_status(self, http_status: int) -> DiskportError:
+        """This error, answered with another HTTP status."""
+        self.http_status = http_status
+        return self
+
     def to_body(self) -> dict[str, dict[str, str]]:
         """The IMS error body: `{"error": {"code": ..., "message": ...}}`."""
         return {"error": {"code": self.code, "message": self.reason}}

@@ -1,0 +1,32 @@
+"""POST /v1/cloudimages/dataimages/action: accept an import and answer its job id."""
+
+# No `from __future__ import annotations` here: the event handler reads the route annotations at runtime.
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from diskport.api import current_project, make_resolver
+from diskport.api_models import CreateDataImageRequest, CreateJobResponse
+from diskport.imports import start_import
+from diskport.observability import logger, metrics, tracer
+
+app = make_resolver()
+
+
+@app.post("/v1/cloudimages/dataimages/action")
+@tracer.capture_method
+def create_data_image(request: Annotated[CreateDataImageRequest, Body()]) -> CreateJobResponse:
+    job = start_import(request, current_project(app))
+    logger.set_correlation_id(job.job_id)
+    logger.info("Import accepted", extra={"image_url": request.image_url, "min_disk": request.min_disk})
+    metrics.add_metric(name="JobsCreated", unit="Count", value=1)
+    return CreateJobResponse(job_id=job.job_id)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

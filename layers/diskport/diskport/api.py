@@ -1,0 +1,64 @@
+"""The HTTP side shared by the API functions: one resolver setup, one mapping of errors to IMS bodies."""
+
+from __future__ import annotations
+
+import json
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+
+from diskport.api_models import ims_code_of
+from diskport.errors import DiskportError, RequestRejectedError
+from diskport.observability import logger, metrics
+from diskport.projects import project_id_of
+
+
+def error_response(error: DiskportError) -> Response[str]:
+    return Response(
+        status_code=error.http_status,
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps(error.to_body()),
+    )
+
+
+def make_resolver() -> APIGatewayHttpResolver:
+    """An HTTP API resolver whose failures all answer `{"error": {"code": "IMG.xxxx", "message": ...}}`."""
+    app = APIGatewayHttpResolver(enable_validation=True)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid_request(error: RequestValidationError) -> Response[str]:
+        return _rejected(_rejection_of(app.current_event.body, error))
+
+    @app.exception_handler(DiskportError)
+    def _known_error(error: DiskportError) -> Response[str]:
+        if isinstance(error, RequestRejectedError):
+            return _rejected(error)
+        logger.warning("Request refused", extra={"code": error.code, "reason": error.reason})
+        return error_response(error)
+
+    @app.exception_handler(Exception)
+    def _unexpected_error(error: Exception) -> Response[str]:
+        logger.exception("Unexpected error")
+        return error_response(DiskportError("The service failed unexpectedly; retry later."))
+
+    @app.not_found
+    def _no_route(_: Exception) -> Response[str]:
+        return error_response(DiskportError("No such API route.", code="IMG.0404").with_status(404))
+
+    return app
+
+
+def current_project(app: APIGatewayHttpResolver) -> str:
+    return project_id_of(app.current_event.raw_event.get("requestContext") or {})
+
+
+def _rejection_of(body: str | None, error: RequestValidationError) -> RequestRejectedError:
+    if body is None or body.strip() == "":
+        return RequestRejectedError("IMG.0007", "The request body is empty.")
+    return ims_code_of(list(error.errors()))
+
+
+def _rejected(error: RequestRejectedError) -> Response[str]:
+    metrics.add_metric(name=f"Rejected{error.code.replace('.', '')}", unit="Count", value=1)
+    logger.info("Request rejected", extra={"code": error.code, "reason": error.reason})
+    return error_response(error)

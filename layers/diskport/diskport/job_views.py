@@ -1,0 +1,60 @@
+"""What a caller sees of a job: the IMS job schema and its progress view, for the caller's project only."""
+
+from __future__ import annotations
+
+from diskport.api_models import JobEntities, JobProgressEntities, JobProgressView, JobView
+from diskport.errors import NotFoundError
+from diskport.jobs import Job, JobStore
+
+# The step a running job is in, as `current_task` names it.
+TASK_NAMES = {
+    "fetch": "fetching and inspecting the image file",
+    "convert": "converting the virtual disk into snapshot blocks",
+    "register": "registering the image",
+    "done": "done",
+}
+
+
+def find_job(job_id: str, project_id: str, jobs: JobStore | None = None) -> Job:
+    """The job, if it exists and belongs to the project; otherwise NotFoundError, whichever it was."""
+    job = (jobs or JobStore()).get(job_id) if _looks_like_job_id(job_id) else None
+    if job is None or job.project_id != project_id:
+        raise NotFoundError(f"Job {job_id} does not exist.")
+    return job
+
+
+def job_view(job: Job) -> JobView:
+    return JobView(
+        job_id=job.job_id,
+        job_type=job.job_type,
+        begin_time=job.begin_time,
+        end_time=job.end_time,
+        status=job.status,
+        error_code=job.error_code,
+        fail_reason=job.fail_reason,
+        entities=JobEntities(image_id=_image_id_when_done(job), image_name=_image_name(job)),
+    )
+
+
+def job_progress_view(job: Job) -> JobProgressView:
+    return JobProgressView(
+        **job_view(job).model_dump(exclude={"entities"}),
+        entities=JobProgressEntities(
+            image_id=job.image_id,
+            image_name=_image_name(job),
+            process_percent=job.process_percent,
+            current_task=job.current_task,
+        ),
+    )
+
+
+def _image_id_when_done(job: Job) -> str | None:
+    return job.image_id if job.status == "SUCCESS" else None
+
+
+def _image_name(job: Job) -> str | None:
+    return job.image_name or job.request.get("name")
+
+
+def _looks_like_job_id(job_id: str) -> bool:
+    return len(job_id) == 32 and all(ch in "0123456789abcdef" for ch in job_id)

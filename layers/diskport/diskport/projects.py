@@ -1,0 +1,30 @@
+"""Which project a caller acts for.
+
+Deployed, the HTTP API signs callers in with IAM (SigV4) and the project is the caller's AWS account id:
+everyone signing with credentials of one account shares that account's jobs and images, and nobody else
+sees them. In local mode (and `sam local`, which performs no IAM auth) every caller is LOCAL_PROJECT_ID.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from diskport.errors import DiskportError
+from diskport.settings import Settings, get_settings
+
+
+class UnauthenticatedError(DiskportError):
+    code = "IMG.0067"
+    http_status = 401
+
+
+def project_id_of(request_context: dict[str, Any], settings: Settings | None = None) -> str:
+    """The project of the caller described by an API Gateway (HTTP API) request context."""
+    settings = settings or get_settings()
+    if settings.project_id_source == "local":
+        return settings.local_project_id
+    iam = (request_context.get("authorizer") or {}).get("iam") or {}
+    account_id = iam.get("accountId")
+    if not account_id:
+        raise UnauthenticatedError("The request is not signed with IAM credentials (SigV4).")
+    return str(account_id)

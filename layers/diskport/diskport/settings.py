@@ -1,0 +1,43 @@
+"""The service's settings: one pydantic model, read from the environment once.
+
+Nothing else in diskport reads `os.environ`. The template (or local mode) sets these variables.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+    jobs_table: str = Field("diskport-jobs", alias="JOBS_TABLE")
+    images_table: str = Field("diskport-images", alias="IMAGES_TABLE")
+    state_machine_arn: str = Field("", alias="STATE_MACHINE_ARN")
+    work_bucket: str = Field("", alias="WORK_BUCKET")
+    watched_bucket: str = Field("", alias="WATCHED_BUCKET")
+    idempotency_table: str = Field("", alias="IDEMPOTENCY_TABLE")
+    max_active_jobs: int = Field(40, alias="MAX_ACTIVE_JOBS", ge=1)
+    max_private_images: int = Field(50, alias="MAX_PRIVATE_IMAGES", ge=1)
+    # "iam": the project is the AWS account of the SigV4-signed caller (deployed, IAM auth).
+    # "local": every caller is LOCAL_PROJECT_ID (local mode, sam local).
+    project_id_source: Literal["iam", "local"] = Field("iam", alias="PROJECT_ID_SOURCE")
+    local_project_id: str = Field("0123456789abcdef0123456789abcdef", alias="LOCAL_PROJECT_ID")
+    # The project that owns imports started by uploads to the watched bucket (the stack's account).
+    upload_project_id: str = Field("0123456789abcdef0123456789abcdef", alias="UPLOAD_PROJECT_ID")
+    # Bytes of virtual disk one convert invocation handles; sized to finish well inside 15 minutes.
+    chunk_bytes: int = Field(8 * 1024**3, alias="CHUNK_BYTES", ge=524_288)
+    # PutSnapshotBlock requests a convert invocation keeps in flight.
+    writers_per_chunk: int = Field(8, alias="WRITERS_PER_CHUNK", ge=1)
+    snapshot_wait_seconds: float = Field(600, alias="SNAPSHOT_WAIT_SECONDS", ge=0)
+    retry_base_seconds: float = Field(0.5, alias="RETRY_BASE_SECONDS", ge=0)
+
+
+@cache
+def get_settings() -> Settings:
+    """The settings of this process, read from the environment on first use."""
+    return Settings.model_validate(dict(os.environ))

@@ -1,0 +1,120 @@
+"""Run the project's Lambda handlers in this process, in place of moto's Docker-based Lambda.
+
+moto's Step Functions interpreter invokes Task states through moto's Lambda, which would start a
+container per call. `InProcessLambdas.install()` replaces that one method so each invocation imports the
+function's `app.py` (from the template's CodeUri and Handler) and calls it here, answering the way the
+Lambda runtime does: the handler's result, or `errorMessage` / `errorType` / `stackTrace` flagged as a
+function error.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import threading
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from diskport_local.template import LocalStack
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass
+class LambdaContextStandIn:
+    """The parts of the Lambda context object that Powertools and the handlers read."""
+
+    function_name: str
+    memory_limit_in_mb: int
+    invoked_function_arn: str
+    timeout_seconds: int
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    log_group_name: str = ""
+    log_stream_name: str = ""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.timeout_seconds * 1000
+
+
+class InProcessLambdas:
+    """The template's functions, callable by name or ARN in this process."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        self._handlers: dict[str, Handler] = {}
+        self._lock = threading.Lock()
+        self._logical_ids = {
+            stack.physical_name(logical_id): logical_id
+            for logical_id in stack.resources_of_type("AWS::Serverless::Function")
+        }
+
+    def logical_id(self, function_name_or_arn: str) -> str:
+        name = function_name_or_arn.split(":function:")[-1].split(":")[0]
+        if name in self._logical_ids:
+            return self._logical_ids[name]
+        if name in self._logical_ids.values():
+            return name
+        raise KeyError(f"template.yaml declares no function named {name}")
+
+    def handler(self, function_name_or_arn: str) -> Handler:
+        logical_id = self.logical_id(function_name_or_arn)
+        with self._lock:
+            if logical_id not in self._handlers:
+                self._handlers[logical_id] = self._load(logical_id)
+            return self._handlers[logical_id]
+
+    def _load(self, logical_id: str) -> Handler:
+        code_uri = self.stack.function_property(logical_id, "CodeUri")
+        module_name, _, function_name = str(self.stack.function_property(logical_id, "Handler")).rpartition(".")
+        path = self.stack.template_path.parent / code_uri / f"{module_name.replace('.', '/')}.py"
+        spec = importlib.util.spec_from_file_location(f"diskport_functions.{logical_id}", path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load {path}")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        handler: Handler = getattr(module, function_name)
+        return handler
+
+    def context(self, function_name_or_arn: str) -> LambdaContextStandIn:
+        logical_id = self.logical_id(function_name_or_arn)
+        return LambdaContextStandIn(
+            function_name=self.stack.physical_name(logical_id),
+            memory_limit_in_mb=int(self.stack.function_property(logical_id, "MemorySize") or 128),
+            invoked_function_arn=self.stack.arn(logical_id),
+            timeout_seconds=int(self.stack.function_property(logical_id, "Timeout") or 3),
+        )
+
+    def invoke(self, function_name_or_arn: str, event: Any) -> tuple[str, bool]:
+        """Call the function; answer (JSON payload, whether it is a function error)."""
+        try:
+            result = self.handler(function_name_or_arn)(event, self.context(function_name_or_arn))
+        except Exception as error:  # the Lambda runtime turns any escaping exception into this shape
+            return json.dumps(error_payload(error)), True
+        return json.dumps(result), False
+
+    def moto_invoke(self) -> Callable[..., tuple[str, bool, str]]:
+        """A stand-in for moto's `LambdaFunction._invoke_lambda` that calls these handlers."""
+
+        def invoke_in_process(function: Any, event: Any = None) -> tuple[str, bool, str]:
+            payload, errored = self.invoke(function.function_name, event if event is not None else {})
+            return payload, errored, ""
+
+        return invoke_in_process
+
+    def install(self) -> None:
+        """Make moto's Lambda (and so the Step Functions interpreter) call these handlers in-process."""
+        from moto.awslambda.models import LambdaFunction
+
+        LambdaFunction._invoke_lambda = self.moto_invoke()  # type: ignore[method-assign]
+
+
+def error_payload(error: BaseException) -> dict[str, Any]:
+    return {
+        "errorMessage": str(error),
+        "errorType": type(error).__name__,
+        "stackTrace": traceback.format_tb(error.__traceback__),
+    }

@@ -1,0 +1,123 @@
+"""Shared fixtures: an emulated AWS account holding the stack `template.yaml` declares.
+
+`stack` provisions every table, bucket, queue, function and the state machine from the template in moto,
+sets the process environment the functions would get, and makes Step Functions run the real ASL with the
+project's handlers called in-process.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from diskport import aws
+from diskport.settings import get_settings
+from moto import mock_aws
+
+from diskport_local.events import http_api_event
+from diskport_local.provision import provision
+from diskport_local.runtime import InProcessLambdas
+from diskport_local.template import LocalStack
+
+PROJECT_ID = "0123456789ab"
+OTHER_PROJECT_ID = "999999999999"
+
+
+@pytest.fixture(autouse=True)
+def _offline_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may reach a real AWS account: fake credentials, a fixed region, no profile."""
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "diskport")
+    monkeypatch.setenv("POWERTOOLS_DEV", "0")
+    get_settings.cache_clear()
+    aws.forget_clients()
+
+
+@dataclass
+class ApiAnswer:
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+
+@dataclass
+class Stack:
+    """The provisioned local stack, with a way to call its API routes as a signed-in project."""
+
+    local: LocalStack
+    lambdas: InProcessLambdas
+
+    def call_api(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        raw_body: str | bytes | None = None,
+        query: dict[str, str] | None = None,
+        project_id: str = PROJECT_ID,
+    ) -> ApiAnswer:
+        for route in self.local.api_routes():
+            parameters = route.match(method, path)
+            if parameters is not None:
+                break
+        else:
+            raise AssertionError(f"template.yaml declares no route for {method} {path}")
+        payload = raw_body if raw_body is not None else (json.dumps(body) if body is not None else None)
+        event = http_api_event(
+            route,
+            path=path,
+            path_parameters=parameters,
+            query=query,
+            raw_query="&".join(f"{key}={value}" for key, value in (query or {}).items()),
+            headers={"content-type": "application/json"},
+            body=payload,
+            account_id=project_id,
+        )
+        result = self.lambdas.handler(route.function)(event, self.lambdas.context(route.function))
+        return ApiAnswer(
+            result["statusCode"], json.loads(result["body"]) if result.get("body") else None, result.get("headers", {})
+        )
+
+    def table(self, logical_id: str) -> Any:
+        return boto3.resource("dynamodb").Table(self.local.physical_name(logical_id))
+
+    def executions(self) -> list[dict[str, Any]]:
+        arn = self.local.arn("ImportDataImageStateMachine")
+        return list(boto3.client("stepfunctions").list_executions(stateMachineArn=arn)["executions"])
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """The stack with executions recorded but not run: for tests of the API alone."""
+    yield from _stack(monkeypatch, run_executions=False)
+
+
+@pytest.fixture
+def running_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """The stack with Step Functions running the real ASL and the handlers in-process."""
+    yield from _stack(monkeypatch, run_executions=True)
+
+
+def _stack(monkeypatch: pytest.MonkeyPatch, *, run_executions: bool) -> Iterator[Stack]:
+    config = {"stepfunctions": {"execute_state_machine": run_executions}}
+    with mock_aws(config=config):  # type: ignore[arg-type]
+        local = LocalStack()
+        provision(local)
+        for logical_id in local.resources_of_type("AWS::Serverless::Function"):
+            for name, value in local.function_environment(logical_id).items():
+                monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        aws.forget_clients()
+        lambdas = InProcessLambdas(local)
+        monkeypatch.setattr("moto.awslambda.models.LambdaFunction._invoke_lambda", lambdas.moto_invoke())
+        yield Stack(local, lambdas)
