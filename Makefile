@@ -1,0 +1,48 @@
+# diskport - the two commands a newcomer needs: `make run` (local mode) and `make test`.
+# Each target installs what it needs first (a Python 3.13 virtualenv, qemu-img).
+
+SHELL := /bin/bash
+export SAM_CLI_TELEMETRY := 0
+
+PYTHON ?= $(shell PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null || command -v python3.13 || command -v python3.12)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup qemu-img test test-fast lint build validate bench clean
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Python 3.13 (or 3.12) is needed: install it, or set PYTHON=/path/to/python3.13"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) qemu-img ## create .venv with the service and its development tools
+
+qemu-img: ## tests build their disk images with qemu-img (Debian/Ubuntu package qemu-utils)
+	@command -v qemu-img >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq qemu-utils; }
+
+test: setup ## run the whole test suite
+	$(BIN)/pytest -n 2 --dist loadfile -q
+
+test-fast: setup ## the unit tests alone
+	$(BIN)/pytest -q tests/unit
+
+lint: setup ## ruff, mypy, and the template checks
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam validate --lint
+
+build: setup ## sam build (offline apart from the package registry)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build --build-dir .aws-sam/build
+
+bench: setup qemu-img ## engine and import benchmarks; the last line is the engine/qemu-img speed ratio
+	$(BIN)/python bench/import_bench.py
+	$(BIN)/python bench/engine_bench.py
+
+clean:
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache
