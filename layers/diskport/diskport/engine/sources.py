@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 from botocore.exceptions import ClientError
+
 from diskport.errors import SourceError
 
 if TYPE_CHECKING:

@@ -1,0 +1,29 @@
+"""The disk image engine: tell an image's format by content, refuse what is unsafe, read its virtual disk.
+
+    with LocalFileSource("disk.qcow2") as source, open_disk(source) as disk:
+        for block in disk.iter_blocks(0, disk.virtual_size):
+            put_snapshot_block(block.index, block.data, block.checksum)
+
+Every check of an image's header and top-level tables runs inside `open_disk`, before any data is decoded;
+second-level tables are checked when first read, and `allocated_ranges()` reads (and so checks) them all.
+"""
+
+from .detection import detect_formats, open_disk
+from .disk import BLOCK_SIZE, Block, DiskImage
+from .layout import Segment, SegmentKind
+from .limits import InspectionLimits
+from .sources import ByteSource, LocalFileSource, S3ObjectSource
+
+__all__ = [
+    "BLOCK_SIZE",
+    "Block",
+    "ByteSource",
+    "DiskImage",
+    "InspectionLimits",
+    "LocalFileSource",
+    "S3ObjectSource",
+    "Segment",
+    "SegmentKind",
+    "detect_formats",
+    "open_disk",
+]

@@ -1,0 +1,125 @@
+"""Tell the format of an image from its content, never its name, and open it through that format's checks."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+from diskport.errors import ImageRejectedError, UnsupportedFormatError
+
+from .disk import DiskImage
+from .formats.qcow2 import open_qcow2
+from .formats.raw import open_raw
+from .formats.vdi import open_vdi
+from .formats.vhd import open_vhd
+from .formats.vhdx import open_vhdx
+from .formats.vmdk import open_vmdk, open_vmdk_descriptor
+from .inspection import MetadataReader
+from .layout import Layout
+from .limits import InspectionLimits
+from .sources import ByteSource
+
+SNIFF_BYTES = 4096
+VHD_FOOTER_SIZE = 512
+
+# Formats recognised only to be refused by name.
+UNSUPPORTED_FORMATS: dict[str, str] = {
+    "qed": "QED images are not supported: convert the image (qemu-img convert -O qcow2 in.qed out.qcow2) and "
+    "upload that.",
+    "cowd": "VMware ESX sparse (COWD / vmfsSparse) extents are not supported: export the disk as a single-file "
+    "VMDK (qemu-img convert -O vmdk -o subformat=streamOptimized in.vmdk out.vmdk) and upload that.",
+    "parallels": "Parallels images are not supported: convert the image (qemu-img convert -O qcow2 in.hdd out.qcow2) "
+    "and upload that.",
+    "luks": "LUKS-encrypted images are not supported: upload a decrypted image.",
+    "dmg": "Apple DMG images are not supported: convert the disk to raw or qcow2 and upload that.",
+}
+
+FORMAT_LABELS = {
+    "qcow2": "qcow2",
+    "vmdk": "VMDK",
+    "vmdk-descriptor": "VMDK",
+    "vhd": "VHD",
+    "vhdx": "VHDX",
+    "vdi": "VDI",
+    "raw": "raw",
+}
+
+Opener = Callable[[MetadataReader], Layout]
+OPENERS: dict[str, Opener] = {
+    "qcow2": open_qcow2,
+    "vmdk": open_vmdk,
+    "vmdk-descriptor": open_vmdk_descriptor,
+    "vhd": open_vhd,
+    "vhdx": open_vhdx,
+    "vdi": open_vdi,
+}
+
+
+def detect_formats(head: bytes, tail: bytes) -> list[str]:
+    """Every format whose signature appears in the first bytes or the last sector of the file."""
+    found: list[str] = []
+    if head.startswith(b"QFI\xfb"):
+        found.append("qcow2")  # versions 1 and 3+ included: the qcow2 reader names them when it refuses them
+    if head.startswith(b"QED\x00"):
+        found.append("qed")
+    if head.startswith(b"KDMV"):
+        found.append("vmdk")
+    if head.startswith(b"COWD"):
+        found.append("cowd")
+    if head.lstrip(b" \t\r\n").startswith(b"# Disk DescriptorFile"):
+        found.append("vmdk-descriptor")
+    if head.startswith(b"vhdxfile"):
+        found.append("vhdx")
+    if len(head) >= 68 and struct.unpack_from("<I", head, 64)[0] == 0xBEDA107F:
+        found.append("vdi")
+    if head.startswith(b"conectix") or tail.startswith(b"conectix"):
+        found.append("vhd")
+    if head.startswith((b"WithoutFreeSpace", b"WithouFreSpacExt")):
+        found.append("parallels")
+    if head.startswith(b"LUKS\xba\xbe"):
+        found.append("luks")
+    if tail.startswith(b"koly") and len(tail) == VHD_FOOTER_SIZE:
+        found.append("dmg")
+    return found
+
+
+def open_disk(source: ByteSource, *, limits: InspectionLimits | None = None) -> DiskImage:
+    """Detect the format by content, run every safety check, and return the virtual disk.
+
+    Raises ImageRejectedError (IMG.0057) for broken or unsafe files and UnsupportedFormatError (IMG.0072) for
+    formats the service does not import; `reason` says what to do about it.
+    """
+    limits = limits or InspectionLimits()
+    size = source.size
+    if size <= 0:
+        raise ImageRejectedError("The image file is empty (0 bytes): upload the disk image again.")
+    head = source.read_at(0, min(SNIFF_BYTES, size))
+    tail = source.read_at(size - VHD_FOOTER_SIZE, VHD_FOOTER_SIZE) if size >= VHD_FOOTER_SIZE else b""
+    formats = detect_formats(head, tail)
+    if len(formats) > 1:
+        raise ImageRejectedError(
+            f"The file carries the signatures of more than one format ({', '.join(formats)}): one image is hidden "
+            "inside another. Upload the disk image on its own."
+        )
+    format_name = formats[0] if formats else "raw"
+    if format_name in UNSUPPORTED_FORMATS:
+        raise UnsupportedFormatError(UNSUPPORTED_FORMATS[format_name])
+    metadata = MetadataReader(source, limits, FORMAT_LABELS[format_name])
+    layout = OPENERS[format_name](metadata) if format_name in OPENERS else open_raw(metadata)
+    disk = DiskImage(source, layout, limits)
+    _refuse_nested_image(disk)
+    return disk
+
+
+def _refuse_nested_image(disk: DiskImage) -> None:
+    """An image whose virtual disk starts with another image's header is refused, not passed downstream."""
+    if disk.format == "raw" or disk.virtual_size == 0:
+        return
+    first_sector = disk.read(0, SNIFF_BYTES)
+    inner = detect_formats(first_sector, b"")
+    if inner:
+        disk.close()
+        raise ImageRejectedError(
+            f"The virtual disk inside this {disk.format} image starts with a {inner[0]} header: an image inside an "
+            "image. Upload the inner image itself."
+        )

@@ -1,0 +1,357 @@
+"""qcow2, versions 2 and 3, with zlib or zstd compressed clusters.
+
+Checked before anything is decoded: the version, a backing file, an external data file, encryption, every
+incompatible feature bit, the cluster size, the virtual size, and the L1 table (size against the virtual size and
+the table cap, inside the file, every L2 table aligned, inside the file and used once). Each L2 table is vetted
+when it is first read: data clusters aligned and inside the file, no zero flag in a version 2 image.
+"""
+
+from __future__ import annotations
+
+import array
+import struct
+import zlib
+from collections import OrderedDict
+from collections.abc import Iterator
+
+from diskport.errors import ImageRejectedError, UnsupportedFormatError
+
+from ..inspection import REUPLOAD_HINT, MetadataReader, printable, unpack_table
+from ..layout import Decompressor, Segment, compressed, stored, zero
+from ..zstd import ZstdDecompressionError, decompress_zstd
+
+MAGIC = b"QFI\xfb"
+VERSION_2_HEADER_LENGTH = 72
+VERSION_3_HEADER_LENGTH = 104
+MIN_CLUSTER_BITS = 9
+MAX_CLUSTER_BITS = 21
+
+OFFSET_MASK = 0x00FF_FFFF_FFFF_FE00  # bits 9-55 of L1 and standard L2 entries
+COMPRESSED_FLAG = 1 << 62
+ZERO_FLAG = 1
+
+INCOMPATIBLE_DIRTY = 1 << 0
+INCOMPATIBLE_CORRUPT = 1 << 1
+INCOMPATIBLE_DATA_FILE = 1 << 2
+INCOMPATIBLE_COMPRESSION_TYPE = 1 << 3
+INCOMPATIBLE_EXTENDED_L2 = 1 << 4
+KNOWN_INCOMPATIBLE = (
+    INCOMPATIBLE_DIRTY
+    | INCOMPATIBLE_CORRUPT
+    | INCOMPATIBLE_DATA_FILE
+    | INCOMPATIBLE_COMPRESSION_TYPE
+    | INCOMPATIBLE_EXTENDED_L2
+)
+
+EXTENSION_END = 0x00000000
+EXTENSION_DATA_FILE = 0x44415441
+COMPRESSION_ZLIB = 0
+COMPRESSION_ZSTD = 1
+
+FLATTEN_HINT = "upload a flattened image (qemu-img convert -O qcow2 in.qcow2 flat.qcow2)"
+
+
+def open_qcow2(metadata: MetadataReader) -> Qcow2Layout:
+    if metadata.file_size < VERSION_2_HEADER_LENGTH:
+        raise ImageRejectedError(
+            f"The file starts like a qcow2 image but is shorter than a qcow2 header: {REUPLOAD_HINT}."
+        )
+    fixed = metadata.read(0, VERSION_2_HEADER_LENGTH, "header")
+    version = struct.unpack_from(">I", fixed, 4)[0]
+    if version == 1:
+        raise UnsupportedFormatError(
+            "qcow (version 1) images are not supported: convert the image to qcow2 "
+            "(qemu-img convert -O qcow2 in.qcow out.qcow2) and upload that."
+        )
+    if version not in (2, 3):
+        raise UnsupportedFormatError(
+            f"qcow2 version {version} is not supported, only versions 2 and 3 are: convert the image "
+            "(qemu-img convert -O qcow2 -o compat=1.1 in.img out.qcow2) and upload that."
+        )
+    (
+        backing_file_offset,
+        backing_file_size,
+        cluster_bits,
+        virtual_size,
+        encryption_method,
+        l1_entries,
+        l1_offset,
+        refcount_table_offset,
+        refcount_table_clusters,
+        snapshot_count,
+        snapshots_offset,
+    ) = struct.unpack_from(">QIIQIIQQIIQ", fixed, 8)
+
+    if backing_file_offset:
+        name = _backing_file_name(metadata, backing_file_offset, backing_file_size)
+        raise ImageRejectedError(f"qcow2 backing file {name} is not allowed: {FLATTEN_HINT}.")
+    if not MIN_CLUSTER_BITS <= cluster_bits <= MAX_CLUSTER_BITS:
+        raise ImageRejectedError(
+            f"The qcow2 header gives a cluster size of 2^{cluster_bits} bytes, outside the 512 B to 2 MiB qemu allows: "
+            f"{REUPLOAD_HINT}."
+        )
+    cluster_size = 1 << cluster_bits
+
+    incompatible_features = 0
+    header_length = VERSION_2_HEADER_LENGTH
+    compression_type = COMPRESSION_ZLIB
+    if version == 3:
+        if metadata.file_size < VERSION_3_HEADER_LENGTH:
+            raise ImageRejectedError(f"The qcow2 version 3 header is cut short: {REUPLOAD_HINT}.")
+        version_3 = metadata.read(VERSION_2_HEADER_LENGTH, VERSION_3_HEADER_LENGTH - VERSION_2_HEADER_LENGTH, "header")
+        incompatible_features, _compatible, _autoclear, refcount_order, header_length = struct.unpack_from(
+            ">QQQII", version_3
+        )
+        if not VERSION_3_HEADER_LENGTH <= header_length <= min(cluster_size, metadata.limits.max_header_bytes):
+            raise ImageRejectedError(f"The qcow2 header claims a length of {header_length} bytes: {REUPLOAD_HINT}.")
+        if refcount_order > 6:
+            raise ImageRejectedError(
+                f"The qcow2 header gives refcount order {refcount_order} (at most 6): {REUPLOAD_HINT}."
+            )
+        if header_length > VERSION_3_HEADER_LENGTH:
+            compression_type = metadata.read(VERSION_3_HEADER_LENGTH, 1, "header")[0]
+
+    data_file_name = _walk_extensions(metadata, header_length, cluster_size)
+    if incompatible_features & INCOMPATIBLE_DATA_FILE or data_file_name is not None:
+        shown = f"'{data_file_name}'" if data_file_name else "(unnamed)"
+        raise ImageRejectedError(
+            f"qcow2 external data file {shown} is not allowed: the data must be inside the uploaded file; "
+            "upload a self-contained image (qemu-img convert -O qcow2 in.qcow2 flat.qcow2)."
+        )
+    if incompatible_features & INCOMPATIBLE_CORRUPT:
+        raise ImageRejectedError(
+            "The qcow2 image is marked corrupt: repair it (qemu-img check -r all image.qcow2) or export it again, "
+            "then upload it."
+        )
+    unknown = incompatible_features & ~KNOWN_INCOMPATIBLE
+    if unknown:
+        bits = ", ".join(str(bit) for bit in range(64) if unknown >> bit & 1)
+        raise UnsupportedFormatError(
+            f"The qcow2 image uses incompatible feature bits this service does not know ({bits}): convert it "
+            "(qemu-img convert -O qcow2 -o compat=1.1 in.qcow2 out.qcow2) and upload that."
+        )
+    if incompatible_features & INCOMPATIBLE_EXTENDED_L2:
+        raise UnsupportedFormatError(
+            "qcow2 images with extended L2 entries (subclusters) are not supported: convert the image "
+            "(qemu-img convert -O qcow2 -o extended_l2=off in.qcow2 out.qcow2) and upload that."
+        )
+    if bool(incompatible_features & INCOMPATIBLE_COMPRESSION_TYPE) != (compression_type != COMPRESSION_ZLIB):
+        raise ImageRejectedError(
+            f"The qcow2 header names compression type {compression_type} but its feature bits disagree: "
+            f"{REUPLOAD_HINT}."
+        )
+    if compression_type not in (COMPRESSION_ZLIB, COMPRESSION_ZSTD):
+        raise UnsupportedFormatError(
+            f"qcow2 compression type {compression_type} is not supported, only zlib and zstd are: convert the image "
+            "(qemu-img convert -O qcow2 in.qcow2 out.qcow2) and upload that."
+        )
+    if encryption_method:
+        raise UnsupportedFormatError(
+            "Encrypted qcow2 images (AES or LUKS) are not supported: upload a decrypted image "
+            "(qemu-img convert -O qcow2 with the key, to an unencrypted qcow2)."
+        )
+
+    metadata.require_virtual_size(virtual_size)
+    _require_table(
+        metadata, refcount_table_offset, refcount_table_clusters * cluster_size, cluster_size, "refcount table"
+    )
+    if snapshot_count:
+        _require_table(metadata, snapshots_offset, 1, cluster_size, "snapshot table")
+
+    l2_entries = cluster_size // 8
+    l1_span = cluster_size * l2_entries
+    l1_entries_needed = -(-virtual_size // l1_span)
+    if l1_entries < l1_entries_needed:
+        raise ImageRejectedError(
+            f"The qcow2 L1 table has {l1_entries} entries but the {virtual_size}-byte disk needs {l1_entries_needed}: "
+            f"{REUPLOAD_HINT}."
+        )
+    _require_table(metadata, l1_offset, l1_entries * 8, cluster_size, "L1 table")
+    l1_table = unpack_table(metadata.read_table(l1_offset, l1_entries_needed * 8, "L1 table"), 8, big_endian=True)
+    _vet_l1_table(metadata, l1_table, cluster_size)
+    return Qcow2Layout(
+        metadata,
+        virtual_size=virtual_size,
+        version=version,
+        cluster_bits=cluster_bits,
+        l1_table=l1_table,
+        compression_type=compression_type,
+    )
+
+
+class Qcow2Layout:
+    format_name = "qcow2"
+
+    def __init__(
+        self,
+        metadata: MetadataReader,
+        *,
+        virtual_size: int,
+        version: int,
+        cluster_bits: int,
+        l1_table: array.array[int],
+        compression_type: int,
+    ) -> None:
+        self.subformat = f"v{version}"
+        self.virtual_size = virtual_size
+        self._metadata = metadata
+        self._version = version
+        self._cluster_bits = cluster_bits
+        self._cluster_size = 1 << cluster_bits
+        self._l2_entries = self._cluster_size // 8
+        self._l1_table = l1_table
+        self._l2_tables: OrderedDict[int, array.array[int]] = OrderedDict()
+        self._l2_tables_kept = max(2, metadata.limits.table_cache_bytes // self._cluster_size)
+        # Compressed cluster descriptors: the sector count sits above the offset, split at this bit.
+        self._compressed_shift = 62 - (cluster_bits - 8)
+        self._decompress = (
+            _zstd_cluster_decompressor(self._cluster_size)
+            if compression_type == COMPRESSION_ZSTD
+            else _zlib_cluster_decompressor(self._cluster_size)
+        )
+
+    def units(self, start: int, end: int) -> Iterator[Segment]:
+        cluster_size = self._cluster_size
+        l1_span = cluster_size * self._l2_entries
+        for l1_index in range(start // l1_span, (end - 1) // l1_span + 1):
+            span_start = l1_index * l1_span
+            l2_offset = self._l1_table[l1_index] & OFFSET_MASK
+            if not l2_offset:
+                yield zero(span_start, l1_span)
+                continue
+            l2_table = self._l2_table(l2_offset)
+            first = max(start - span_start, 0) // cluster_size
+            last = -(-(min(end, span_start + l1_span) - span_start) // cluster_size)
+            for l2_index in range(first, last):
+                yield self._cluster(span_start + l2_index * cluster_size, l2_table[l2_index])
+
+    def _cluster(self, virtual_offset: int, entry: int) -> Segment:
+        cluster_size = self._cluster_size
+        file_size = self._metadata.file_size
+        if entry & COMPRESSED_FLAG:
+            host_offset = entry & ((1 << self._compressed_shift) - 1)
+            sectors = ((entry >> self._compressed_shift) & ((1 << (self._cluster_bits - 8)) - 1)) + 1
+            if host_offset >= file_size:
+                raise ImageRejectedError(
+                    f"A compressed qcow2 cluster points to offset {host_offset}, past the end of the "
+                    f"{file_size}-byte file: {REUPLOAD_HINT}."
+                )
+            # The stored length is rounded up to sectors and may run past the end of the file: read what is there.
+            stored_length = min(sectors * 512 - (host_offset & 511), file_size - host_offset)
+            return compressed(virtual_offset, cluster_size, host_offset, stored_length, self._decompress)
+        if entry & ZERO_FLAG:
+            if self._version < 3:
+                raise ImageRejectedError(
+                    f"A qcow2 version 2 image holds a zero-cluster entry, which only version 3 has: {REUPLOAD_HINT}."
+                )
+            return zero(virtual_offset, cluster_size)
+        host_offset = entry & OFFSET_MASK
+        if not host_offset:
+            return zero(virtual_offset, cluster_size)
+        if host_offset & (cluster_size - 1) or host_offset >= file_size:
+            raise ImageRejectedError(
+                f"A qcow2 data cluster points to offset {host_offset}, which is "
+                f"{'not cluster-aligned' if host_offset < file_size else 'past the end of the file'}: {REUPLOAD_HINT}."
+            )
+        return stored(virtual_offset, cluster_size, host_offset)
+
+    def _l2_table(self, offset: int) -> array.array[int]:
+        table = self._l2_tables.get(offset)
+        if table is not None:
+            self._l2_tables.move_to_end(offset)
+            return table
+        table = unpack_table(self._metadata.read(offset, self._cluster_size, "L2 table"), 8, big_endian=True)
+        self._l2_tables[offset] = table
+        if len(self._l2_tables) > self._l2_tables_kept:
+            self._l2_tables.popitem(last=False)
+        return table
+
+
+def _backing_file_name(metadata: MetadataReader, offset: int, size: int) -> str:
+    if 0 < size <= 1023 and offset + size <= metadata.file_size:
+        return "'" + printable(metadata.read(offset, size, "backing file name")) + "'"
+    return "(name unreadable)"
+
+
+def _walk_extensions(metadata: MetadataReader, header_length: int, cluster_size: int) -> str | None:
+    """The header extensions, bounded by the first cluster; returns the external data file name if one is named."""
+    area_end = min(cluster_size, metadata.file_size, metadata.limits.max_header_bytes)
+    if header_length >= area_end:
+        return None
+    area = metadata.read(0, area_end, "header extensions")
+    position = header_length
+    data_file_name: str | None = None
+    while position + 8 <= area_end:
+        extension_type, length = struct.unpack_from(">II", area, position)
+        if extension_type == EXTENSION_END:
+            return data_file_name
+        position += 8
+        if position + length > area_end:
+            raise ImageRejectedError(
+                f"A qcow2 header extension (type {extension_type:#010x}, {length} bytes) runs past the header "
+                f"cluster: {REUPLOAD_HINT}."
+            )
+        if extension_type == EXTENSION_DATA_FILE:
+            data_file_name = printable(area[position : position + length])
+        position += (length + 7) & ~7
+    return data_file_name
+
+
+def _require_table(metadata: MetadataReader, offset: int, length: int, cluster_size: int, what: str) -> None:
+    if offset & (cluster_size - 1):
+        raise ImageRejectedError(f"The qcow2 {what} offset {offset} is not cluster-aligned: {REUPLOAD_HINT}.")
+    metadata.require_inside(offset, length, what)
+
+
+def _vet_l1_table(metadata: MetadataReader, l1_table: array.array[int], cluster_size: int) -> None:
+    """Every L2 table aligned, inside the file, and used once: total L2 reads can never exceed the file size."""
+    seen: set[int] = set()
+    for entry in l1_table:
+        l2_offset = entry & OFFSET_MASK
+        if not l2_offset:
+            continue
+        if l2_offset & (cluster_size - 1) or l2_offset + cluster_size > metadata.file_size:
+            raise ImageRejectedError(
+                f"The qcow2 L1 table points to an L2 table at offset {l2_offset}, "
+                f"{'not cluster-aligned' if l2_offset & (cluster_size - 1) else 'outside the file'}: {REUPLOAD_HINT}."
+            )
+        if l2_offset in seen:
+            raise ImageRejectedError(f"Two qcow2 L1 entries share the L2 table at offset {l2_offset}: {REUPLOAD_HINT}.")
+        seen.add(l2_offset)
+
+
+def _zlib_cluster_decompressor(cluster_size: int) -> Decompressor:
+    def decompress(stored_bytes: bytes) -> bytes:
+        try:
+            # qemu writes raw deflate streams (no zlib header); the output is capped at one cluster.
+            inflated = zlib.decompressobj(-15).decompress(stored_bytes, cluster_size)
+        except zlib.error as error:
+            raise ImageRejectedError(
+                f"A zlib-compressed qcow2 cluster is corrupt ({error}): {REUPLOAD_HINT}."
+            ) from error
+        if len(inflated) < cluster_size:
+            raise ImageRejectedError(
+                f"A zlib-compressed qcow2 cluster inflates to {len(inflated)} bytes instead of {cluster_size}: "
+                f"{REUPLOAD_HINT}."
+            )
+        return inflated
+
+    return decompress
+
+
+def _zstd_cluster_decompressor(cluster_size: int) -> Decompressor:
+    def decompress(stored_bytes: bytes) -> bytes:
+        try:
+            inflated = decompress_zstd(stored_bytes, cluster_size)
+        except ZstdDecompressionError as error:
+            raise ImageRejectedError(
+                f"A zstd-compressed qcow2 cluster is corrupt ({error}): {REUPLOAD_HINT}."
+            ) from error
+        if len(inflated) < cluster_size:
+            raise ImageRejectedError(
+                f"A zstd-compressed qcow2 cluster inflates to {len(inflated)} bytes instead of {cluster_size}: "
+                f"{REUPLOAD_HINT}."
+            )
+        return inflated
+
+    return decompress

@@ -1,0 +1,136 @@
+"""VHD (Virtual PC / Hyper-V), fixed and dynamic; differencing disks are refused.
+
+Checked before anything is decoded: the footer's checksum and disk type, the virtual size (computed as qemu does),
+a fixed disk's data against the file size, and for a dynamic disk the header's checksum, block size, and a BAT
+that fits the file and the table cap and covers the disk. Each BAT entry is vetted when used: its block starts
+inside the file.
+"""
+
+from __future__ import annotations
+
+import array
+import struct
+from collections.abc import Iterator
+
+from diskport.errors import ImageRejectedError, UnsupportedFormatError
+
+from ..inspection import REUPLOAD_HINT, MetadataReader, unpack_table
+from ..layout import Segment, stored, zero
+
+FOOTER_SIZE = 512
+DYNAMIC_HEADER_SIZE = 1024
+DISK_TYPE_FIXED = 2
+DISK_TYPE_DYNAMIC = 3
+DISK_TYPE_DIFFERENCING = 4
+UNALLOCATED = 0xFFFF_FFFF
+SECTOR = 512
+# qemu's maximum CHS geometry; a disk that large takes its size from the footer, whoever made it.
+MAX_GEOMETRY_SECTORS = 65535 * 16 * 255
+# Creators known to write an exact current_size; for the others (Virtual PC, old qemu) CHS geometry is the truth.
+CURRENT_SIZE_CREATORS = (b"win ", b"qem2", b"d2v ", b"CTXS", b"tap\x00")
+
+
+def open_vhd(metadata: MetadataReader) -> VhdLayout:
+    if metadata.file_size < FOOTER_SIZE:
+        raise ImageRejectedError(f"The file starts like a VHD image but is shorter than a VHD footer: {REUPLOAD_HINT}.")
+    footer = metadata.read(metadata.file_size - FOOTER_SIZE, FOOTER_SIZE, "footer")
+    if not footer.startswith(b"conectix"):
+        raise ImageRejectedError(
+            "The file starts with a VHD header but has no VHD footer at its end: the upload is truncated; "
+            "upload the whole file again."
+        )
+    _require_checksum(footer, 64, "footer")
+    data_offset, _timestamp, creator = struct.unpack_from(">QI4s", footer, 16)
+    current_size, cylinders, heads, sectors_per_track, disk_type = struct.unpack_from(">QHBBI", footer, 48)
+    if disk_type == DISK_TYPE_DIFFERENCING:
+        raise UnsupportedFormatError(
+            "Differencing (child) VHD images are not supported: merge the disk into its parent, or convert it "
+            "(qemu-img convert -O vpc -o subformat=dynamic child.vhd flat.vhd), and upload that."
+        )
+    if disk_type not in (DISK_TYPE_FIXED, DISK_TYPE_DYNAMIC):
+        raise ImageRejectedError(f"The VHD footer gives disk type {disk_type}, which does not exist: {REUPLOAD_HINT}.")
+
+    geometry_size = cylinders * heads * sectors_per_track * SECTOR
+    uses_current_size = creator in CURRENT_SIZE_CREATORS or geometry_size == MAX_GEOMETRY_SECTORS * SECTOR
+    virtual_size = current_size // SECTOR * SECTOR if uses_current_size else geometry_size
+    metadata.require_virtual_size(max(virtual_size, current_size))
+
+    if disk_type == DISK_TYPE_FIXED:
+        data_size = metadata.file_size - FOOTER_SIZE
+        if virtual_size > data_size:
+            raise ImageRejectedError(
+                f"The fixed VHD claims a {virtual_size}-byte disk but holds only {data_size} bytes of data: "
+                f"{REUPLOAD_HINT}."
+            )
+        return VhdLayout("fixed", virtual_size, metadata)
+
+    dynamic_header = metadata.read(data_offset, DYNAMIC_HEADER_SIZE, "dynamic disk header")
+    if not dynamic_header.startswith(b"cxsparse"):
+        raise ImageRejectedError(
+            f"The dynamic VHD header at offset {data_offset} has no 'cxsparse' cookie: {REUPLOAD_HINT}."
+        )
+    _require_checksum(dynamic_header, 36, "dynamic disk header")
+    table_offset, _header_version, table_entries, block_size = struct.unpack_from(">QIII", dynamic_header, 16)
+    if block_size < SECTOR or block_size & (block_size - 1) or block_size > 256 * 1024 * 1024:
+        raise ImageRejectedError(
+            f"The dynamic VHD block size {block_size} is not a power of two between 512 B and 256 MiB: {REUPLOAD_HINT}."
+        )
+    if table_entries * block_size < virtual_size:
+        raise ImageRejectedError(
+            f"The dynamic VHD block table ({table_entries} blocks of {block_size} bytes) is too small for its "
+            f"{virtual_size}-byte disk: {REUPLOAD_HINT}."
+        )
+    metadata.require_inside(table_offset, table_entries * 4, "block allocation table")
+    blocks_needed = -(-virtual_size // block_size)
+    table = unpack_table(
+        metadata.read_table(table_offset, blocks_needed * 4, "block allocation table"), 4, big_endian=True
+    )
+    return VhdLayout("dynamic", virtual_size, metadata, block_size=block_size, table=table)
+
+
+class VhdLayout:
+    format_name = "vhd"
+
+    def __init__(
+        self,
+        subformat: str,
+        virtual_size: int,
+        metadata: MetadataReader,
+        *,
+        block_size: int = 0,
+        table: array.array[int] | None = None,
+    ) -> None:
+        self.subformat = subformat
+        self.virtual_size = virtual_size
+        self._metadata = metadata
+        self._block_size = block_size
+        self._table = table
+        # Each dynamic block starts with a sector bitmap, padded to whole sectors; qemu reads past it, as do we.
+        self._bitmap_size = -(-(block_size // SECTOR // 8) // SECTOR) * SECTOR
+
+    def units(self, start: int, end: int) -> Iterator[Segment]:
+        if self._table is None:
+            yield stored(0, self.virtual_size, 0)
+            return
+        block_size = self._block_size
+        file_size = self._metadata.file_size
+        for index in range(start // block_size, (end - 1) // block_size + 1):
+            entry = self._table[index]
+            if entry == UNALLOCATED:
+                yield zero(index * block_size, block_size)
+                continue
+            data_offset = entry * SECTOR + self._bitmap_size
+            if data_offset >= file_size:
+                raise ImageRejectedError(
+                    f"VHD block {index} points to offset {entry * SECTOR}, past the end of the {file_size}-byte file: "
+                    f"{REUPLOAD_HINT}."
+                )
+            yield stored(index * block_size, block_size, data_offset)
+
+
+def _require_checksum(structure: bytes, checksum_offset: int, what: str) -> None:
+    expected = struct.unpack_from(">I", structure, checksum_offset)[0]
+    without_checksum = structure[:checksum_offset] + bytes(4) + structure[checksum_offset + 4 :]
+    actual = ~sum(without_checksum) & 0xFFFF_FFFF
+    if actual != expected:
+        raise ImageRejectedError(f"The VHD {what} checksum does not match its content: {REUPLOAD_HINT}.")

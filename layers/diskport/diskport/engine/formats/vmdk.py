@@ -1,0 +1,348 @@
+"""VMDK, single-file only: monolithicSparse and streamOptimized. Every other layout is refused.
+
+Checked before anything is decoded: the embedded descriptor (create type, exactly one SPARSE extent naming no other
+file, no parent), the header version, grain and table sizes, the virtual size, the compression algorithm, the
+footer of a stream-optimized file, and a grain directory that fits the file and the table cap with every grain
+table inside the file and used once. Each grain table entry is vetted when used: its grain starts inside the file.
+A standalone text descriptor always names other files (flat or split extents) and is refused.
+"""
+
+from __future__ import annotations
+
+import array
+import re
+import struct
+import zlib
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from diskport.errors import ImageRejectedError, UnsupportedFormatError
+
+from ..inspection import REUPLOAD_HINT, MetadataReader, printable, unpack_table
+from ..layout import Decompressor, Segment, compressed, stored, zero
+
+SECTOR = 512
+HEADER_FORMAT = "<IIIQQQQIQQQ?ccccH"
+HEADER_SIZE = struct.calcsize(HEADER_FORMAT)
+GD_AT_END = 0xFFFF_FFFF_FFFF_FFFF
+FLAG_ZEROED_GRAIN = 1 << 2
+COMPRESSION_NONE = 0
+COMPRESSION_DEFLATE = 1
+MARKER_END_OF_STREAM = 0
+MARKER_FOOTER = 3
+GRAIN_ZEROED = 1
+MAX_GRAIN_SECTORS = 4096  # 2 MiB grains: the decompressed unit stays small
+MAX_ENTRIES_PER_GRAIN_TABLE = 65_536
+SUPPORTED_CREATE_TYPES = ("monolithicSparse", "streamOptimized")
+SINGLE_FILE_HINT = (
+    "convert the disk to a single-file VMDK (qemu-img convert -O vmdk -o subformat=streamOptimized disk.vmdk "
+    "single.vmdk) and upload that"
+)
+EXTENT_LINE = re.compile(
+    r'^\s*(?:RW|RDONLY|NOACCESS)\s+(\d+)\s+([A-Za-z]+)(?:\s+"([^"]*)")?(?:\s+(\d+))?\s*$', re.MULTILINE
+)
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    create_type: str
+    extents: list[tuple[str, str]]  # (extent type, file name)
+    parent_file: str | None
+
+
+def parse_descriptor(text: str) -> Descriptor:
+    create_type_match = re.search(r'^\s*createType\s*=\s*"?([^"\r\n]*)"?\s*$', text, re.MULTILINE)
+    parent_match = re.search(r'^\s*parentFileNameHint\s*=\s*"?([^"\r\n]*)"?\s*$', text, re.MULTILINE)
+    parent_cid_match = re.search(r"^\s*parentCID\s*=\s*([0-9A-Fa-f]+)\s*$", text, re.MULTILINE)
+    parent_file = printable(parent_match.group(1).encode()) if parent_match else None
+    if parent_file is None and parent_cid_match and parent_cid_match.group(1).lower() != "ffffffff":
+        parent_file = "(unnamed parent)"
+    extents = [
+        (match.group(2).upper(), printable((match.group(3) or "").encode())) for match in EXTENT_LINE.finditer(text)
+    ]
+    return Descriptor(
+        create_type=printable(create_type_match.group(1).strip().encode()) if create_type_match else "",
+        extents=extents,
+        parent_file=parent_file,
+    )
+
+
+def _names_another_place(file_name: str) -> bool:
+    """A single-file VMDK's extent names the file itself: any directory part means it points elsewhere."""
+    return "/" in file_name or "\\" in file_name or file_name in ("", ".", "..") or ":" in file_name
+
+
+def _refuse_child(descriptor: Descriptor) -> None:
+    if descriptor.parent_file is not None:
+        raise UnsupportedFormatError(
+            f"Differencing (child) VMDK images are not supported; this one depends on '{descriptor.parent_file}': "
+            f"{SINGLE_FILE_HINT}."
+        )
+
+
+def open_vmdk_descriptor(metadata: MetadataReader) -> VmdkLayout:
+    """A text descriptor on its own: its data lives in other files, which an import never opens."""
+    text = metadata.read(0, min(metadata.file_size, metadata.limits.max_header_bytes), "descriptor")
+    descriptor = parse_descriptor(text.decode("utf-8", errors="replace"))
+    _refuse_child(descriptor)
+    names = sorted({name for _type, name in descriptor.extents if name})
+    shown = ", ".join(f"'{name}'" for name in names[:5]) or "no extent"
+    outside = [name for name in names if _names_another_place(name)]
+    if outside:
+        raise ImageRejectedError(
+            f"The VMDK descriptor names the extent file '{outside[0]}' outside the upload, which is not allowed: "
+            f"{SINGLE_FILE_HINT}."
+        )
+    raise UnsupportedFormatError(
+        f"VMDK '{descriptor.create_type or 'unknown'}' images are not supported, only single-file monolithicSparse "
+        f"and streamOptimized: this descriptor keeps the disk in other files ({shown}); {SINGLE_FILE_HINT}."
+    )
+
+
+def open_vmdk(metadata: MetadataReader) -> VmdkLayout:
+    if metadata.file_size < SECTOR:
+        raise ImageRejectedError(
+            f"The file starts like a VMDK image but is shorter than a VMDK header: {REUPLOAD_HINT}."
+        )
+    header = _parse_header(metadata.read(0, HEADER_SIZE, "header"))
+    if not 1 <= header.version <= 3:
+        raise UnsupportedFormatError(
+            f"VMDK sparse extent version {header.version} is not supported (1 to 3 are): {SINGLE_FILE_HINT}."
+        )
+    descriptor = _embedded_descriptor(metadata, header)
+    _refuse_child(descriptor)
+    if descriptor.create_type not in SUPPORTED_CREATE_TYPES:
+        if not descriptor.create_type:
+            raise UnsupportedFormatError(
+                "This VMDK file has no descriptor: it is one extent of a multi-file VMDK (e.g. twoGbMaxExtentSparse), "
+                f"not a whole disk; {SINGLE_FILE_HINT}."
+            )
+        raise UnsupportedFormatError(
+            f"VMDK '{descriptor.create_type}' images are not supported, only monolithicSparse and streamOptimized: "
+            f"{SINGLE_FILE_HINT}."
+        )
+    for _extent_type, file_name in descriptor.extents:
+        if _names_another_place(file_name):
+            raise ImageRejectedError(
+                f"The VMDK descriptor names the extent file '{file_name}' outside the upload, which is not allowed: "
+                f"{SINGLE_FILE_HINT}."
+            )
+    if len(descriptor.extents) != 1 or descriptor.extents[0][0] != "SPARSE":
+        raise UnsupportedFormatError(
+            f"A {descriptor.create_type} VMDK must have exactly one SPARSE extent, this one lists "
+            f"{', '.join(extent_type for extent_type, _ in descriptor.extents) or 'none'}: {SINGLE_FILE_HINT}."
+        )
+
+    if header.gd_offset == GD_AT_END:
+        header = _footer_header(metadata)
+    if header.compress_algorithm not in (COMPRESSION_NONE, COMPRESSION_DEFLATE):
+        raise UnsupportedFormatError(
+            f"VMDK compression algorithm {header.compress_algorithm} is not supported, only deflate: "
+            f"{SINGLE_FILE_HINT}."
+        )
+    grain_sectors = header.grain_size
+    if not 1 <= grain_sectors <= MAX_GRAIN_SECTORS or grain_sectors & (grain_sectors - 1):
+        raise ImageRejectedError(
+            f"The VMDK grain size of {grain_sectors} sectors is not a power of two up to {MAX_GRAIN_SECTORS}: "
+            f"{REUPLOAD_HINT}."
+        )
+    if not 1 <= header.entries_per_grain_table <= MAX_ENTRIES_PER_GRAIN_TABLE:
+        raise ImageRejectedError(
+            f"The VMDK header gives {header.entries_per_grain_table} entries per grain table: {REUPLOAD_HINT}."
+        )
+    virtual_size = header.capacity * SECTOR
+    metadata.require_virtual_size(virtual_size)
+    grain_table_span = grain_sectors * SECTOR * header.entries_per_grain_table
+    directory_entries = -(-virtual_size // grain_table_span)
+    directory = unpack_table(
+        metadata.read_table(header.gd_offset * SECTOR, directory_entries * 4, "grain directory"), 4, big_endian=False
+    )
+    _vet_grain_directory(metadata, directory, header.entries_per_grain_table * 4)
+    return VmdkLayout(
+        descriptor.create_type,
+        virtual_size,
+        metadata,
+        grain_size=grain_sectors * SECTOR,
+        entries_per_grain_table=header.entries_per_grain_table,
+        directory=directory,
+        compressed_grains=header.compress_algorithm == COMPRESSION_DEFLATE,
+        has_markers=bool(header.flags & (1 << 17)),
+        zeroed_grains=bool(header.flags & FLAG_ZEROED_GRAIN),
+    )
+
+
+@dataclass(frozen=True)
+class SparseHeader:
+    version: int
+    flags: int
+    capacity: int
+    grain_size: int
+    descriptor_offset: int
+    descriptor_size: int
+    entries_per_grain_table: int
+    gd_offset: int
+    compress_algorithm: int
+
+
+def _parse_header(data: bytes) -> SparseHeader:
+    fields = struct.unpack_from(HEADER_FORMAT, data)
+    return SparseHeader(
+        version=fields[1],
+        flags=fields[2],
+        capacity=fields[3],
+        grain_size=fields[4],
+        descriptor_offset=fields[5],
+        descriptor_size=fields[6],
+        entries_per_grain_table=fields[7],
+        gd_offset=fields[9],
+        compress_algorithm=fields[16],
+    )
+
+
+def _embedded_descriptor(metadata: MetadataReader, header: SparseHeader) -> Descriptor:
+    if not header.descriptor_offset or not header.descriptor_size:
+        return Descriptor(create_type="", extents=[], parent_file=None)
+    size = header.descriptor_size * SECTOR
+    if size > metadata.limits.max_header_bytes:
+        raise ImageRejectedError(
+            f"The embedded VMDK descriptor claims {size} bytes, more than the {metadata.limits.max_header_bytes} "
+            f"allowed: {REUPLOAD_HINT}."
+        )
+    raw = metadata.read(header.descriptor_offset * SECTOR, size, "embedded descriptor")
+    return parse_descriptor(raw.split(b"\0", 1)[0].decode("utf-8", errors="replace"))
+
+
+def _footer_header(metadata: MetadataReader) -> SparseHeader:
+    """A stream-optimized file written in one pass keeps its grain directory offset in a footer before the end."""
+    if metadata.file_size < 3 * SECTOR:
+        raise ImageRejectedError(f"The stream-optimized VMDK has no footer: {REUPLOAD_HINT}.")
+    tail = metadata.read(metadata.file_size - 3 * SECTOR, 3 * SECTOR, "footer")
+    _footer_sectors, footer_size, footer_type = struct.unpack_from("<QII", tail, 0)
+    _end_sectors, end_size, end_type = struct.unpack_from("<QII", tail, 2 * SECTOR)
+    footer = _parse_header(tail[SECTOR : SECTOR + HEADER_SIZE])
+    if (
+        footer_size != 0
+        or footer_type != MARKER_FOOTER
+        or end_size != 0
+        or end_type != MARKER_END_OF_STREAM
+        or tail[SECTOR : SECTOR + 4] != b"KDMV"
+        or footer.gd_offset == GD_AT_END
+    ):
+        raise ImageRejectedError(
+            "The stream-optimized VMDK does not end with a valid footer: the upload is truncated or corrupt; "
+            "upload the whole file again."
+        )
+    return footer
+
+
+def _vet_grain_directory(metadata: MetadataReader, directory: array.array[int], grain_table_bytes: int) -> None:
+    seen: set[int] = set()
+    for sector in directory:
+        if not sector:
+            continue
+        metadata.require_inside(sector * SECTOR, grain_table_bytes, "grain table")
+        if sector in seen:
+            raise ImageRejectedError(
+                f"Two VMDK grain directory entries share the grain table at sector {sector}: {REUPLOAD_HINT}."
+            )
+        seen.add(sector)
+
+
+class VmdkLayout:
+    format_name = "vmdk"
+
+    def __init__(
+        self,
+        subformat: str,
+        virtual_size: int,
+        metadata: MetadataReader,
+        *,
+        grain_size: int,
+        entries_per_grain_table: int,
+        directory: array.array[int],
+        compressed_grains: bool,
+        has_markers: bool,
+        zeroed_grains: bool,
+    ) -> None:
+        self.subformat = subformat
+        self.virtual_size = virtual_size
+        self._metadata = metadata
+        self._grain_size = grain_size
+        self._entries_per_grain_table = entries_per_grain_table
+        self._directory = directory
+        self._compressed_grains = compressed_grains
+        self._zeroed_grains = zeroed_grains
+        self._decompress = _grain_decompressor(grain_size, has_markers)
+        self._grain_tables: OrderedDict[int, array.array[int]] = OrderedDict()
+        self._grain_tables_kept = max(2, metadata.limits.table_cache_bytes // (entries_per_grain_table * 4))
+
+    def units(self, start: int, end: int) -> Iterator[Segment]:
+        grain_size = self._grain_size
+        table_span = grain_size * self._entries_per_grain_table
+        file_size = self._metadata.file_size
+        for directory_index in range(start // table_span, (end - 1) // table_span + 1):
+            span_start = directory_index * table_span
+            table_sector = self._directory[directory_index]
+            if not table_sector:
+                yield zero(span_start, table_span)
+                continue
+            grain_table = self._grain_table(table_sector)
+            first = max(start - span_start, 0) // grain_size
+            last = -(-(min(end, span_start + table_span) - span_start) // grain_size)
+            for grain_index in range(first, last):
+                virtual_offset = span_start + grain_index * grain_size
+                grain_sector = grain_table[grain_index]
+                if not grain_sector or (grain_sector == GRAIN_ZEROED and self._zeroed_grains):
+                    yield zero(virtual_offset, grain_size)
+                    continue
+                grain_offset = grain_sector * SECTOR
+                if grain_offset >= file_size:
+                    raise ImageRejectedError(
+                        f"A VMDK grain points to offset {grain_offset}, past the end of the {file_size}-byte file: "
+                        f"{REUPLOAD_HINT}."
+                    )
+                if self._compressed_grains:
+                    stored_length = min(2 * grain_size + SECTOR, file_size - grain_offset)
+                    yield compressed(virtual_offset, grain_size, grain_offset, stored_length, self._decompress)
+                else:
+                    yield stored(virtual_offset, grain_size, grain_offset)
+
+    def _grain_table(self, sector: int) -> array.array[int]:
+        table = self._grain_tables.get(sector)
+        if table is not None:
+            self._grain_tables.move_to_end(sector)
+            return table
+        data = self._metadata.read(sector * SECTOR, self._entries_per_grain_table * 4, "grain table")
+        table = unpack_table(data, 4, big_endian=False)
+        self._grain_tables[sector] = table
+        if len(self._grain_tables) > self._grain_tables_kept:
+            self._grain_tables.popitem(last=False)
+        return table
+
+
+def _grain_decompressor(grain_size: int, has_markers: bool) -> Decompressor:
+    def decompress(stored_bytes: bytes) -> bytes:
+        payload = stored_bytes
+        if has_markers:
+            if len(stored_bytes) < 12:
+                raise ImageRejectedError(
+                    f"A compressed VMDK grain is cut short by the end of the file: {REUPLOAD_HINT}."
+                )
+            (payload_size,) = struct.unpack_from("<I", stored_bytes, 8)
+            if not 0 < payload_size <= len(stored_bytes) - 12:
+                raise ImageRejectedError(
+                    f"A compressed VMDK grain claims {payload_size} bytes, which do not fit where it is stored: "
+                    f"{REUPLOAD_HINT}."
+                )
+            payload = stored_bytes[12 : 12 + payload_size]
+        try:
+            inflater = zlib.decompressobj()
+            inflated = inflater.decompress(payload, grain_size)
+        except zlib.error as error:
+            raise ImageRejectedError(f"A compressed VMDK grain is corrupt ({error}): {REUPLOAD_HINT}.") from error
+        if inflater.unconsumed_tail:
+            raise ImageRejectedError(f"A compressed VMDK grain inflates to more than one grain: {REUPLOAD_HINT}.")
+        return inflated + bytes(grain_size - len(inflated))
+
+    return decompress
