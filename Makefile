@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup qemu-img test test-fast lint build validate bench clean
+.PHONY: setup qemu-img test test-fast lint build deploy bench clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.13 (or 3.12) is needed: install it, or set PYTHON=/path/to/python3.13"; exit 1; }
@@ -39,6 +39,13 @@ lint: setup ## ruff, mypy, and the template checks
 
 build: setup ## sam build (offline apart from the package registry)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build --build-dir .aws-sam/build
+
+# First deployment: `make deploy GUIDED=1` (asks for stack name, region and parameters, saves samconfig.toml).
+# Later: `make deploy`, or `make deploy PARAMETERS="SourceBuckets=images-a,images-b MaxActiveJobs=20"`.
+deploy: build ## sam deploy of the built stack
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam deploy --template-file .aws-sam/build/template.yaml \
+	  $(if $(GUIDED),--guided,) --capabilities CAPABILITY_IAM \
+	  $(if $(PARAMETERS),--parameter-overrides $(PARAMETERS),)
 
 bench: setup qemu-img ## engine and import benchmarks; the last line is the engine/qemu-img speed ratio
 	$(BIN)/python bench/import_bench.py
