@@ -16,6 +16,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 from diskport_local.template import LocalStack
@@ -45,12 +46,16 @@ class InProcessLambdas:
 
     def __init__(self, stack: LocalStack) -> None:
         self.stack = stack
-        self._handlers: dict[str, Handler] = {}
+        self._modules: dict[str, ModuleType] = {}
         self._lock = threading.Lock()
         self._logical_ids = {
             stack.physical_name(logical_id): logical_id
             for logical_id in stack.resources_of_type("AWS::Serverless::Function")
         }
+        # One lock per function: like a single warm Lambda instance, a function handles one event at a
+        # time, because handler modules keep per-request state in module globals (the Powertools resolver's
+        # current_event, the logger's correlation id) that concurrent calls would mix up.
+        self._instance_locks = {logical_id: threading.Lock() for logical_id in self._logical_ids.values()}
 
     def logical_id(self, function_name_or_arn: str) -> str:
         name = function_name_or_arn.split(":function:")[-1].split(":")[0]
@@ -62,22 +67,28 @@ class InProcessLambdas:
 
     def handler(self, function_name_or_arn: str) -> Handler:
         logical_id = self.logical_id(function_name_or_arn)
-        with self._lock:
-            if logical_id not in self._handlers:
-                self._handlers[logical_id] = self._load(logical_id)
-            return self._handlers[logical_id]
+        function_name = str(self.stack.function_property(logical_id, "Handler")).rpartition(".")[2]
+        handler: Handler = getattr(self.module(logical_id), function_name)
+        return handler
 
-    def _load(self, logical_id: str) -> Handler:
+    def module(self, function_name_or_arn: str) -> ModuleType:
+        """The function's handler module (`functions/<x>/app.py`), imported once."""
+        logical_id = self.logical_id(function_name_or_arn)
+        with self._lock:
+            if logical_id not in self._modules:
+                self._modules[logical_id] = self._load(logical_id)
+            return self._modules[logical_id]
+
+    def _load(self, logical_id: str) -> ModuleType:
         code_uri = self.stack.function_property(logical_id, "CodeUri")
-        module_name, _, function_name = str(self.stack.function_property(logical_id, "Handler")).rpartition(".")
+        module_name = str(self.stack.function_property(logical_id, "Handler")).rpartition(".")[0]
         path = self.stack.template_path.parent / code_uri / f"{module_name.replace('.', '/')}.py"
         spec = importlib.util.spec_from_file_location(f"diskport_functions.{logical_id}", path)
-        if spec is None or spec.loader is None:
+        if spec is None or spec.loader is None or not path.is_file():
             raise ImportError(f"cannot load {path}")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        handler: Handler = getattr(module, function_name)
-        return handler
+        return module
 
     def context(self, function_name_or_arn: str) -> LambdaContextStandIn:
         logical_id = self.logical_id(function_name_or_arn)
@@ -91,10 +102,11 @@ class InProcessLambdas:
     def invoke(self, function_name_or_arn: str, event: Any) -> tuple[str, bool]:
         """Call the function; answer (JSON payload, whether it is a function error)."""
         try:
-            result = self.handler(function_name_or_arn)(event, self.context(function_name_or_arn))
+            with self._instance_locks[self.logical_id(function_name_or_arn)]:
+                result = self.handler(function_name_or_arn)(event, self.context(function_name_or_arn))
+            return json.dumps(result), False
         except Exception as error:  # the Lambda runtime turns any escaping exception into this shape
             return json.dumps(error_payload(error)), True
-        return json.dumps(result), False
 
     def moto_invoke(self) -> Callable[..., tuple[str, bool, str]]:
         """A stand-in for moto's `LambdaFunction._invoke_lambda` that calls these handlers."""
