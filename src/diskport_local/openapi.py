@@ -1,0 +1,96 @@
+"""The API's OpenAPI document, generated from the functions' own routes and models.
+
+Each API function (`functions/<x>/app.py`) has a Powertools resolver, `app`, whose route annotations are
+the request and response models of `diskport.api_models`. Their documents are merged into one, and the
+validation error Powertools would describe (422) is replaced by what the service really answers: the IMS
+error body with the HTTP statuses it uses.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from diskport.api_models import ErrorBody
+
+from diskport_local.runtime import InProcessLambdas
+
+TITLE = "diskport - IMS-compatible data disk image import"
+DESCRIPTION = (
+    "The Image Management Service (IMS) calls for importing a data disk image from a virtual disk file in a "
+    "bucket, and following the import job. Deployed, every request is signed with AWS SigV4 (service "
+    "execute-api); the caller's AWS account is the project. Local mode performs no authentication."
+)
+_POWERTOOLS_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError", "ResponseValidationError")
+
+# What each kind of failure looks like to a caller; all carry {"error": {"code": "IMG.xxxx", "message": ...}}.
+_ERROR_STATUSES = {
+    "400": "The request breaks an IMS rule (error.code says which).",
+    "401": "The request is not signed (deployed stacks only).",
+    "404": "No such job, image or route for this project.",
+    "500": "Unknown system error (IMG.0061).",
+    "503": "A dependency failed; retry later (IMG.0061).",
+}
+_CREATE_ONLY_STATUSES = {
+    "413": "The request body is larger than 10 MB.",
+    "429": "Too many imports under way for the project (IMG.0194).",
+}
+
+
+def openapi_document(lambdas: InProcessLambdas) -> dict[str, Any]:
+    """One OpenAPI 3.1 document for every HTTP route `template.yaml` declares."""
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": TITLE, "version": _package_version(), "description": DESCRIPTION},
+        "servers": [{"url": "/"}],
+        "paths": {},
+        "components": {
+            "schemas": {},
+            "securitySchemes": {
+                "sigv4": {
+                    "type": "apiKey",
+                    "name": "Authorization",
+                    "in": "header",
+                    "description": "AWS Signature Version 4, service execute-api (deployed stacks).",
+                    "x-amazon-apigateway-authtype": "awsSigv4",
+                }
+            },
+        },
+        "security": [{"sigv4": []}],
+    }
+    functions = sorted({route.function for route in lambdas.stack.api_routes()})
+    for function in functions:
+        resolver = getattr(lambdas.module(function), "app", None)
+        if resolver is None:
+            continue
+        part = json.loads(resolver.get_openapi_json_schema(title=TITLE))
+        for path, operations in part.get("paths", {}).items():
+            document["paths"].setdefault(path, {}).update(operations)
+        document["components"]["schemas"].update(part.get("components", {}).get("schemas", {}))
+    _describe_ims_errors(document)
+    return document
+
+
+def _describe_ims_errors(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    error_schema = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(error_schema.pop("$defs", {}))
+    schemas["ErrorBody"] = error_schema
+    error_content = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    for operations in document["paths"].values():
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            statuses = {**_ERROR_STATUSES, **(_CREATE_ONLY_STATUSES if method == "post" else {})}
+            for status, description in statuses.items():
+                responses.setdefault(status, {"description": description, "content": error_content})
+    for name in _POWERTOOLS_VALIDATION_SCHEMAS:
+        schemas.pop(name, None)
+
+
+def _package_version() -> str:
+    try:
+        return version("diskport")
+    except PackageNotFoundError:
+        return "0.0.0"

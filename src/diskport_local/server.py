@@ -1,0 +1,241 @@
+"""Local mode: the whole service on this machine, built from `template.yaml`.
+
+moto, in server mode inside this process, stands in for AWS (S3, DynamoDB, SQS, KMS, EBS, Step Functions
+running the real ASL). The project's functions run in this process too: Step Functions reaches them
+through moto's Lambda (`InProcessLambdas.install()`), queues through `SqsPoller`, HTTP clients through the
+`ApiFront`. Every table, bucket, queue, function, route and the state machine come from the template.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import urllib.request
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from types import FrameType
+from typing import Any
+
+from diskport import aws
+from diskport.observability import logger
+from diskport.settings import get_settings
+
+from diskport_local.front import ApiFront, FrontServer
+from diskport_local.openapi import openapi_document
+from diskport_local.provision import provision
+from diskport_local.runtime import InProcessLambdas
+from diskport_local.sqs_poller import SqsPoller, sqs_mappings
+from diskport_local.template import LocalStack
+
+LOCAL_HOST = "127.0.0.1"
+DEFAULT_API_PORT = 3000
+DEFAULT_AWS_PORT = 5000
+DEFAULT_PROJECT_ID = "0123456789abcdef0123456789abcdef"
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+# The bucket `diskport import FILE` uploads local files to; any bucket in the emulator may be a source.
+UPLOADS_BUCKET = "diskport-uploads"
+
+
+@dataclass(frozen=True)
+class LocalModeOptions:
+    """Where local mode listens and which project its callers act for. Port 0 picks a free port."""
+
+    api_port: int = DEFAULT_API_PORT
+    aws_port: int = DEFAULT_AWS_PORT
+    project_id: str = DEFAULT_PROJECT_ID
+    # Keep the emulator's own logs: every AWS call, and the interpreter's account of each failed state.
+    verbose: bool = False
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> LocalModeOptions:
+        """LOCAL_API_PORT, LOCAL_AWS_PORT and LOCAL_PROJECT_ID, each optional."""
+        return cls(
+            api_port=int(environ.get("LOCAL_API_PORT") or DEFAULT_API_PORT),
+            aws_port=int(environ.get("LOCAL_AWS_PORT") or DEFAULT_AWS_PORT),
+            project_id=environ.get("LOCAL_PROJECT_ID") or DEFAULT_PROJECT_ID,
+        )
+
+
+class ConflictingEnvironmentError(RuntimeError):
+    """Two functions set one variable differently, which one process cannot honour."""
+
+
+def function_environment_union(stack: LocalStack) -> dict[str, str]:
+    """Every function's environment, merged: local mode runs all the handlers in one process."""
+    merged: dict[str, str] = {}
+    owners: dict[str, str] = {}
+    for logical_id in stack.resources_of_type("AWS::Serverless::Function"):
+        for name, value in stack.function_environment(logical_id).items():
+            if name in merged and merged[name] != value:
+                raise ConflictingEnvironmentError(
+                    f"{owners[name]} and {logical_id} set {name} differently ({merged[name]!r}, {value!r}); "
+                    "local mode runs every function in one process and needs one value."
+                )
+            merged[name], owners[name] = value, logical_id
+    return merged
+
+
+def local_environment(stack: LocalStack, project_id: str, aws_endpoint: str, aws_port: int) -> dict[str, str]:
+    """The process environment the functions need in local mode."""
+    return {
+        **function_environment_union(stack),
+        **LOCAL_CREDENTIALS,
+        "AWS_DEFAULT_REGION": stack.region,
+        "AWS_REGION": stack.region,
+        "AWS_ENDPOINT_URL": aws_endpoint,
+        # moto's Step Functions interpreter calls Lambda and DynamoDB at localhost:$MOTO_PORT.
+        "MOTO_PORT": str(aws_port),
+        "PROJECT_ID_SOURCE": "local",
+        "LOCAL_PROJECT_ID": project_id,
+        "UPLOAD_PROJECT_ID": project_id,
+        # No X-Ray daemon and no CloudWatch here: traces and metric blobs would only clutter the log.
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+    }
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((LOCAL_HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def _claim_port(port: int, what: str) -> int:
+    """The port to listen on (a free one for 0); a clear error when it is taken."""
+    if port == 0:
+        return free_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((LOCAL_HOST, port))
+        except OSError as error:
+            raise OSError(f"Port {port} for the {what} is in use ({error.strerror}); choose another.") from error
+    return port
+
+
+@dataclass
+class LocalMode:
+    """The running local stack: AWS emulator, in-process functions, queue pollers and the HTTP front."""
+
+    options: LocalModeOptions = field(default_factory=LocalModeOptions.from_environment)
+    stack: LocalStack = field(default_factory=LocalStack)
+    api_url: str = ""
+    aws_url: str = ""
+    _moto_server: Any = None
+    _front: FrontServer | None = None
+    _pollers: list[SqsPoller] = field(default_factory=list)
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer  # the emulator is a development dependency
+
+        aws_port = _claim_port(self.options.aws_port, "AWS emulator")
+        api_port = _claim_port(self.options.api_port, "API front")
+        self.aws_url = f"http://{LOCAL_HOST}:{aws_port}"
+        os.environ.update(local_environment(self.stack, self.options.project_id, self.aws_url, aws_port))
+        get_settings.cache_clear()
+        aws.forget_clients()
+
+        if not self.options.verbose:
+            # The emulator would log every AWS call, and a screenful for each failed import (whose job
+            # already records why): the functions' own logs say what matters.
+            logging.getLogger("werkzeug").setLevel(logging.WARNING)
+            logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
+            warnings.filterwarnings("ignore", message="No application metrics to publish")
+        self._moto_server = ThreadedMotoServer(ip_address=LOCAL_HOST, port=aws_port, verbose=False)
+        self._moto_server.start()
+        _post_json(f"{self.aws_url}/moto-api/config", {"stepfunctions": {"execute_state_machine": True}})
+        provision(self.stack, endpoint=self.aws_url)
+        aws.client("s3").create_bucket(Bucket=UPLOADS_BUCKET)
+
+        lambdas = InProcessLambdas(self.stack)
+        lambdas.install()
+        self._load_functions(lambdas)
+        for mapping in sqs_mappings(self.stack):
+            poller = SqsPoller(mapping, _invoker_of(lambdas, mapping.function), region=self.stack.region)
+            poller.start()
+            self._pollers.append(poller)
+
+        document = cache(lambda: openapi_document(lambdas))
+        front = ApiFront(self.stack.api_routes(), lambdas.invoke, document)
+        self._front = FrontServer(front, LOCAL_HOST, api_port)
+        self._front.start()
+        self.api_url = self._front.url
+
+    def _load_functions(self, lambdas: InProcessLambdas) -> None:
+        """Import every handler now, so a broken one shows at start rather than mid-import."""
+        for logical_id in self.stack.resources_of_type("AWS::Serverless::Function"):
+            try:
+                lambdas.module(logical_id)
+            except Exception as error:
+                logger.warning(
+                    "Function not loadable; calls to it will fail", extra={"function": logical_id, "error": str(error)}
+                )
+
+    def stop(self) -> None:
+        for poller in self._pollers:
+            poller.stop()
+        if self._front is not None:
+            self._front.stop()
+        if self._moto_server is not None:
+            self._moto_server.stop()
+
+    def banner(self) -> str:
+        watched_bucket = self.stack.physical_name("WatchedBucket")
+        return "\n".join(
+            [
+                "diskport local mode is running (Ctrl-C stops it).",
+                f"  IMS API        {self.api_url}    OpenAPI: {self.api_url}/openapi.json",
+                f"  AWS emulator   {self.aws_url}    S3, DynamoDB, SQS, KMS, EBS, Step Functions (moto)",
+                f"  project id     {self.options.project_id}",
+                f"  watched bucket {watched_bucket}   uploads (.qcow2 .vmdk .vhd .vhdx .vdi .raw .img) start imports",
+                "",
+                "Try:",
+                "  qemu-img create -f qcow2 /tmp/disk.qcow2 64M",
+                "  .venv/bin/diskport import /tmp/disk.qcow2 --name my-first-disk --min-disk 40 --wait",
+                "  .venv/bin/diskport images",
+                f"  AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing aws --endpoint-url {self.aws_url} "
+                f"s3 cp /tmp/disk.qcow2 s3://{watched_bucket}/disk.qcow2",
+            ]
+        )
+
+
+def _invoker_of(lambdas: InProcessLambdas, function: str) -> Any:
+    return lambda event: lambdas.invoke(function, event)
+
+
+def _post_json(url: str, body: dict[str, Any]) -> None:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode("utf-8"), method="POST", headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        answer.read()
+
+
+def serve(options: LocalModeOptions | None = None) -> int:
+    """Run local mode in the foreground until Ctrl-C or SIGTERM."""
+    local_mode = LocalMode(options or LocalModeOptions.from_environment())
+    stopping = threading.Event()
+
+    def _stop(_signal: int, _frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        local_mode.start()
+    except OSError as error:
+        print(f"diskport: {error}", file=sys.stderr)
+        local_mode.stop()
+        return 1
+    print(local_mode.banner(), flush=True)
+    while not stopping.wait(timeout=1):
+        pass
+    print("diskport local mode is stopping.", flush=True)
+    local_mode.stop()
+    return 0
