@@ -136,3 +136,21 @@ class EncryptionKeyError(ImportFailedError):
     """The KMS key named by cmk_id cannot be used (IMG.0095 / IMG.0097 / IMG.0099)."""
 
     code = "IMG.0095"
+
+
+class RetryableStepError(DiskportError):
+    """A pipeline step hit a passing condition; the state machine retries the step (its Retry names the type)."""
+
+    code = "IMG.1075"
+
+
+class SnapshotNotReadyError(RetryableStepError):
+    """EBS does not accept blocks yet: for about two minutes after StartSnapshot it answers "does not exist"."""
+
+
+class ThrottlingError(RetryableStepError):
+    """S3 (SlowDown) or EBS throttled the step beyond what the client's own retries absorb."""
+
+
+class TransientServiceError(RetryableStepError):
+    """An AWS service failed in a way that a second attempt usually does not (5xx, dropped connection)."""

@@ -9,14 +9,24 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from diskport import aws
+from diskport.errors import NotFoundError
 from diskport.jobs import _plain, now_iso
 from diskport.settings import get_settings
 
 PROJECT_INDEX = "by-project"
 ImageStatus = Literal["queued", "saving", "active", "killed", "deleted"]
+# Images that count against a project's quota of private images: all but the failed and the deleted.
+COUNTED_STATUSES: tuple[ImageStatus, ...] = ("queued", "saving", "active")
+# The image ids of imports are derived from their job ids, so a re-run step finds the record it made.
+_IMAGE_ID_NAMESPACE = uuid.UUID("5f0c7d1e-8a43-4b6e-9a57-1d2f3c4b5a69")
+
+
+def image_id_for_job(job_id: str) -> str:
+    return str(uuid.uuid5(_IMAGE_ID_NAMESPACE, job_id))
 
 
 class ImageRecord(BaseModel):
@@ -58,6 +68,30 @@ class ImageRecord(BaseModel):
         return {key: value for key, value in self.model_dump(by_alias=True).items() if value is not None}
 
 
+class ImageFilters(BaseModel):
+    """The filters of IMS "Querying Images" this service answers; unset filters match every image."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str | None = None
+    name: str | None = None
+    status: str | None = None
+    imagetype: str | None = Field(None, alias="__imagetype")
+
+    def matches(self, image: ImageRecord) -> bool:
+        return (
+            (self.id is None or image.id == self.id)
+            and (self.name is None or image.name == self.name)
+            and (self.status is None or image.status == self.status)
+            and (self.imagetype is None or image.imagetype == self.imagetype)
+        )
+
+
+class ImagePage(BaseModel):
+    images: list[ImageRecord]
+    next_marker: str | None = None
+
+
 class ImageStore:
     """The Images table, keyed by image id, indexed by project (`owner`) and creation time."""
 
@@ -66,6 +100,21 @@ class ImageStore:
 
     def put(self, image: ImageRecord) -> None:
         self._table.put_item(Item=image.model_dump(by_alias=True, exclude_none=True))
+
+    def create_or_get(self, image: ImageRecord) -> ImageRecord:
+        """Store a new image; when one with its id exists (a re-run step), answer that one unchanged."""
+        try:
+            self._table.put_item(
+                Item=image.model_dump(by_alias=True, exclude_none=True), ConditionExpression="attribute_not_exists(id)"
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            existing = self.get(image.id, image.owner)
+            if existing is None:
+                raise
+            return existing
+        return image
 
     def get(self, image_id: str, project_id: str) -> ImageRecord | None:
         item = self._table.get_item(Key={"id": image_id}, ConsistentRead=True).get("Item")
@@ -87,6 +136,47 @@ class ImageStore:
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
+
+    def count_counted(self, project_id: str, *, excluding: str | None = None) -> int:
+        """Images of the project that count against its quota (see COUNTED_STATUSES), besides `excluding`."""
+        return sum(
+            1
+            for image in self.list_for_project(project_id)
+            if image.status in COUNTED_STATUSES and image.id != excluding
+        )
+
+    def page_for_project(
+        self, project_id: str, filters: ImageFilters, *, limit: int, marker: str | None = None
+    ) -> ImagePage:
+        """Up to `limit` of the project's images matching the filters, newest first, after the image `marker`."""
+        if filters.id is not None:
+            image = self.get(filters.id, project_id)
+            return ImagePage(images=[image] if image is not None and filters.matches(image) and marker is None else [])
+        query: dict[str, Any] = {
+            "IndexName": PROJECT_INDEX,
+            "KeyConditionExpression": "#owner = :owner",
+            "ExpressionAttributeNames": {"#owner": "owner"},
+            "ExpressionAttributeValues": {":owner": project_id},
+            "ScanIndexForward": False,
+        }
+        if marker is not None:
+            after = self.get(marker, project_id)
+            if after is None:
+                raise NotFoundError(f"The marker {marker} is not an image of this project.")
+            query["ExclusiveStartKey"] = {"id": after.id, "owner": project_id, "created_at": after.created_at}
+        images: list[ImageRecord] = []
+        while True:
+            page = self._table.query(**query)
+            for item in page["Items"]:
+                image = ImageRecord.model_validate(_plain(item))
+                if not filters.matches(image):
+                    continue
+                if len(images) == limit:
+                    return ImagePage(images=images, next_marker=images[-1].id)
+                images.append(image)
+            if "LastEvaluatedKey" not in page:
+                return ImagePage(images=images)
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def list_for_project(self, project_id: str) -> list[ImageRecord]:
         """Every image of a project, oldest first."""

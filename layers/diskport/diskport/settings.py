@@ -33,6 +33,11 @@ class Settings(BaseModel):
     chunk_bytes: int = Field(8 * 1024**3, alias="CHUNK_BYTES", ge=524_288)
     # PutSnapshotBlock requests a convert invocation keeps in flight.
     writers_per_chunk: int = Field(8, alias="WRITERS_PER_CHUNK", ge=1)
+    # Convert workers one import runs at once (the Map's MaxConcurrency, the ConvertConcurrency parameter).
+    convert_concurrency: int = Field(16, alias="CONVERT_CONCURRENCY", ge=1)
+    # PutSnapshotBlock requests per second one import may send, shared by all its convert workers: EBS allows
+    # 1,000 per snapshot (not adjustable); the margin absorbs retries and clock skew between workers.
+    snapshot_puts_per_second: float = Field(900, alias="SNAPSHOT_PUTS_PER_SECOND", gt=0)
     snapshot_wait_seconds: float = Field(600, alias="SNAPSHOT_WAIT_SECONDS", ge=0)
     retry_base_seconds: float = Field(0.5, alias="RETRY_BASE_SECONDS", ge=0)
 

@@ -1,0 +1,20 @@
+"""Convert step: one chunk of the virtual disk into snapshot blocks (one item of the Convert map)."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from diskport.observability import logger, metrics, tracer
+from diskport.pipeline.chunk_plan import Chunk
+from diskport.pipeline.convert import convert_chunk
+from diskport.pipeline.step_errors import reported_for_the_state_machine
+
+
+@logger.inject_lambda_context(correlation_id_path="job_id")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+@reported_for_the_state_machine
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    result = convert_chunk(str(event["job_id"]), Chunk.model_validate(event["chunk"]))
+    metrics.add_metric(name="SnapshotBlocksWritten", unit="Count", value=result.blocks_written)
+    metrics.add_metric(name="ZeroBytesSkipped", unit="Bytes", value=result.bytes_skipped)
+    return result.model_dump()

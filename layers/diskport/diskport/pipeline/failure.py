@@ -1,0 +1,121 @@
+"""MarkFailed: a failed import ends cleanly — job FAIL with a reason, image killed, snapshot and work files gone.
+
+Two callers: the state machine's Catch (`{"job_id", "error": {"Error", "Cause"}}`), and the EventBridge rule on
+executions that FAILED, TIMED_OUT or were ABORTED without reaching the Catch (the execution's name is the job
+id). Both may arrive for the same job; every action here can run twice. A job that succeeded is left alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from diskport.images import ImageStore, image_id_for_job
+from diskport.job_views import TASK_NAMES
+from diskport.jobs import Job, JobStore
+from diskport.observability import logger
+from diskport.pipeline.snapshots import SnapshotStore
+from diskport.pipeline.step_errors import (
+    UNEXPECTED_CODE,
+    StepFailure,
+    decoded_failure,
+    error_name,
+    unexpected_failure,
+)
+from diskport.pipeline.work_files import WorkFiles
+
+EXECUTION_STATUS_CHANGE = "Step Functions Execution Status Change"
+JOB_TAG = "diskport:job-id"
+_ENDED_EXECUTION_REASONS = {
+    "TIMED_OUT": "The import took longer than the service allows and was stopped. Start a new import.",
+    "ABORTED": "The import was stopped before it finished. Start a new import.",
+}
+
+
+class FailedImport(BaseModel):
+    """A failure to record: which job, and the error as the state machine or EventBridge reported it."""
+
+    job_id: str
+    error: Any = None
+    execution_status: str = "FAILED"
+
+    @classmethod
+    def from_event(cls, event: dict[str, Any]) -> FailedImport:
+        if event.get("detail-type") == EXECUTION_STATUS_CHANGE:
+            detail = event.get("detail") or {}
+            return cls(
+                job_id=str(detail["name"]),
+                error={"Error": detail.get("error"), "Cause": detail.get("cause")},
+                execution_status=str(detail.get("status", "FAILED")),
+            )
+        return cls(job_id=str(event["job_id"]), error=event.get("error"))
+
+
+class FailureOutcome(BaseModel):
+    job_id: str
+    error_code: str | None
+    fail_reason: str | None
+    snapshots_deleted: list[str]
+
+
+def mark_import_failed(
+    failed: FailedImport,
+    *,
+    jobs: JobStore | None = None,
+    images: ImageStore | None = None,
+    snapshots: SnapshotStore | None = None,
+    work_files: WorkFiles | None = None,
+) -> FailureOutcome:
+    jobs = jobs or JobStore()
+    images = images or ImageStore()
+    snapshots = snapshots or SnapshotStore()
+    work_files = work_files or WorkFiles(failed.job_id)
+
+    job = jobs.get(failed.job_id)
+    if job is None or job.status == "SUCCESS":
+        return FailureOutcome(job_id=failed.job_id, error_code=None, fail_reason=None, snapshots_deleted=[])
+    failure = job_failure(job, failed, work_files)
+    if jobs.mark_failed(job.job_id, error_code=failure.code, fail_reason=failure.reason):
+        logger.info("Import failed", extra={"job_id": job.job_id, "code": failure.code, "reason": failure.reason})
+    else:
+        # Already FAIL (the Catch and the EventBridge rule both came): keep the first reason, clean up again.
+        ended = jobs.get(job.job_id)
+        if ended is not None and ended.error_code and ended.fail_reason:
+            failure = StepFailure(ended.error_code, ended.fail_reason)
+
+    deleted = _remove_snapshots(job, images, snapshots)
+    _kill_image(job, images)
+    work_files.delete_all()
+    return FailureOutcome(
+        job_id=job.job_id, error_code=failure.code, fail_reason=failure.reason, snapshots_deleted=deleted
+    )
+
+
+def job_failure(job: Job, failed: FailedImport, work_files: WorkFiles) -> StepFailure:
+    """The code and reason the job reports: the step's own, a chunk's recorded one, or IMG.1075 naming the step."""
+    if failed.execution_status in _ENDED_EXECUTION_REASONS:
+        return StepFailure(UNEXPECTED_CODE, _ENDED_EXECUTION_REASONS[failed.execution_status])
+    decoded = decoded_failure(failed.error)
+    if decoded is not None:
+        return decoded
+    step = TASK_NAMES.get(job.current_task or "")
+    return work_files.recorded_failure() or unexpected_failure(error_name(failed.error), step)
+
+
+def _remove_snapshots(job: Job, images: ImageStore, snapshots: SnapshotStore) -> list[str]:
+    image = images.get(job.image_id or image_id_for_job(job.job_id), job.project_id)
+    if image is not None and image.status == "active":
+        return []
+    candidates = set(snapshots.ids_tagged(JOB_TAG, job.job_id))
+    if image is not None and image.snapshot_id:
+        candidates.add(image.snapshot_id)
+    for snapshot_id in sorted(candidates):
+        snapshots.delete(snapshot_id)
+    return sorted(candidates)
+
+
+def _kill_image(job: Job, images: ImageStore) -> None:
+    image = images.get(job.image_id or image_id_for_job(job.job_id), job.project_id)
+    if image is not None and image.status not in ("active", "killed", "deleted"):
+        images.update(image.id, status="killed")

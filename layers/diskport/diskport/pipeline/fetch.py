@@ -1,0 +1,167 @@
+"""Fetch: from a RUNNING job to an inspected file, an image record `saving`, a pending snapshot and a chunk plan.
+
+Every check that can refuse the import runs before anything is created (quota, source file, content, disk
+size, encryption key), so a refused import leaves nothing behind but its failed job. Re-running the step
+(a Lambda retry) finds the image record and the snapshot it made the first time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from diskport import aws
+from diskport.api_models import CreateDataImageRequest
+from diskport.engine import S3ObjectSource, open_disk
+from diskport.errors import DiskportError, DiskSizeError, ImportFailedError
+from diskport.images import ImageRecord, ImageStore, image_id_for_job
+from diskport.jobs import Job, JobStore
+from diskport.pipeline.chunk_plan import plan_chunks
+from diskport.pipeline.encryption_keys import usable_key_arn
+from diskport.pipeline.snapshots import SnapshotStore
+from diskport.pipeline.source_objects import SourceObject, find_source
+from diskport.pipeline.work_files import ImportManifest, WorkFiles
+from diskport.settings import Settings, get_settings
+
+GIB = 1024**3
+
+
+class FetchResult(BaseModel):
+    """What the state machine needs for the Convert map."""
+
+    plan_key: str
+    chunk_count: int
+
+
+class InspectedSource(BaseModel):
+    source: SourceObject
+    format: str
+    virtual_size: int
+    allocated_ranges: list[tuple[int, int]]
+
+
+def fetch_source(
+    job_id: str,
+    *,
+    jobs: JobStore | None = None,
+    images: ImageStore | None = None,
+    snapshots: SnapshotStore | None = None,
+    work_files: WorkFiles | None = None,
+    s3_client: Any | None = None,
+    kms_client: Any | None = None,
+    settings: Settings | None = None,
+) -> FetchResult:
+    settings = settings or get_settings()
+    jobs = jobs or JobStore()
+    images = images or ImageStore()
+    snapshots = snapshots or SnapshotStore()
+    work_files = work_files or WorkFiles(job_id)
+
+    job = _running_job(jobs, job_id)
+    request = CreateDataImageRequest.model_validate(job.request)
+    image_id = image_id_for_job(job_id)
+    _check_quota(images, job.project_id, image_id, settings)
+    inspected = inspect_source(request, s3_client=s3_client)
+    _check_disk_size(request.min_disk, inspected.virtual_size)
+    kms_key_arn = usable_key_arn(request.cmk_id, kms_client) if request.cmk_id else None
+    chunks = plan_chunks(inspected.allocated_ranges, inspected.virtual_size, settings.chunk_bytes)
+    allocated_bytes = sum(chunk.allocated_bytes for chunk in chunks)
+
+    image = images.create_or_get(_new_image(job, request, image_id, inspected))
+    jobs.set_plan(job_id, image_id=image.id, bytes_total=allocated_bytes)
+    snapshot_id = image.snapshot_id or snapshots.start(
+        volume_size_gib=request.min_disk,
+        client_token=job_id,
+        description=f"diskport image {image.id} ({request.name}) from {inspected.source.location}"[:255],
+        tags={**dict(request.tag_pairs()), "diskport:image-id": image.id, "diskport:job-id": job_id},
+        kms_key_arn=kms_key_arn,
+    )
+    if image.snapshot_id is None:
+        # Recorded at once, so MarkFailed can delete the snapshot whatever fails next.
+        images.update(image.id, snapshot_id=snapshot_id)
+
+    work_files.save_plan(chunks)
+    work_files.save_manifest(
+        ImportManifest(
+            job_id=job_id,
+            project_id=job.project_id,
+            image_id=image.id,
+            image_name=request.name,
+            source=inspected.source,
+            source_format=inspected.format,
+            virtual_size=inspected.virtual_size,
+            min_disk=request.min_disk,
+            snapshot_id=snapshot_id,
+            chunk_count=len(chunks),
+            allocated_bytes=allocated_bytes,
+        )
+    )
+    return FetchResult(plan_key=work_files.plan_key, chunk_count=len(chunks))
+
+
+def inspect_source(request: CreateDataImageRequest, *, s3_client: Any | None = None) -> InspectedSource:
+    """The source file's version, format, virtual size and allocated ranges; refuses a missing or unsafe file."""
+    s3_client = s3_client or aws.client("s3")
+    source = find_source(request.bucket, request.object_key, s3_client)
+    reader = S3ObjectSource(s3_client, source.bucket, source.key, etag=source.etag, size=source.size)
+    disk = open_disk(reader)
+    try:
+        return InspectedSource(
+            source=source,
+            format=disk.format,
+            virtual_size=disk.virtual_size,
+            allocated_ranges=disk.allocated_ranges(),
+        )
+    finally:
+        disk.close()
+
+
+def _running_job(jobs: JobStore, job_id: str) -> Job:
+    job = jobs.get(job_id)
+    if job is None:
+        raise ImportFailedError(f"Job {job_id} does not exist.")
+    if job.status != "RUNNING":
+        raise ImportFailedError(f"Job {job_id} is {job.status}, not RUNNING; it cannot be imported again.")
+    return job
+
+
+def _check_quota(images: ImageStore, project_id: str, image_id: str, settings: Settings) -> None:
+    existing = images.count_counted(project_id, excluding=image_id)
+    if existing >= settings.max_private_images:
+        raise DiskportError(
+            f"The project has {existing} private images; at most {settings.max_private_images} are allowed. "
+            "Delete an image, then import again.",
+            code="IMG.0015",
+        )
+
+
+def _check_disk_size(min_disk_gib: int, virtual_size: int) -> None:
+    if virtual_size > min_disk_gib * GIB:
+        needed_gib = -(-virtual_size // GIB)
+        raise DiskSizeError(
+            f"The virtual disk in the file is {virtual_size} bytes ({needed_gib} GB rounded up) but min_disk is "
+            f"{min_disk_gib} GB ({min_disk_gib * GIB} bytes): set min_disk to at least {needed_gib}."
+        )
+
+
+def _new_image(job: Job, request: CreateDataImageRequest, image_id: str, inspected: InspectedSource) -> ImageRecord:
+    return ImageRecord.model_validate(
+        {
+            "id": image_id,
+            "name": request.name,
+            "description": request.description or "",
+            "status": "saving",
+            "__os_type": request.effective_os_type,
+            "disk_format": inspected.format,
+            "min_disk": request.min_disk,
+            "__image_size": str(inspected.source.size),
+            "__data_origin": f"file,{inspected.source.location}",
+            "__system__cmkid": request.cmk_id,
+            "tags": [f"{key}.{value}" for key, value in request.tag_pairs()],
+            "owner": job.project_id,
+            "source_format": inspected.format,
+            "virtual_size": inspected.virtual_size,
+            "job_id": job.job_id,
+        }
+    )

@@ -1,0 +1,79 @@
+"""Register: seal the snapshot, make the image active, end the job SUCCESS.
+
+The LINEAR aggregate checksum is folded chunk by chunk from the checksums the chunks saved, in block order,
+so EBS itself confirms it received exactly the blocks the engine produced. Re-running the step after the
+snapshot was sealed skips straight to waiting and recording.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from diskport.errors import ImportFailedError
+from diskport.images import ImageStore
+from diskport.jobs import JobStore, now_iso
+from diskport.pipeline.snapshots import SNAPSHOT_COMPLETED, LinearChecksum, SnapshotStore
+from diskport.pipeline.work_files import ImportManifest, WorkFiles
+from diskport.settings import Settings, get_settings
+
+
+class RegisterResult(BaseModel):
+    image_id: str
+
+
+class SnapshotContents(BaseModel):
+    changed_blocks_count: int
+    aggregate_checksum: str
+
+
+def register_image(
+    job_id: str,
+    *,
+    jobs: JobStore | None = None,
+    images: ImageStore | None = None,
+    snapshots: SnapshotStore | None = None,
+    work_files: WorkFiles | None = None,
+    settings: Settings | None = None,
+) -> RegisterResult:
+    settings = settings or get_settings()
+    jobs = jobs or JobStore()
+    images = images or ImageStore()
+    snapshots = snapshots or SnapshotStore()
+    work_files = work_files or WorkFiles(job_id)
+
+    manifest = work_files.manifest()
+    jobs.set_task(job_id, "register")
+    contents = snapshot_contents(manifest, work_files)
+    if snapshots.state(manifest.snapshot_id) != SNAPSHOT_COMPLETED:
+        snapshots.complete(
+            manifest.snapshot_id,
+            changed_blocks_count=contents.changed_blocks_count,
+            aggregate_checksum=contents.aggregate_checksum,
+        )
+    snapshots.wait_until_completed(manifest.snapshot_id, timeout_seconds=settings.snapshot_wait_seconds)
+
+    activated_at = now_iso()
+    images.update(
+        manifest.image_id,
+        status="active",
+        active_at=activated_at,
+        checksum=contents.aggregate_checksum,
+        size=manifest.virtual_size,
+    )
+    if not jobs.mark_succeeded(job_id, image_id=manifest.image_id, image_name=manifest.image_name):
+        raise ImportFailedError(f"Job {job_id} ended before its image was registered.")
+    work_files.delete_all()
+    return RegisterResult(image_id=manifest.image_id)
+
+
+def snapshot_contents(manifest: ImportManifest, work_files: WorkFiles) -> SnapshotContents:
+    """The block count and LINEAR aggregate of what the chunks wrote, read one chunk at a time."""
+    aggregate = LinearChecksum()
+    previous_index = -1
+    for chunk_index in range(manifest.chunk_count):
+        for block in work_files.chunk_checksums(chunk_index):
+            if block.index <= previous_index:
+                raise ImportFailedError(f"Block {block.index} appears twice or out of order in the chunk checksums.")
+            previous_index = block.index
+            aggregate.add(block.checksum)
+    return SnapshotContents(changed_blocks_count=aggregate.count, aggregate_checksum=aggregate.value())

@@ -1,0 +1,153 @@
+"""How a step's error crosses the state machine to MarkFailed with its IMS code and reason intact.
+
+A handler's exception reaches the state machine in the Lambda runtime's shape: the Catch puts
+`{"Error": "<errorType>", "Cause": "{\\"errorMessage\\": ..., \\"errorType\\": ...}"}` into `$.error`.
+`errorType` is the exception's class name, which the ASL's Retry matches (SnapshotNotReadyError,
+ThrottlingError, ...); `errorMessage` is `str(exception)`, which `reported_for_the_state_machine` makes
+`"IMG.0057: <reason>"` so that `decoded_failure` can read the code and the reason back. Anything else — an
+unexpected exception, a Lambda or States error — becomes IMG.1075 with a short reason and never a stack trace.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
+
+from diskport.errors import (
+    DiskportError,
+    SourceError,
+    ThrottlingError,
+    TransientServiceError,
+)
+
+UNEXPECTED_CODE = "IMG.1075"
+_ENCODED = re.compile(r"^(IMG\.\d{4}): (.*)$", re.DOTALL)
+# Error codes AWS services answer when a caller goes faster than its quota allows.
+THROTTLING_CODES = frozenset(
+    {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException", "503"}
+)
+_TRANSIENT_CODES = frozenset({"InternalError", "InternalServerError", "InternalServerException", "ServiceUnavailable"})
+# Step Functions' own error names, told the way a person understands them.
+_STATES_REASONS = {
+    "States.Timeout": "the step took longer than allowed",
+    "States.TaskFailed": "a step failed",
+    "States.ExceedToleratedFailureThreshold": "converting a chunk of the disk failed",
+    "States.Permissions": "the service lacks a permission it needs",
+    "Sandbox.Timedout": "the step ran out of time",
+}
+REASON_MAX_LENGTH = 512
+
+
+@dataclass(frozen=True)
+class StepFailure:
+    """Why an import failed, as the job reports it."""
+
+    code: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "reason": self.reason}
+
+
+def encoded(error: DiskportError) -> str:
+    return f"{error.code}: {error.reason}"
+
+
+def as_step_error(error: Exception) -> Exception:
+    """The exception a step should let escape: DiskportErrors as they are, AWS trouble as a retryable type."""
+    if isinstance(error, DiskportError):
+        if isinstance(error, SourceError) and _is_throttling(error.__cause__):
+            return ThrottlingError(f"S3 throttled reads of the image file ({error.reason})")
+        return error
+    if _is_throttling(error):
+        return ThrottlingError(f"An AWS service throttled the import: {_short(error)}")
+    if isinstance(error, ClientError) and (
+        _error_code(error) in _TRANSIENT_CODES
+        or error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500
+    ):
+        return TransientServiceError(f"An AWS service failed for a moment: {_short(error)}")
+    if isinstance(error, ConnectionError | ReadTimeoutError):
+        return TransientServiceError(f"A connection to an AWS service failed: {_short(error)}")
+    return error
+
+
+def reported_for_the_state_machine[**P, R](handler: Callable[P, R]) -> Callable[P, R]:
+    """Make a step handler's DiskportErrors carry `IMG.xxxx: reason` as their message, whatever their type."""
+
+    @functools.wraps(handler)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return handler(*args, **kwargs)
+        except Exception as error:
+            escaping = as_step_error(error)
+            if isinstance(escaping, DiskportError):
+                escaping.args = (encoded(escaping),)
+            if escaping is error:
+                raise
+            raise escaping from error
+
+    return wrapper
+
+
+def decoded_failure(error: Any) -> StepFailure | None:
+    """The code and reason a step encoded in the error a Catch (or an execution event) carries, if any."""
+    message = _error_message(error.get("Cause") if isinstance(error, dict) else error)
+    match = _ENCODED.match(message) if message is not None else None
+    return StepFailure(match.group(1), _clip(match.group(2))) if match else None
+
+
+def error_name(error: Any) -> str:
+    """The `Error` of a Catch's `$.error`: the exception type, or a Lambda / States error name."""
+    return str(error.get("Error") or "") if isinstance(error, dict) else ""
+
+
+def unexpected_failure(error_name: str, step: str | None = None) -> StepFailure:
+    what = _STATES_REASONS.get(error_name, "an unexpected error occurred")
+    where = f" while {step}" if step else ""
+    label = f" ({error_name})" if error_name and not error_name.startswith("States.") else ""
+    return StepFailure(
+        UNEXPECTED_CODE,
+        f"The import failed{where}: {what}{label}. Start a new import; if it fails again, report the job id.",
+    )
+
+
+def _error_message(cause: Any) -> str | None:
+    if isinstance(cause, dict):
+        message = cause.get("errorMessage")
+        return str(message) if message is not None else None
+    if not isinstance(cause, str):
+        return None
+    try:
+        parsed = json.loads(cause)
+    except ValueError:
+        return cause
+    if isinstance(parsed, dict) and parsed.get("errorMessage") is not None:
+        return str(parsed["errorMessage"])
+    return None
+
+
+def _is_throttling(error: BaseException | None) -> bool:
+    return isinstance(error, ClientError) and _error_code(error) in THROTTLING_CODES
+
+
+def _error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _short(error: BaseException) -> str:
+    if isinstance(error, ClientError):
+        operation = getattr(error, "operation_name", "")
+        return f"{operation} answered {_error_code(error)}"
+    if isinstance(error, BotoCoreError):
+        return type(error).__name__
+    return type(error).__name__
+
+
+def _clip(reason: str) -> str:
+    return reason if len(reason) <= REASON_MAX_LENGTH else reason[: REASON_MAX_LENGTH - 1] + "…"
