@@ -160,7 +160,10 @@ class S3ObjectSource:
             )
             body: bytes = response["Body"].read()
         except ClientError as error:
-            raise _source_error(error, self.bucket, self.key) from error
+            source_error = _source_error(error, self.bucket, self.key)
+            if source_error is None:
+                raise  # throttling or a service fault: the step's retry policy decides, not the image
+            raise source_error from error
         if len(body) != end - start:
             raise SourceError(
                 f"Reading s3://{self.bucket}/{self.key} returned {len(body)} bytes instead of {end - start}: "
@@ -169,7 +172,8 @@ class S3ObjectSource:
         return body
 
 
-def _source_error(error: ClientError, bucket: str, key: str) -> SourceError:
+def _source_error(error: ClientError, bucket: str, key: str) -> SourceError | None:
+    """The job-failing error for what the file itself did; None for passing trouble (throttling, 5xx) to retry."""
     code = str(error.response.get("Error", {}).get("Code", ""))
     status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     location = f"s3://{bucket}/{key}"
@@ -184,6 +188,11 @@ def _source_error(error: ClientError, bucket: str, key: str) -> SourceError:
         )
     if code in {"AccessDenied", "403"} or status == 403:
         return SourceError(
-            f"Access to the image file {location} was denied while reading it: grant the service s3:GetObject on it."
+            f"Reading the image file {location} was denied: grant the import service s3:GetObject on it, then "
+            "start a new import."
         )
-    return SourceError(f"Reading the image file {location} failed ({code or status}): start the import again.")
+    if code == "InvalidObjectState":
+        return SourceError(
+            f"The image file {location} is archived: restore it to the STANDARD storage class, then start a new import."
+        )
+    return None
