@@ -44,7 +44,9 @@ _CloudFormationLoader.add_multi_constructor("!", _construct_tag)
 
 
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
-    return yaml.load(path.read_text(), Loader=_CloudFormationLoader)
+    # _CloudFormationLoader is a SafeLoader: no Python objects are built from the YAML.
+    template: dict[str, Any] = yaml.load(path.read_text(), Loader=_CloudFormationLoader)
+    return template
 
 
 @dataclass
@@ -202,7 +204,7 @@ class LocalStack:
     def state_machine_definition(self, logical_id: str) -> str:
         """The ASL of a state machine, with its DefinitionSubstitutions filled in."""
         properties = self.resources[logical_id]["Properties"]
-        definition = (self.template_path.parent / properties["DefinitionUri"]).read_text()
+        definition: str = (self.template_path.parent / str(properties["DefinitionUri"])).read_text()
         substitutions = {name: self.resolve(value) for name, value in properties["DefinitionSubstitutions"].items()}
         for name, value in substitutions.items():
             definition = definition.replace("${" + name + "}", str(value))

@@ -25,26 +25,27 @@ def make_resolver() -> APIGatewayHttpResolver:
     """An HTTP API resolver whose failures all answer `{"error": {"code": "IMG.xxxx", "message": ...}}`."""
     app = APIGatewayHttpResolver(enable_validation=True)
 
-    @app.exception_handler(RequestValidationError)
-    def _invalid_request(error: RequestValidationError) -> Response[str]:
+    def invalid_request(error: RequestValidationError) -> Response[str]:
         return _rejected(_rejection_of(app.current_event.body, error))
 
-    @app.exception_handler(DiskportError)
-    def _known_error(error: DiskportError) -> Response[str]:
+    def known_error(error: DiskportError) -> Response[str]:
         if isinstance(error, RequestRejectedError):
             return _rejected(error)
         logger.warning("Request refused", extra={"code": error.code, "reason": error.reason})
         return error_response(error)
 
-    @app.exception_handler(Exception)
-    def _unexpected_error(error: Exception) -> Response[str]:
+    def unexpected_error(error: Exception) -> Response[str]:
         logger.exception("Unexpected error")
         return error_response(DiskportError("The service failed unexpectedly; retry later."))
 
-    @app.not_found
-    def _no_route(_: Exception) -> Response[str]:
+    def no_route(_: Exception) -> Response[str]:
         return error_response(DiskportError("No such API route.", code="IMG.0404").with_status(404))
 
+    # Registered by call rather than as decorators: Powertools' decorators are untyped.
+    app.exception_handler(RequestValidationError)(invalid_request)
+    app.exception_handler(DiskportError)(known_error)
+    app.exception_handler(Exception)(unexpected_error)
+    app.not_found(no_route)
     return app
 
 
