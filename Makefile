@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup qemu-img test test-fast lint build deploy bench clean
+.PHONY: setup qemu-img run demo test test-fast lint build deploy bench clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.13 (or 3.12) is needed: install it, or set PYTHON=/path/to/python3.13"; exit 1; }
@@ -24,6 +24,12 @@ qemu-img: ## tests build their disk images with qemu-img (Debian/Ubuntu package 
 	@command -v qemu-img >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq qemu-utils; }
+
+run: setup ## local mode in the foreground: the API on 127.0.0.1:3000, the AWS emulator on :5000 (LOCAL_API_PORT, LOCAL_AWS_PORT)
+	$(BIN)/diskport serve
+
+demo: setup ## import a sample image through the CLI, export it, and compare the bytes (starts local mode if none runs)
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
 test: setup ## run the whole test suite
 	$(BIN)/pytest -n 2 --dist loadfile -q
