@@ -130,7 +130,7 @@ def wait_for_job(api: ApiClient, job_id: str, *, poll_seconds: float, timeout_se
             job = api.job(job_id)
             entities = job.get("entities") or {}
             task = entities.get("current_task") or ""
-            bar.show(float(entities.get("process_percent") or 0), f"{job['status']}  {task}")
+            bar.show(float(entities.get("process_percent") or 0), f"{job['status']} {task}".strip())
             if job["status"] in ENDED_STATUSES:
                 return job
             if time.monotonic() > deadline:
@@ -165,7 +165,7 @@ def run_export(arguments: argparse.Namespace) -> int:
             int(image["virtual_size"]),
             Path(arguments.file),
             ebs=target.aws_client("ebs"),
-            on_progress=lambda done, total: bar.show(100 * done / total, f"block {done} of {total}"),
+            on_progress=lambda done, total: bar.show(100 * done / total, "exporting", f"block {done} of {total}"),
         )
     finally:
         bar.finish()
@@ -208,7 +208,7 @@ def _upload(path: Path, bucket: str | None, target: Target) -> str:
     def sent_more(count: int) -> None:
         nonlocal sent
         sent += count
-        bar.show(100 * sent / total if total else 100, f"uploading {path.name}")
+        bar.show(100 * sent / total if total else 100, f"uploading {path.name}", f"{sent} of {total} bytes")
 
     try:
         s3.upload_file(str(path), bucket, key, Callback=sent_more)

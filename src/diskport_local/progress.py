@@ -1,4 +1,4 @@
-"""A one-line progress bar for the terminal; plain lines, only when something changes, elsewhere (logs, CI)."""
+"""A one-line progress bar for the terminal; elsewhere (logs, CI) a plain line per stage and per quarter."""
 
 from __future__ import annotations
 
@@ -13,19 +13,24 @@ class ProgressBar:
         self._stream = stream if stream is not None else sys.stderr
         self._interactive = self._stream.isatty()
         self._last_line = ""
+        self._last_milestone: tuple[str, int] | None = None
 
-    def show(self, percent: float, label: str) -> None:
+    def show(self, percent: float, stage: str, detail: str = "") -> None:
+        """`stage` names the step (uploading, RUNNING convert...); `detail` changes within it."""
         percent = max(0.0, min(100.0, percent))
         filled = round(BAR_WIDTH * percent / 100)
-        line = f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {percent:5.1f}%  {label}"
-        if line == self._last_line:
-            return
+        line = f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {percent:5.1f}%  {stage}  {detail}".rstrip()
         if self._interactive:
-            padding = " " * max(0, len(self._last_line) - len(line))
-            self._stream.write(f"\r{line}{padding}")
+            if line != self._last_line:
+                padding = " " * max(0, len(self._last_line) - len(line))
+                self._stream.write(f"\r{line}{padding}")
+                self._stream.flush()
         else:
-            self._stream.write(line + "\n")
-        self._stream.flush()
+            milestone = (stage, int(percent // 25))
+            if milestone != self._last_milestone:
+                self._stream.write(line + "\n")
+                self._stream.flush()
+                self._last_milestone = milestone
         self._last_line = line
 
     def finish(self) -> None:
@@ -33,3 +38,4 @@ class ProgressBar:
             self._stream.write("\n")
             self._stream.flush()
         self._last_line = ""
+        self._last_milestone = None
