@@ -6,6 +6,7 @@ deployed one.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import zipfile
@@ -105,13 +106,11 @@ def _create_bucket(s3: Any, stack: LocalStack, logical_id: str) -> None:
 
 def _create_functions(lambda_client: Any, iam: Any, stack: LocalStack) -> None:
     role_name = LOCAL_ROLE.format(account=stack.account_id).rpartition("/")[2]
-    try:
+    with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
         iam.create_role(
             RoleName=role_name,
             AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
         )
-    except iam.exceptions.EntityAlreadyExistsException:
-        pass
     # The code never runs from this archive: InProcessLambdas calls the handlers themselves.
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as bundle:
