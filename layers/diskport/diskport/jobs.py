@@ -82,7 +82,8 @@ class JobStore:
 
     def create(self, job: Job) -> None:
         item = {key: value for key, value in job.model_dump().items() if value is not None}
-        item["active_project_id"] = job.project_id
+        if job.status not in ENDED:  # a job refused before it started never counts as under way
+            item["active_project_id"] = job.project_id
         self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(job_id)")
 
     def get(self, job_id: str) -> Job | None:
