@@ -1,0 +1,108 @@
+"""`diskport export` writes a snapshot back out as the raw disk it holds."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from diskport_local.export import EBS_BLOCK_BYTES, ExportError, export_snapshot
+
+
+@pytest.fixture
+def ebs() -> Iterator[Any]:
+    with mock_aws():
+        yield boto3.client("ebs", region_name="us-east-1")
+
+
+def checksum(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+
+
+def snapshot_with(ebs: Any, blocks: dict[int, bytes], *, wrong_checksum_at: int | None = None) -> str:
+    snapshot_id = str(ebs.start_snapshot(VolumeSize=1)["SnapshotId"])
+    for index, data in blocks.items():
+        ebs.put_snapshot_block(
+            SnapshotId=snapshot_id,
+            BlockIndex=index,
+            BlockData=data,
+            DataLength=len(data),
+            Checksum=checksum(b"not the data" if index == wrong_checksum_at else data),
+            ChecksumAlgorithm="SHA256",
+        )
+    ebs.complete_snapshot(SnapshotId=snapshot_id, ChangedBlocksCount=len(blocks))
+    return snapshot_id
+
+
+def block_of(byte: int) -> bytes:
+    return bytes([byte]) * EBS_BLOCK_BYTES
+
+
+def test_the_file_holds_each_block_at_its_offset_and_zeros_elsewhere(ebs: Any, tmp_path: Path) -> None:
+    # Given a snapshot with data in blocks 0 and 3, and a disk that ends half-way into block 3
+    snapshot_id = snapshot_with(ebs, {0: block_of(0xA1), 3: block_of(0xB2)})
+    virtual_size = 3 * EBS_BLOCK_BYTES + 1000
+    # When
+    result = export_snapshot(snapshot_id, virtual_size, tmp_path / "disk.raw", ebs=ebs)
+    # Then the file is the disk: block 0, two blocks of zeros, then the part of block 3 inside the disk
+    expected = block_of(0xA1) + bytes(2 * EBS_BLOCK_BYTES) + bytes([0xB2]) * 1000
+    assert (tmp_path / "disk.raw").read_bytes() == expected
+    assert (result.blocks_written, result.bytes_written, result.file_size) == (2, EBS_BLOCK_BYTES + 1000, virtual_size)
+
+
+def test_the_holes_are_left_sparse(ebs: Any, tmp_path: Path) -> None:
+    snapshot_id = snapshot_with(ebs, {0: block_of(1)})
+    export_snapshot(snapshot_id, 64 * EBS_BLOCK_BYTES, tmp_path / "disk.raw", ebs=ebs)
+    stat = (tmp_path / "disk.raw").stat()
+    assert stat.st_size == 64 * EBS_BLOCK_BYTES
+    assert stat.st_blocks * 512 < 8 * EBS_BLOCK_BYTES
+
+
+def test_a_block_that_does_not_match_its_checksum_stops_the_export(ebs: Any, tmp_path: Path) -> None:
+    snapshot_id = snapshot_with(ebs, {0: block_of(1), 1: block_of(2)}, wrong_checksum_at=1)
+    with pytest.raises(ExportError, match="Block 1"):
+        export_snapshot(snapshot_id, 2 * EBS_BLOCK_BYTES, tmp_path / "disk.raw", ebs=ebs)
+
+
+class PagedEbs:
+    """The EBS client answering ListSnapshotBlocks one block per page, as a large snapshot would page."""
+
+    def __init__(self, ebs: Any) -> None:
+        self._ebs = ebs
+        self.pages = 0
+
+    def list_snapshot_blocks(self, **request: Any) -> dict[str, Any]:
+        self.pages += 1
+        blocks = self._ebs.list_snapshot_blocks(SnapshotId=request["SnapshotId"])["Blocks"]
+        start = int(request.get("NextToken", 0))
+        page: dict[str, Any] = {"Blocks": blocks[start : start + 1], "BlockSize": 512}
+        if start + 1 < len(blocks):
+            page["NextToken"] = str(start + 1)
+        return page
+
+    def get_snapshot_block(self, **request: Any) -> Any:
+        return self._ebs.get_snapshot_block(**request)
+
+
+def test_every_page_of_blocks_is_read(ebs: Any, tmp_path: Path) -> None:
+    snapshot_id = snapshot_with(ebs, {0: block_of(1), 1: block_of(2), 5: block_of(3)})
+    paged = PagedEbs(ebs)
+    progress: list[tuple[int, int]] = []
+    result = export_snapshot(
+        snapshot_id,
+        6 * EBS_BLOCK_BYTES,
+        tmp_path / "disk.raw",
+        ebs=paged,
+        on_progress=lambda done, total: progress.append((done, total)),
+    )
+    assert paged.pages == 3
+    assert result.blocks_written == 3
+    assert progress[-1] == (3, 3)
+    data = (tmp_path / "disk.raw").read_bytes()
+    assert data[5 * EBS_BLOCK_BYTES :] == block_of(3)

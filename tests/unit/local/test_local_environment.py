@@ -1,0 +1,66 @@
+"""Local mode runs every function in one process, with the environment the template gives them."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from diskport_local.server import (
+    DEFAULT_PROJECT_ID,
+    ConflictingEnvironmentError,
+    LocalMode,
+    LocalModeOptions,
+    function_environment_union,
+    local_environment,
+)
+from diskport_local.template import LocalStack
+
+
+def test_the_process_gets_every_functions_variables_pointed_at_the_emulator() -> None:
+    stack = LocalStack()
+    environment = local_environment(stack, "feed" * 8, "http://127.0.0.1:5999", 5999)
+    for logical_id in stack.resources_of_type("AWS::Serverless::Function"):
+        for name in stack.function_environment(logical_id):
+            assert name in environment, f"{logical_id} needs {name}"
+    assert environment["JOBS_TABLE"] == stack.physical_name("JobsTable")
+    assert environment["STATE_MACHINE_ARN"] == stack.arn("ImportDataImageStateMachine")
+    assert environment["AWS_ENDPOINT_URL"] == "http://127.0.0.1:5999"
+    assert environment["MOTO_PORT"] == "5999"
+    assert environment["PROJECT_ID_SOURCE"] == "local"
+    assert environment["LOCAL_PROJECT_ID"] == environment["UPLOAD_PROJECT_ID"] == "feed" * 8
+
+
+def test_two_functions_wanting_different_values_of_one_variable_stop_local_mode(tmp_path: Path) -> None:
+    template = tmp_path / "template.yaml"
+    template.write_text(
+        """
+Resources:
+  OneFunction:
+    Type: AWS::Serverless::Function
+    Properties: {Environment: {Variables: {CHUNK_BYTES: "1"}}}
+  OtherFunction:
+    Type: AWS::Serverless::Function
+    Properties: {Environment: {Variables: {CHUNK_BYTES: "2"}}}
+"""
+    )
+    with pytest.raises(ConflictingEnvironmentError, match="OneFunction and OtherFunction set CHUNK_BYTES"):
+        function_environment_union(LocalStack(template_path=template))
+
+
+def test_ports_and_project_come_from_the_environment_with_defaults() -> None:
+    assert LocalModeOptions.from_environment({}) == LocalModeOptions(3000, 5000, DEFAULT_PROJECT_ID)
+    options = LocalModeOptions.from_environment(
+        {"LOCAL_API_PORT": "3300", "LOCAL_AWS_PORT": "5500", "LOCAL_PROJECT_ID": "abc"}
+    )
+    assert (options.api_port, options.aws_port, options.project_id) == (3300, 5500, "abc")
+
+
+def test_a_port_in_use_is_named_before_anything_starts() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match=f"Port {port} for the AWS emulator is in use"):
+            LocalMode(LocalModeOptions(api_port=0, aws_port=port)).start()
