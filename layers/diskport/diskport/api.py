@@ -34,6 +34,10 @@ def make_resolver() -> APIGatewayHttpResolver:
         logger.warning("Request refused", extra={"code": error.code, "reason": error.reason})
         return error_response(error)
 
+    def undecodable_body(_: UnicodeDecodeError) -> Response[str]:
+        # API Gateway base64-encodes a body that is not UTF-8, and Powertools fails decoding it before validation.
+        return _rejected(RequestRejectedError("IMG.0001", "The request body is not UTF-8 encoded JSON."))
+
     def unexpected_error(error: Exception) -> Response[str]:
         logger.exception("Unexpected error")
         return error_response(DiskportError("The service failed unexpectedly; retry later."))
@@ -44,6 +48,7 @@ def make_resolver() -> APIGatewayHttpResolver:
     # Registered by call rather than as decorators: Powertools' decorators are untyped.
     app.exception_handler(RequestValidationError)(invalid_request)
     app.exception_handler(DiskportError)(known_error)
+    app.exception_handler(UnicodeDecodeError)(undecodable_body)
     app.exception_handler(Exception)(unexpected_error)
     app.not_found(no_route)
     return app
