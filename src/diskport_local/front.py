@@ -162,14 +162,11 @@ class _FrontRequestHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(response.body)
 
-    # http.server dispatches on these names; API Gateway hands every method to route matching.
-    do_GET = _serve  # noqa: N815
-    do_POST = _serve  # noqa: N815
-    do_PUT = _serve  # noqa: N815
-    do_PATCH = _serve  # noqa: N815
-    do_DELETE = _serve  # noqa: N815
-    do_HEAD = _serve  # noqa: N815
-    do_OPTIONS = _serve  # noqa: N815
+    def __getattr__(self, name: str) -> Any:
+        # http.server looks up `do_<METHOD>`; API Gateway hands every method, even TRACE, to route matching.
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("front: " + format % args)

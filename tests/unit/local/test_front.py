@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 from typing import Any
 
 import pytest
 from diskport import aws
 from diskport.settings import get_settings
 
-from diskport_local.front import MAX_REQUEST_BYTES, ApiFront, FrontRequest
+from diskport_local.front import MAX_REQUEST_BYTES, ApiFront, FrontRequest, FrontServer
 from diskport_local.template import LocalStack
 
 CREATE_ROUTE = "/v1/cloudimages/dataimages/action"
@@ -163,3 +165,24 @@ def test_through_the_real_functions_an_invalid_request_gets_its_ims_code(stack: 
     )
     assert answer.status == 400
     assert answer.json()["error"]["code"] == "IMG.0055"
+
+
+def test_through_the_real_functions_a_body_that_is_not_utf8_is_an_invalid_request(
+    stack: Any, local_project: str
+) -> None:
+    front = ApiFront(stack.local.api_routes(), stack.lambdas.invoke)
+    answer = front.answer(FrontRequest("POST", CREATE_ROUTE, {"content-type": "application/json"}, b"qs\x0e\xde"))
+    assert answer.status == 400
+    assert answer.json()["error"]["code"] == "IMG.0001"
+
+
+def test_over_http_any_method_without_a_route_even_trace_is_an_ims_404() -> None:
+    server = FrontServer(front_with(RecordingFunctions()), "127.0.0.1", 0)
+    server.start()
+    try:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(urllib.request.Request(f"{server.url}/v2/cloudimages", method="TRACE"), timeout=10)
+    finally:
+        server.stop()
+    assert refused.value.code == 404
+    assert json.loads(refused.value.read())["error"]["code"] == "IMG.0404"
