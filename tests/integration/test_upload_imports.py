@@ -10,14 +10,19 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
+from diskport import aws
+from diskport.jobs import Job, JobStore
+from diskport.settings import get_settings
+from diskport.uploads import job_id_of, uploads_in
 
 from diskport_local.template import LOCAL_ACCOUNT_ID
 
@@ -141,6 +146,15 @@ def job_seen_through_the_api(stack: Any, job_id: str) -> dict[str, Any]:
     answer = stack.call_api("GET", f"/v1/{UPLOAD_PROJECT_ID}/jobs/{job_id}", project_id=UPLOAD_PROJECT_ID)
     assert answer.status == 200, answer.body
     return dict(answer.body)
+
+
+def wait_for_execution_to_end(stack: Any, job_id: str, timeout_seconds: float = 60) -> None:
+    executions = stack.local.arn("ImportDataImageStateMachine").replace(":stateMachine:", ":execution:")
+    step_functions = boto3.client("stepfunctions")
+    deadline = time.monotonic() + timeout_seconds
+    while step_functions.describe_execution(executionArn=f"{executions}:{job_id}")["status"] == "RUNNING":
+        assert time.monotonic() < deadline, f"the import of job {job_id} still runs after {timeout_seconds} s"
+        time.sleep(0.05)
 
 
 def tags_of(bucket: str, key: str, version_id: str | None = None) -> dict[str, str]:
@@ -477,22 +491,22 @@ def test_a_record_that_keeps_failing_ends_in_the_dead_letter_queue_after_five_at
 
 
 def test_a_throttled_attempt_is_retried_through_sqs_and_then_gives_one_job(
-    stack: Any, uploads: UploadQueue, bucket: str, qcow2_of_50_gib: bytes, monkeypatch: pytest.MonkeyPatch
+    stack: Any, uploads: UploadQueue, bucket: str, qcow2_of_50_gib: bytes
 ) -> None:
-    # Given DynamoDB throttles the Jobs table
-    throttled = ClientError(
-        {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "Rate exceeded"}}, "GetItem"
-    )
-
-    def throttle(*args: Any, **kwargs: Any) -> None:
-        raise throttled
-
+    # Given an upload, and DynamoDB refusing reads of the Jobs table as throttled
     upload(bucket, "disks/busy.qcow2", qcow2_of_50_gib)
+    jobs_client = aws.dynamodb_table(get_settings().jobs_table).meta.client
+
+    def throttle(**_: Any) -> tuple[Any, dict[str, Any]]:
+        error = {"Code": "ProvisionedThroughputExceededException", "Message": "Rate of requests exceeds the limit"}
+        return SimpleNamespace(status_code=400, headers={}, content=b""), {"Error": error}
 
     # When the notification is delivered
-    with monkeypatch.context() as patch:
-        patch.setattr("diskport.jobs.JobStore.get", throttle)
+    jobs_client.meta.events.register("before-call.dynamodb.GetItem", throttle)
+    try:
         first = uploads.deliver()
+    finally:
+        jobs_client.meta.events.unregister("before-call.dynamodb.GetItem", throttle)
 
     # Then the record is reported failed, for SQS to deliver again, and no job exists yet
     assert len(first.failed_message_ids) == 1
@@ -506,4 +520,62 @@ def test_a_throttled_attempt_is_retried_through_sqs_and_then_gives_one_job(
     assert second.failed_message_ids == []
     (job,) = jobs_of(stack)
     assert job["status"] == "INIT"
+    assert len(stack.executions()) == 1
     assert uploads.dead_letters() == []
+
+
+def test_a_job_recorded_by_an_attempt_cut_short_is_started_by_the_next_delivery(
+    stack: Any, uploads: UploadQueue, bucket: str, qcow2_of_50_gib: bytes
+) -> None:
+    # Given an upload whose first attempt recorded its job and then ended (a timeout) before starting it
+    upload(bucket, "disks/cut.qcow2", qcow2_of_50_gib)
+    (record,) = uploads.receive()
+    (announced,) = uploads_in(record["body"])
+    JobStore().create(Job(job_id=job_id_of(announced), project_id=UPLOAD_PROJECT_ID, request={}, origin="upload"))
+    assert stack.executions() == []
+
+    # When SQS delivers the notification again
+    delivery = uploads.deliver([record])
+
+    # Then the job's execution runs, and it is still the one job
+    assert delivery.failed_message_ids == []
+    (job,) = jobs_of(stack)
+    (execution,) = stack.executions()
+    assert execution["name"] == job["job_id"]
+    assert tags_of(bucket, "disks/cut.qcow2")["diskport-job-id"] == job["job_id"]
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+
+
+def test_an_uploaded_file_is_imported_to_the_end(
+    importer: Any, image_files: dict[str, Any], oracle_blocks: Any
+) -> None:
+    # Given a qcow2 file uploaded to the watched bucket, with no metadata
+    stack = importer.stack
+    queue = UploadQueue(stack)
+    queue.deliver()  # S3's test event
+    image_file = image_files["qcow2"]
+    importer.upload(image_file.path, "disks/pattern-data.qcow2")
+
+    # When its notification reaches the trigger and the import runs to its end
+    assert queue.deliver().failed_message_ids == []
+    (job,) = jobs_of(stack)
+    wait_for_execution_to_end(stack, job["job_id"])
+
+    # Then the job succeeded, as its owner sees it through the job API
+    seen = job_seen_through_the_api(stack, job["job_id"])
+    assert seen["status"] == "SUCCESS", seen
+    assert seen["entities"]["image_name"] == "pattern-data"
+    # and the image holds the file's disk, byte for byte
+    answer = stack.call_api(
+        "GET", "/v2/cloudimages", query={"id": seen["entities"]["image_id"]}, project_id=UPLOAD_PROJECT_ID
+    )
+    (image,) = answer.body["images"]
+    assert image["status"] == "active"
+    assert image["min_disk"] == 40
+    assert importer.snapshot_blocks(image["snapshot_id"]) == oracle_blocks(image_file.oracle)
+    # and the file names its job
+    assert tags_of(stack.local.physical_name("WatchedBucket"), "disks/pattern-data.qcow2") == {
+        "diskport-job-id": job["job_id"]
+    }
