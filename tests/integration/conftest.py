@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import boto3
 import pytest
+from diskport import aws
 from diskport.engine import BLOCK_SIZE
 from diskport.settings import get_settings
-
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -54,7 +54,15 @@ def no_retry_sleep(monkeypatch: pytest.MonkeyPatch) -> RetrySleeps:
 
 
 @pytest.fixture
-def importer(running_stack: Any, no_retry_sleep: RetrySleeps, monkeypatch: pytest.MonkeyPatch) -> Importer:
+def without_default_amis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's EC2 otherwise loads a thousand public AMIs and their snapshots on first use, seconds per test."""
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+
+
+@pytest.fixture
+def importer(
+    without_default_amis: None, running_stack: Any, no_retry_sleep: RetrySleeps, monkeypatch: pytest.MonkeyPatch
+) -> Importer:
     """Imports on the running stack, with disks cut into chunks of two blocks so each runs several convert workers."""
     monkeypatch.setenv("CHUNK_BYTES", str(2 * BLOCK_SIZE))
     get_settings.cache_clear()
@@ -103,6 +111,7 @@ class Importer:
 
     stack: Any
     retry_sleeps: RetrySleeps
+    snapshots_before: set[str] = field(default_factory=lambda: set(_all_snapshot_ids()))
 
     def upload(self, content: Path | bytes, key: str, *, bucket: str | None = None, **extra: Any) -> str:
         """Put an image file in the watched bucket (or `bucket`); answers its image_url."""
@@ -159,15 +168,44 @@ class Importer:
             blocks[block["BlockIndex"]] = answer["BlockData"].read()
         return blocks
 
+    def snapshot_ids(self) -> list[str]:
+        """The snapshots that exist now and did not before the test (moto starts with snapshots of its own)."""
+        return sorted(set(_all_snapshot_ids()) - self.snapshots_before)
+
     @staticmethod
-    def snapshot_ids() -> list[str]:
-        """The account's snapshots that still exist."""
-        snapshots = boto3.client("ec2").describe_snapshots(OwnerIds=["self"])["Snapshots"]
-        return [snapshot["SnapshotId"] for snapshot in snapshots]
+    def fail_calls(
+        service: str, operation: str, code: str, *, status: int = 400, times: int = 1, when: Any = None
+    ) -> list[str]:
+        """Make the service's client answer `code` to the next `times` calls of `operation` (matching `when`).
+
+        The answer comes as if the client's own retries were already spent, which is what reaches the step.
+        Answers the list of calls refused so far.
+        """
+        refused: list[str] = []
+        lock = threading.Lock()
+
+        def refuse(params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]] | None:
+            with lock:
+                if len(refused) >= times or (when is not None and not when(params)):
+                    return None
+                refused.append(operation)
+            response = {
+                "Error": {"Code": code, "Message": f"injected {code}"},
+                "ResponseMetadata": {"HTTPStatusCode": status},
+            }
+            return SimpleNamespace(status_code=status, headers={}, content=b""), response
+
+        aws.client(service).meta.events.register(f"before-call.{service}.{operation}", refuse)
+        return refused
 
     def work_files(self) -> list[str]:
         listed = boto3.client("s3").list_objects_v2(Bucket=self.stack.local.physical_name("WorkBucket"))
         return [entry["Key"] for entry in listed.get("Contents", [])]
+
+
+def _all_snapshot_ids() -> list[str]:
+    snapshots = boto3.client("ec2").describe_snapshots(OwnerIds=["self"])["Snapshots"]
+    return [snapshot["SnapshotId"] for snapshot in snapshots]
 
 
 def expected_blocks(oracle: Path) -> dict[int, bytes]:

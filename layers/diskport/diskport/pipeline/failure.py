@@ -93,14 +93,17 @@ def mark_import_failed(
 
 
 def job_failure(job: Job, failed: FailedImport, work_files: WorkFiles) -> StepFailure:
-    """The code and reason the job reports: the step's own, a chunk's recorded one, or IMG.1075 naming the step."""
+    """The code and reason the job reports, root cause first: a chunk's recorded failure, else the failed step's
+    own, else IMG.1075 naming the step that was running."""
     if failed.execution_status in _ENDED_EXECUTION_REASONS:
         return StepFailure(UNEXPECTED_CODE, _ENDED_EXECUTION_REASONS[failed.execution_status])
+    recorded = work_files.recorded_failure()
+    if recorded is not None:
+        return recorded
     decoded = decoded_failure(failed.error)
     if decoded is not None:
         return decoded
-    step = TASK_NAMES.get(job.current_task or "")
-    return work_files.recorded_failure() or unexpected_failure(error_name(failed.error), step)
+    return unexpected_failure(error_name(failed.error), TASK_NAMES.get(job.current_task or ""))
 
 
 def _remove_snapshots(job: Job, images: ImageStore, snapshots: SnapshotStore) -> list[str]:

@@ -1,7 +1,7 @@
 """Fetch: from a RUNNING job to an inspected file, an image record `saving`, a pending snapshot and a chunk plan.
 
-Every check that can refuse the import runs before anything is created (quota, source file, content, disk
-size, encryption key), so a refused import leaves nothing behind but its failed job. Re-running the step
+Every check that can refuse the import (source file, content, disk size, encryption key) runs before the
+snapshot is started; a refused import leaves its failed job and a `killed` image record. Re-running the step
 (a Lambda retry) finds the image record and the snapshot it made the first time.
 """
 
@@ -60,15 +60,24 @@ def fetch_source(
 
     job = _running_job(jobs, job_id)
     request = CreateDataImageRequest.model_validate(job.request)
-    image_id = image_id_for_job(job_id)
-    _check_quota(images, job.project_id, image_id, settings)
+    _check_quota(images, job.project_id, image_id_for_job(job_id), settings)
+    # The image exists from here on, `queued`, so a refused file leaves a `killed` image the user can look at.
+    image = images.create_or_get(_queued_image(job, request))
+
     inspected = inspect_source(request, s3_client=s3_client)
     _check_disk_size(request.min_disk, inspected.virtual_size)
     kms_key_arn = usable_key_arn(request.cmk_id, kms_client) if request.cmk_id else None
     chunks = plan_chunks(inspected.allocated_ranges, inspected.virtual_size, settings.chunk_bytes)
     allocated_bytes = sum(chunk.allocated_bytes for chunk in chunks)
 
-    image = images.create_or_get(_new_image(job, request, image_id, inspected))
+    images.update(
+        image.id,
+        status="saving",
+        disk_format=inspected.format,
+        image_size=str(inspected.source.size),
+        source_format=inspected.format,
+        virtual_size=inspected.virtual_size,
+    )
     jobs.set_plan(job_id, image_id=image.id, bytes_total=allocated_bytes)
     snapshot_id = image.snapshot_id or snapshots.start(
         volume_size_gib=request.min_disk,
@@ -145,23 +154,19 @@ def _check_disk_size(min_disk_gib: int, virtual_size: int) -> None:
         )
 
 
-def _new_image(job: Job, request: CreateDataImageRequest, image_id: str, inspected: InspectedSource) -> ImageRecord:
+def _queued_image(job: Job, request: CreateDataImageRequest) -> ImageRecord:
     return ImageRecord.model_validate(
         {
-            "id": image_id,
+            "id": image_id_for_job(job.job_id),
             "name": request.name,
             "description": request.description or "",
-            "status": "saving",
+            "status": "queued",
             "__os_type": request.effective_os_type,
-            "disk_format": inspected.format,
             "min_disk": request.min_disk,
-            "__image_size": str(inspected.source.size),
-            "__data_origin": f"file,{inspected.source.location}",
+            "__data_origin": f"file,{request.bucket}:{request.object_key}",
             "__system__cmkid": request.cmk_id,
             "tags": [f"{key}.{value}" for key, value in request.tag_pairs()],
             "owner": job.project_id,
-            "source_format": inspected.format,
-            "virtual_size": inspected.virtual_size,
             "job_id": job.job_id,
         }
     )

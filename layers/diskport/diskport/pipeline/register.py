@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from diskport.errors import ImportFailedError
+from diskport.errors import DiskportError, ImportFailedError
 from diskport.images import ImageStore
 from diskport.jobs import JobStore, now_iso
 from diskport.pipeline.snapshots import SNAPSHOT_COMPLETED, LinearChecksum, SnapshotStore
@@ -43,6 +43,10 @@ def register_image(
 
     manifest = work_files.manifest()
     jobs.set_task(job_id, "register")
+    chunk_failure = work_files.recorded_failure()
+    if chunk_failure is not None:
+        # A Map that tolerates (or, in some interpreters, overlooks) a failed chunk must not seal a partial disk.
+        raise DiskportError(chunk_failure.reason, code=chunk_failure.code)
     contents = snapshot_contents(manifest, work_files)
     if snapshots.state(manifest.snapshot_id) != SNAPSHOT_COMPLETED:
         snapshots.complete(
