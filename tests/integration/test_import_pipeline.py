@@ -34,3 +34,59 @@ def test_an_imported_file_becomes_a_snapshot_holding_exactly_its_non_zero_blocks
     assert importer.snapshot_blocks(image["snapshot_id"]) == oracle_blocks(image_file.oracle)
     # And the import's temporary files are gone
     assert importer.work_files() == []
+
+
+def test_the_progress_route_follows_the_import_chunk_by_chunk(
+    importer: Any, image_files: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a way to look at the job the moment each chunk is done
+    from diskport.pipeline import convert
+
+    original_convert = convert.convert_chunk
+    seen: list[dict[str, Any]] = []
+
+    def convert_then_look(job_id: str, chunk: Any) -> Any:
+        result = original_convert(job_id, chunk)
+        seen.append(importer.job(job_id)["entities"])
+        return result
+
+    monkeypatch.setattr(convert, "convert_chunk", convert_then_look)
+
+    # When a disk of several chunks is imported
+    job = importer.import_file(image_files["raw"].path, "disks/data1.raw")
+
+    # Then while converting, the job said so and its percentage grew with the bytes converted
+    assert job["status"] == "SUCCESS"
+    assert len(seen) >= 3
+    assert {entities["current_task"] for entities in seen} == {"convert"}
+    percents = sorted(entities["process_percent"] for entities in seen)
+    assert 0 < percents[0] < percents[-1] <= 100
+    assert job["entities"]["current_task"] == "done"
+
+
+def test_images_are_listed_with_filters_and_pages(importer: Any) -> None:
+    # Given three imported images
+    for name in ("alpha", "beta", "gamma"):
+        assert importer.import_file(b"\x01" * 1000, f"{name}.raw", name=name)["status"] == "SUCCESS"
+
+    # When the images are listed two at a time
+    first = importer.stack.call_api("GET", "/v2/cloudimages", query={"limit": "2"})
+    marker = first.body["next"].split("marker=")[1]
+    second = importer.stack.call_api("GET", "/v2/cloudimages", query={"limit": "2", "marker": marker})
+
+    # Then every image comes once, newest first, in IMS's shape
+    names = [image["name"] for image in first.body["images"] + second.body["images"]]
+    assert names == ["gamma", "beta", "alpha"]
+    assert "next" not in second.body
+    image = first.body["images"][0]
+    assert image["status"] == "active" and image["__imagetype"] == "private"
+    assert image["__data_origin"] == f"file,{importer.stack.local.physical_name('WatchedBucket')}:gamma.raw"
+    assert image["disk_format"] == "raw" and image["__image_size"] == "1000" and image["virtual_size"] == 1000
+
+    # And the filters narrow the list
+    assert [image["name"] for image in importer.images(name="beta")] == ["beta"]
+    assert importer.images(status="killed") == []
+    assert len(importer.images(__imagetype="private")) == 3
+    # And another project sees none of them
+    other = importer.stack.call_api("GET", "/v2/cloudimages", project_id="999999999999")
+    assert other.body == {"images": []}
