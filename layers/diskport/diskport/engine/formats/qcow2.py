@@ -213,12 +213,19 @@ class Qcow2Layout:
     def units(self, start: int, end: int) -> Iterator[Segment]:
         cluster_size = self._cluster_size
         l1_span = cluster_size * self._l2_entries
-        for l1_index in range(start // l1_span, (end - 1) // l1_span + 1):
+        l1_table = self._l1_table
+        l1_index, last_l1_index = start // l1_span, (end - 1) // l1_span
+        while l1_index <= last_l1_index:
             span_start = l1_index * l1_span
-            l2_offset = self._l1_table[l1_index] & OFFSET_MASK
-            if not l2_offset:
-                yield zero(span_start, l1_span)
+            l2_offset = l1_table[l1_index] & OFFSET_MASK
+            if not l2_offset:  # a run of L1 entries without L2 tables becomes one segment
+                run_end = l1_index + 1
+                while run_end <= last_l1_index and not l1_table[run_end] & OFFSET_MASK:
+                    run_end += 1
+                yield zero(span_start, (run_end - l1_index) * l1_span)
+                l1_index = run_end
                 continue
+            l1_index += 1
             l2_table = self._l2_table(l2_offset)
             first = max(start - span_start, 0) // cluster_size
             last = -(-(min(end, span_start + l1_span) - span_start) // cluster_size)

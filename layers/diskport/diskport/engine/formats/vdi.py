@@ -99,10 +99,16 @@ class VdiLayout:
 
     def units(self, start: int, end: int) -> Iterator[Segment]:
         file_size = self._metadata.file_size
-        for index in range(start // BLOCK_SIZE, (end - 1) // BLOCK_SIZE + 1):
-            entry = self._block_map[index]
-            if entry in (BLOCK_FREE, BLOCK_ZERO):
-                yield zero(index * BLOCK_SIZE, BLOCK_SIZE)
+        block_map = self._block_map
+        index, last = start // BLOCK_SIZE, (end - 1) // BLOCK_SIZE
+        while index <= last:
+            entry = block_map[index]
+            if entry >= BLOCK_ZERO:  # free or zero: a run of them becomes one segment
+                run_end = index + 1
+                while run_end <= last and block_map[run_end] >= BLOCK_ZERO:
+                    run_end += 1
+                yield zero(index * BLOCK_SIZE, (run_end - index) * BLOCK_SIZE)
+                index = run_end
                 continue
             block_offset = self._data_offset + entry * BLOCK_SIZE
             if block_offset >= file_size:
@@ -111,3 +117,4 @@ class VdiLayout:
                     f"{REUPLOAD_HINT}."
                 )
             yield stored(index * BLOCK_SIZE, BLOCK_SIZE, block_offset)
+            index += 1

@@ -114,10 +114,17 @@ class VhdLayout:
             return
         block_size = self._block_size
         file_size = self._metadata.file_size
-        for index in range(start // block_size, (end - 1) // block_size + 1):
-            entry = self._table[index]
+        table = self._table
+        index, last = start // block_size, (end - 1) // block_size
+        while index <= last:
+            entry = table[index]
             if entry == UNALLOCATED:
-                yield zero(index * block_size, block_size)
+                # A run of unallocated blocks becomes one segment: a sparse disk costs per run, not per block.
+                run_end = index + 1
+                while run_end <= last and table[run_end] == UNALLOCATED:
+                    run_end += 1
+                yield zero(index * block_size, (run_end - index) * block_size)
+                index = run_end
                 continue
             data_offset = entry * SECTOR + self._bitmap_size
             if data_offset >= file_size:
@@ -126,6 +133,7 @@ class VhdLayout:
                     f"{REUPLOAD_HINT}."
                 )
             yield stored(index * block_size, block_size, data_offset)
+            index += 1
 
 
 def _require_checksum(structure: bytes, checksum_offset: int, what: str) -> None:

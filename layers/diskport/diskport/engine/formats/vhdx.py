@@ -123,11 +123,16 @@ class VhdxLayout:
     def units(self, start: int, end: int) -> Iterator[Segment]:
         block_size = self._block_size
         file_size = self._metadata.file_size
-        for index in range(start // block_size, (end - 1) // block_size + 1):
-            entry = self._bat[index + index // self._chunk_ratio]
+        index, last = start // block_size, (end - 1) // block_size
+        while index <= last:
+            entry = self._payload_entry(index)
             state = entry & 7
-            if state in READS_AS_ZEROS:
-                yield zero(index * block_size, block_size)
+            if state in READS_AS_ZEROS:  # a run of blocks that read as zeros becomes one segment
+                run_end = index + 1
+                while run_end <= last and self._payload_entry(run_end) & 7 in READS_AS_ZEROS:
+                    run_end += 1
+                yield zero(index * block_size, (run_end - index) * block_size)
+                index = run_end
                 continue
             if state == PAYLOAD_PARTIALLY_PRESENT:
                 raise UnsupportedFormatError(CHILD_HINT)
@@ -138,6 +143,11 @@ class VhdxLayout:
                     f"in a {file_size}-byte file: {REUPLOAD_HINT}."
                 )
             yield stored(index * block_size, block_size, block_offset)
+            index += 1
+
+    def _payload_entry(self, block_index: int) -> int:
+        # A sector bitmap entry follows every `chunk_ratio` payload entries.
+        return self._bat[block_index + block_index // self._chunk_ratio]
 
 
 def _current_header(metadata: MetadataReader) -> None:

@@ -281,12 +281,19 @@ class VmdkLayout:
         grain_size = self._grain_size
         table_span = grain_size * self._entries_per_grain_table
         file_size = self._metadata.file_size
-        for directory_index in range(start // table_span, (end - 1) // table_span + 1):
+        directory = self._directory
+        directory_index, last_directory_index = start // table_span, (end - 1) // table_span
+        while directory_index <= last_directory_index:
             span_start = directory_index * table_span
-            table_sector = self._directory[directory_index]
-            if not table_sector:
-                yield zero(span_start, table_span)
+            table_sector = directory[directory_index]
+            if not table_sector:  # a run of absent grain tables becomes one segment
+                run_end = directory_index + 1
+                while run_end <= last_directory_index and not directory[run_end]:
+                    run_end += 1
+                yield zero(span_start, (run_end - directory_index) * table_span)
+                directory_index = run_end
                 continue
+            directory_index += 1
             grain_table = self._grain_table(table_sector)
             first = max(start - span_start, 0) // grain_size
             last = -(-(min(end, span_start + table_span) - span_start) // grain_size)
