@@ -98,12 +98,13 @@ class _S3Notification(BaseModel):
     event: str | None = Field(None, alias="Event")
 
 
-def uploads_in(message_body: str) -> list[UploadedObject]:
+def uploads_in(message_body: str, settings: Settings | None = None) -> list[UploadedObject]:
     """The files an SQS message from the watched bucket announces as created; none for S3's test event.
 
-    Raises RequestRejectedError (IMG.0001) for a message that is not an S3 event notification, so it is retried
-    and ends in the dead-letter queue rather than being dropped unseen.
+    Raises RequestRejectedError (IMG.0001) for a message that is not an S3 event notification of the watched
+    bucket, so it is retried and ends in the dead-letter queue rather than being dropped unseen.
     """
+    watched_bucket = (settings or get_settings()).watched_bucket
     try:
         notification = _S3Notification.model_validate(json.loads(message_body))
     except (ValueError, ValidationError) as error:
@@ -117,11 +118,16 @@ def uploads_in(message_body: str) -> list[UploadedObject]:
         if not record.event_name.startswith("ObjectCreated:"):
             continue
         announced = record.s3.object
+        bucket = str(record.s3.bucket.get("name", ""))
+        if watched_bucket and bucket != watched_bucket:
+            raise RequestRejectedError(
+                "IMG.0001", f"The S3 event is about bucket '{bucket}', not the watched bucket '{watched_bucket}'."
+            )
         if not announced.version_id and not announced.etag:
             raise RequestRejectedError("IMG.0001", "The S3 event names neither a version id nor an ETag.")
         uploads.append(
             UploadedObject(
-                bucket=str(record.s3.bucket.get("name", "")),
+                bucket=bucket,
                 # S3 writes keys in events form-encoded: '+' for a space, %XX for anything else.
                 key=unquote_plus(announced.key),
                 version_id=announced.version_id or None,

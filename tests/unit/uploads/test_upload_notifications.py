@@ -8,10 +8,13 @@ from typing import Any
 
 import pytest
 from diskport.errors import RequestRejectedError
+from diskport.settings import Settings
 from diskport.uploaded_objects import UploadedObject
 from diskport.uploads import uploads_in
 
 EVENTS = Path(__file__).resolve().parents[3] / "events"
+WATCHED = Settings.model_validate({"WATCHED_BUCKET": "uploads"})
+SAMPLE_WATCHED = Settings.model_validate({"WATCHED_BUCKET": "diskport-watchedbucket"})
 
 
 def notification(*records: dict[str, Any]) -> str:
@@ -29,7 +32,7 @@ def test_the_sample_event_names_one_version_of_one_file() -> None:
     # events/upload_object_created.json, as S3 writes it for a versioned bucket
     body = json.loads((EVENTS / "upload_object_created.json").read_text())["Records"][0]["body"]
 
-    assert uploads_in(body) == [
+    assert uploads_in(body, SAMPLE_WATCHED) == [
         UploadedObject(
             bucket="diskport-watchedbucket",
             key="disks/fedora-data1+v2.qcow2",
@@ -42,7 +45,7 @@ def test_the_sample_event_names_one_version_of_one_file() -> None:
 def test_s3s_test_event_announces_nothing() -> None:
     body = json.loads((EVENTS / "upload_s3_test_event.json").read_text())["Records"][0]["body"]
 
-    assert uploads_in(body) == []
+    assert uploads_in(body, SAMPLE_WATCHED) == []
 
 
 @pytest.mark.parametrize(
@@ -55,7 +58,7 @@ def test_s3s_test_event_announces_nothing() -> None:
     ],
 )
 def test_keys_are_decoded_from_the_form_encoding_s3_uses_in_events(key_in_event: str, key: str) -> None:
-    (upload,) = uploads_in(notification(created(key_in_event)))
+    (upload,) = uploads_in(notification(created(key_in_event)), WATCHED)
 
     assert upload.key == key
 
@@ -67,7 +70,10 @@ def test_every_created_object_of_a_message_is_announced_and_other_events_are_not
         created("c.qcow2", event_name="ObjectCreated:Copy"),
     )
 
-    assert [(upload.key, upload.version_id) for upload in uploads_in(body)] == [("a.qcow2", "v7"), ("c.qcow2", None)]
+    assert [(upload.key, upload.version_id) for upload in uploads_in(body, WATCHED)] == [
+        ("a.qcow2", "v7"),
+        ("c.qcow2", None),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -78,10 +84,18 @@ def test_every_created_object_of_a_message_is_announced_and_other_events_are_not
         pytest.param("{}", id="no Records"),
         pytest.param(json.dumps({"Records": [{"eventName": "ObjectCreated:Put"}]}), id="record without s3"),
         pytest.param(notification(created("a.qcow2", eTag="")), id="neither version id nor ETag"),
+        pytest.param(
+            notification(
+                {**created("a.qcow2"), "s3": {"bucket": {"name": "elsewhere"}, "object": {"key": "a", "eTag": "e"}}}
+            ),
+            id="another bucket",
+        ),
     ],
 )
-def test_a_message_that_is_not_an_s3_notification_is_refused_so_that_it_is_retried(body: str) -> None:
+def test_a_message_that_is_not_an_s3_notification_of_the_watched_bucket_is_refused_so_that_it_is_retried(
+    body: str,
+) -> None:
     with pytest.raises(RequestRejectedError) as refused:
-        uploads_in(body)
+        uploads_in(body, WATCHED)
 
     assert refused.value.code == "IMG.0001"
