@@ -21,7 +21,7 @@ class InspectionLimits:
     # EBS volumes end at 64 TiB; an image that claims more cannot become a volume and is refused.
     max_virtual_size: int = 64 * TIB
     # Bytes of metadata (headers, tables) read while inspecting the image and mapping its allocation.
-    max_metadata_bytes: int = 512 * MIB
+    max_metadata_bytes: int = 1 * GIB
     # The largest single table held in memory at once (qcow2 L1, VMDK grain directory, VHD/VHDX BAT, VDI map).
     max_table_bytes: int = 64 * MIB
     # The embedded or standalone VMDK descriptor, and the qcow2 header with its extensions.
