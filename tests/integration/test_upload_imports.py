@@ -449,6 +449,24 @@ def test_a_refused_upload_does_not_count_as_an_import_under_way(
     assert index["Items"] == []
 
 
+def test_a_file_deleted_before_its_notification_is_handled_gets_a_fail_job(
+    stack: Any, uploads: UploadQueue, bucket: str, qcow2_of_50_gib: bytes
+) -> None:
+    # Given a file deleted right after its upload
+    upload(bucket, "disks/gone.qcow2", qcow2_of_50_gib)
+    boto3.client("s3").delete_object(Bucket=bucket, Key="disks/gone.qcow2")
+
+    # When its notification reaches the trigger
+    delivery = uploads.deliver()
+
+    # Then the job says the object is gone, and nothing is retried
+    assert delivery.failed_message_ids == []
+    (job,) = jobs_of(stack)
+    assert job["status"] == "FAIL"
+    assert job["error_code"] == "IMG.0121"
+    assert "deleted or replaced" in job["fail_reason"]
+
+
 # ---------------------------------------------------------------------------------------------- failures and retries
 
 
@@ -522,6 +540,32 @@ def test_a_throttled_attempt_is_retried_through_sqs_and_then_gives_one_job(
     assert job["status"] == "INIT"
     assert len(stack.executions()) == 1
     assert uploads.dead_letters() == []
+
+
+def test_uploads_beyond_the_projects_imports_under_way_wait_in_the_queue(
+    stack: Any, uploads: UploadQueue, bucket: str, qcow2_of_50_gib: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a stack that runs one import at a time, and one upload already under way
+    monkeypatch.setenv("MAX_ACTIVE_JOBS", "1")
+    get_settings.cache_clear()
+    upload(bucket, "disks/first.qcow2", qcow2_of_50_gib)
+    uploads.deliver()
+
+    # When a second file is uploaded
+    upload(bucket, "disks/second.qcow2", qcow2_of_50_gib)
+    delivery = uploads.deliver()
+
+    # Then its message is reported failed, to come back later, and it has no job yet
+    assert len(delivery.failed_message_ids) == 1
+    assert [job["request"]["name"] for job in jobs_of(stack)] == ["first"]
+    assert uploads.waiting() == 1
+
+    # When the first import has ended and the message comes back
+    JobStore().mark_failed(jobs_of(stack)[0]["job_id"], error_code="IMG.0061", fail_reason="ended for the test")
+    assert uploads.deliver().failed_message_ids == []
+
+    # Then the second upload has its job
+    assert sorted(job["request"]["name"] for job in jobs_of(stack)) == ["first", "second"]
 
 
 def test_a_job_recorded_by_an_attempt_cut_short_is_started_by_the_next_delivery(
