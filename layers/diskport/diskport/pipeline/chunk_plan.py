@@ -5,10 +5,10 @@ allocated data costs time (unallocated ranges are skipped from the format's tabl
 may span much more of the disk than it holds. Chunks never share a 512 KiB block, so two workers never write
 the same snapshot block.
 
-Sizing: a convert worker moves about 40 MiB/s (S3 reads, decoding, hashing and PutSnapshotBlock overlap;
-qcow2 with compressed clusters is the slow case at about 20 MiB/s). The default 8 GiB chunk takes at most
-about 7 minutes at that worst speed, half of Lambda's 15-minute limit, which leaves room for a retried chunk
-to start over within its own invocation.
+Sizing: a convert worker writes at most its share of the snapshot's PutSnapshotBlock quota, 900 / 16 workers
+≈ 56 blocks/s ≈ 28 MiB/s (see `convert`), and the engine decodes faster than that except for compressed qcow2
+(about 20 MiB/s in one Lambda). The default 8 GiB chunk therefore takes about 5 minutes, 7 at worst: half of
+Lambda's 15-minute limit, leaving room for a retried chunk to start over within its own invocation.
 """
 
 from __future__ import annotations
