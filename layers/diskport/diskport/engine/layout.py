@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 Decompressor = Callable[[bytes], bytes]
 
@@ -21,9 +20,11 @@ class SegmentKind(enum.Enum):
     COMPRESSED = "compressed"
 
 
-@dataclass(frozen=True, slots=True)
-class Segment:
-    """`length` bytes of the virtual disk from `start`, and where they come from."""
+class Segment(NamedTuple):
+    """`length` bytes of the virtual disk from `start`, and where they come from.
+
+    A named tuple rather than a dataclass: a fragmented disk yields many of these, and tuples are cheap to build.
+    """
 
     start: int
     length: int
@@ -47,12 +48,12 @@ class Segment:
             return self
         skipped = new_start - self.start
         if self.kind is SegmentKind.DATA:
-            return replace(self, start=new_start, length=new_end - new_start, file_offset=self.file_offset + skipped)
+            return self._replace(start=new_start, length=new_end - new_start, file_offset=self.file_offset + skipped)
         if self.kind is SegmentKind.COMPRESSED:
-            return replace(
-                self, start=new_start, length=new_end - new_start, offset_in_unit=self.offset_in_unit + skipped
+            return self._replace(
+                start=new_start, length=new_end - new_start, offset_in_unit=self.offset_in_unit + skipped
             )
-        return replace(self, start=new_start, length=new_end - new_start)
+        return self._replace(start=new_start, length=new_end - new_start)
 
 
 def zero(start: int, length: int) -> Segment:
@@ -90,16 +91,16 @@ def merged_segments(units: Iterable[Segment], start: int, end: int) -> Iterator[
             continue
         if unit.start >= end:
             break
-        segment = unit.clipped(start, end)
+        segment = unit if start <= unit.start and unit.start + unit.length <= end else unit.clipped(start, end)
         if pending is not None:
             if segment.kind is pending.kind is SegmentKind.ZERO:
-                pending = replace(pending, length=pending.length + segment.length)
+                pending = Segment(pending.start, pending.length + segment.length, SegmentKind.ZERO)
                 continue
             if (
                 segment.kind is pending.kind is SegmentKind.DATA
                 and pending.file_offset + pending.length == segment.file_offset
             ):
-                pending = replace(pending, length=pending.length + segment.length)
+                pending = Segment(pending.start, pending.length + segment.length, SegmentKind.DATA, pending.file_offset)
                 continue
             yield pending
         pending = segment

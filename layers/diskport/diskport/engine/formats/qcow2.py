@@ -28,6 +28,7 @@ MAX_CLUSTER_BITS = 21
 
 OFFSET_MASK = 0x00FF_FFFF_FFFF_FE00  # bits 9-55 of L1 and standard L2 entries
 COMPRESSED_FLAG = 1 << 62
+COPIED_FLAG = 1 << 63
 ZERO_FLAG = 1
 
 INCOMPATIBLE_DIRTY = 1 << 0
@@ -229,38 +230,69 @@ class Qcow2Layout:
             l2_table = self._l2_table(l2_offset)
             first = max(start - span_start, 0) // cluster_size
             last = -(-(min(end, span_start + l1_span) - span_start) // cluster_size)
-            for l2_index in range(first, last):
-                yield self._cluster(span_start + l2_index * cluster_size, l2_table[l2_index])
+            yield from self._cluster_runs(span_start, l2_table, first, last)
 
-    def _cluster(self, virtual_offset: int, entry: int) -> Segment:
+    def _cluster_runs(self, span_start: int, l2_table: array.array[int], first: int, last: int) -> Iterator[Segment]:
+        """Clusters `first` to `last` of one L2 table, as runs: zeros together, file-contiguous data together."""
         cluster_size = self._cluster_size
-        file_size = self._metadata.file_size
+        index = first
+        while index < last:
+            entry = l2_table[index]
+            virtual_offset = span_start + index * cluster_size
+            if entry & COMPRESSED_FLAG:
+                yield self._compressed_cluster(virtual_offset, entry)
+                index += 1
+                continue
+            run_end = index + 1
+            if self._reads_as_zeros(entry):
+                while run_end < last and self._reads_as_zeros(l2_table[run_end]):
+                    run_end += 1
+                yield zero(virtual_offset, (run_end - index) * cluster_size)
+            else:
+                host_offset = self._data_cluster_offset(entry)
+                # Entries holding just the next offset (and the COPIED flag) continue the run.
+                while (
+                    run_end < last
+                    and l2_table[run_end] & ~COPIED_FLAG == host_offset + (run_end - index) * cluster_size
+                ):
+                    run_end += 1
+                self._data_cluster_offset(host_offset + (run_end - index - 1) * cluster_size)
+                yield stored(virtual_offset, (run_end - index) * cluster_size, host_offset)
+            index = run_end
+
+    def _reads_as_zeros(self, entry: int) -> bool:
         if entry & COMPRESSED_FLAG:
-            host_offset = entry & ((1 << self._compressed_shift) - 1)
-            sectors = ((entry >> self._compressed_shift) & ((1 << (self._cluster_bits - 8)) - 1)) + 1
-            if host_offset >= file_size:
-                raise ImageRejectedError(
-                    f"A compressed qcow2 cluster points to offset {host_offset}, past the end of the "
-                    f"{file_size}-byte file: {REUPLOAD_HINT}."
-                )
-            # The stored length is rounded up to sectors and may run past the end of the file: read what is there.
-            stored_length = min(sectors * 512 - (host_offset & 511), file_size - host_offset)
-            return compressed(virtual_offset, cluster_size, host_offset, stored_length, self._decompress)
+            return False
         if entry & ZERO_FLAG:
             if self._version < 3:
                 raise ImageRejectedError(
                     f"A qcow2 version 2 image holds a zero-cluster entry, which only version 3 has: {REUPLOAD_HINT}."
                 )
-            return zero(virtual_offset, cluster_size)
+            return True
+        return not entry & OFFSET_MASK
+
+    def _data_cluster_offset(self, entry: int) -> int:
         host_offset = entry & OFFSET_MASK
-        if not host_offset:
-            return zero(virtual_offset, cluster_size)
-        if host_offset & (cluster_size - 1) or host_offset >= file_size:
+        file_size = self._metadata.file_size
+        if host_offset & (self._cluster_size - 1) or host_offset >= file_size:
             raise ImageRejectedError(
                 f"A qcow2 data cluster points to offset {host_offset}, which is "
                 f"{'not cluster-aligned' if host_offset < file_size else 'past the end of the file'}: {REUPLOAD_HINT}."
             )
-        return stored(virtual_offset, cluster_size, host_offset)
+        return host_offset
+
+    def _compressed_cluster(self, virtual_offset: int, entry: int) -> Segment:
+        file_size = self._metadata.file_size
+        host_offset = entry & ((1 << self._compressed_shift) - 1)
+        sectors = ((entry >> self._compressed_shift) & ((1 << (self._cluster_bits - 8)) - 1)) + 1
+        if host_offset >= file_size:
+            raise ImageRejectedError(
+                f"A compressed qcow2 cluster points to offset {host_offset}, past the end of the "
+                f"{file_size}-byte file: {REUPLOAD_HINT}."
+            )
+        # The stored length is rounded up to sectors and may run past the end of the file: read what is there.
+        stored_length = min(sectors * 512 - (host_offset & 511), file_size - host_offset)
+        return compressed(virtual_offset, self._cluster_size, host_offset, stored_length, self._decompress)
 
     def _l2_table(self, offset: int) -> array.array[int]:
         table = self._l2_tables.get(offset)

@@ -280,7 +280,6 @@ class VmdkLayout:
     def units(self, start: int, end: int) -> Iterator[Segment]:
         grain_size = self._grain_size
         table_span = grain_size * self._entries_per_grain_table
-        file_size = self._metadata.file_size
         directory = self._directory
         directory_index, last_directory_index = start // table_span, (end - 1) // table_span
         while directory_index <= last_directory_index:
@@ -297,23 +296,44 @@ class VmdkLayout:
             grain_table = self._grain_table(table_sector)
             first = max(start - span_start, 0) // grain_size
             last = -(-(min(end, span_start + table_span) - span_start) // grain_size)
-            for grain_index in range(first, last):
-                virtual_offset = span_start + grain_index * grain_size
-                grain_sector = grain_table[grain_index]
-                if not grain_sector or (grain_sector == GRAIN_ZEROED and self._zeroed_grains):
-                    yield zero(virtual_offset, grain_size)
-                    continue
-                grain_offset = grain_sector * SECTOR
-                if grain_offset >= file_size:
-                    raise ImageRejectedError(
-                        f"A VMDK grain points to offset {grain_offset}, past the end of the {file_size}-byte file: "
-                        f"{REUPLOAD_HINT}."
-                    )
-                if self._compressed_grains:
-                    stored_length = min(2 * grain_size + SECTOR, file_size - grain_offset)
-                    yield compressed(virtual_offset, grain_size, grain_offset, stored_length, self._decompress)
-                else:
-                    yield stored(virtual_offset, grain_size, grain_offset)
+            yield from self._grain_runs(span_start, grain_table, first, last)
+
+    def _grain_runs(self, span_start: int, grain_table: array.array[int], first: int, last: int) -> Iterator[Segment]:
+        """Grains `first` to `last` of one grain table, as runs: zeros together, file-contiguous grains together."""
+        grain_size = self._grain_size
+        grain_sectors = grain_size // SECTOR
+        index = first
+        while index < last:
+            grain_sector = grain_table[index]
+            virtual_offset = span_start + index * grain_size
+            run_end = index + 1
+            if self._reads_as_zeros(grain_sector):
+                while run_end < last and self._reads_as_zeros(grain_table[run_end]):
+                    run_end += 1
+                yield zero(virtual_offset, (run_end - index) * grain_size)
+            elif self._compressed_grains:
+                grain_offset = self._grain_offset(grain_sector)
+                stored_length = min(2 * grain_size + SECTOR, self._metadata.file_size - grain_offset)
+                yield compressed(virtual_offset, grain_size, grain_offset, stored_length, self._decompress)
+            else:
+                while run_end < last and grain_table[run_end] == grain_sector + (run_end - index) * grain_sectors:
+                    run_end += 1
+                self._grain_offset(grain_sector + (run_end - index - 1) * grain_sectors)
+                yield stored(virtual_offset, (run_end - index) * grain_size, self._grain_offset(grain_sector))
+            index = run_end
+
+    def _reads_as_zeros(self, grain_sector: int) -> bool:
+        return not grain_sector or (grain_sector == GRAIN_ZEROED and self._zeroed_grains)
+
+    def _grain_offset(self, grain_sector: int) -> int:
+        grain_offset = grain_sector * SECTOR
+        file_size = self._metadata.file_size
+        if grain_offset >= file_size:
+            raise ImageRejectedError(
+                f"A VMDK grain points to offset {grain_offset}, past the end of the {file_size}-byte file: "
+                f"{REUPLOAD_HINT}."
+            )
+        return grain_offset
 
     def _grain_table(self, sector: int) -> array.array[int]:
         table = self._grain_tables.get(sector)
