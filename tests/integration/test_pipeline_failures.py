@@ -13,6 +13,8 @@ import pytest
 from diskport.jobs import JobStore
 from diskport.settings import get_settings
 
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+EXAMPLE_JOB_ID = "9a175ac692fa125401930027b9c026b3"
 DISK = b"\x5a" * 700_000  # a small raw disk: two blocks of data
 
 
@@ -205,17 +207,8 @@ def invoke(stack: Any, function: str, event: dict[str, Any]) -> Any:
 
 
 def execution_status_change(stack: Any, job_id: str, status: str) -> dict[str, Any]:
-    """The event EventBridge delivers for an execution of the import state machine (named by its job id)."""
-    state_machine_arn = stack.local.arn("ImportDataImageStateMachine")
-    return {
-        "version": "0",
-        "source": "aws.states",
-        "detail-type": "Step Functions Execution Status Change",
-        "detail": {
-            "executionArn": state_machine_arn.replace(":stateMachine:", ":execution:") + f":{job_id}",
-            "stateMachineArn": state_machine_arn,
-            "name": job_id,
-            "status": status,
-            "input": json.dumps({"job_id": job_id}),
-        },
-    }
+    """`events/mark_failed_execution_timed_out.json` (also for `sam local invoke`), for this job and status."""
+    event_text = (EVENTS / "mark_failed_execution_timed_out.json").read_text()
+    event: dict[str, Any] = json.loads(event_text.replace(EXAMPLE_JOB_ID, job_id))
+    event["detail"]["status"] = status
+    return event
