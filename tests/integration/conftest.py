@@ -198,6 +198,15 @@ class Importer:
         aws.client(service).meta.events.register(f"before-call.{service}.{operation}", refuse)
         return refused
 
+    @staticmethod
+    def watch_calls(service: str, operation: str) -> list[dict[str, Any]]:
+        """The requests (as serialized for the wire) the service's client sends for `operation` from now on."""
+        seen: list[dict[str, Any]] = []
+        aws.client(service).meta.events.register(
+            f"before-call.{service}.{operation}", lambda params, **_: seen.append(params)
+        )
+        return seen
+
     def work_files(self) -> list[str]:
         listed = boto3.client("s3").list_objects_v2(Bucket=self.stack.local.physical_name("WorkBucket"))
         return [entry["Key"] for entry in listed.get("Contents", [])]

@@ -6,8 +6,10 @@ snapshot back block by block and compares it with `qemu-img convert -O raw` of t
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import boto3
 import pytest
 
 
@@ -90,3 +92,42 @@ def test_images_are_listed_with_filters_and_pages(importer: Any) -> None:
     # And another project sees none of them
     other = importer.stack.call_api("GET", "/v2/cloudimages", project_id="999999999999")
     assert other.body == {"images": []}
+
+
+def test_an_encrypted_import_records_every_ims_field_of_the_image(importer: Any, image_files: dict[str, Any]) -> None:
+    # Given an enabled KMS key, and a request with tags and a description
+    kms_key = boto3.client("kms").create_key()["KeyMetadata"]
+    snapshot_starts = importer.watch_calls("ebs", "StartSnapshot")
+
+    # When the image is imported with that key
+    job = importer.import_file(
+        image_files["vmdk"].path,
+        "disks/data1.vmdk",
+        min_disk=50,
+        cmk_id=kms_key["KeyId"],
+        os_type="Windows",
+        description="Data disk 1",
+        tags=["team.storage", "env.test"],
+    )
+
+    # Then the snapshot was started encrypted with the key, sized min_disk, tagged, idempotent per job
+    assert job["status"] == "SUCCESS", job
+    (start,) = [json.loads(call["body"]) for call in snapshot_starts]
+    assert start["Encrypted"] is True and start["KmsKeyArn"] == kms_key["Arn"]
+    assert start["VolumeSize"] == 50 and start["ClientToken"] == job["job_id"]
+    assert {"Key": "team", "Value": "storage"} in start["Tags"]
+
+    # And the image carries IMS's fields
+    image = importer.image(job["entities"]["image_id"])
+    assert image["id"] == job["entities"]["image_id"] and image["name"] == "data-disk-1"
+    assert image["status"] == "active" and image["visibility"] == "private"
+    assert image["virtual_env_type"] == "DataImage" and image["__image_source_type"] == "uds"
+    assert image["__os_type"] == "Windows" and image["description"] == "Data disk 1"
+    assert image["disk_format"] == "vmdk" and image["min_disk"] == 50
+    assert image["__image_size"] == str(image_files["vmdk"].path.stat().st_size)
+    assert image["__data_origin"] == f"file,{importer.stack.local.physical_name('WatchedBucket')}:disks/data1.vmdk"
+    assert image["__system__cmkid"] == kms_key["KeyId"]
+    assert image["tags"] == ["team.storage", "env.test"]
+    assert image["created_at"] <= image["active_at"] and image["updated_at"]
+    assert image["virtual_size"] == image_files["vmdk"].oracle.stat().st_size
+    assert image["snapshot_id"].startswith("snap-")
