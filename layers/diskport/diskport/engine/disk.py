@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
 from typing import Self
 
 from .layout import Layout, RangeCollector, Segment, SegmentKind, merged_segments
 from .limits import MIB, InspectionLimits
-from .sources import ByteSource
+from .sources import ByteSource, coalesces_reads
 
 BLOCK_SIZE = 524_288  # EBS direct API block size
 ZERO_BLOCK = bytes(BLOCK_SIZE)
@@ -36,11 +38,15 @@ def make_block(index: int, data: bytes) -> Block:
     return Block(index, data, base64.b64encode(hashlib.sha256(data).digest()).decode("ascii"))
 
 
+def _non_zero_blocks(candidates: Iterable[tuple[int, bytes]]) -> list[Block]:
+    return [make_block(index, data) for index, data in candidates if data != ZERO_BLOCK]
+
+
 class DiskImage:
     """An image whose header and top-level tables passed every check; returned by `open_disk`."""
 
     def __init__(
-        self, source: ByteSource, layout: Layout, limits: InspectionLimits, *, hashing_threads: int = 2
+        self, source: ByteSource, layout: Layout, limits: InspectionLimits, *, worker_threads: int | None = None
     ) -> None:
         self.format: str = layout.format_name
         self.subformat: str = layout.subformat
@@ -48,7 +54,8 @@ class DiskImage:
         self.source = source
         self.limits = limits
         self._layout = layout
-        self._hashing_threads = max(1, hashing_threads)
+        # Two threads keep two cores busy (Lambda gives 2 vCPUs from 3,538 MB); larger functions get more.
+        self._worker_threads = worker_threads or max(2, min(8, os.cpu_count() or 2))
         self._executor: ThreadPoolExecutor | None = None
         self._units: OrderedDict[int, bytes] = OrderedDict()
 
@@ -92,18 +99,20 @@ class DiskImage:
 
         `start` and `end` are block-aligned byte offsets; `end` may be the virtual size or the virtual size
         rounded up to a block. Unallocated ranges are skipped from the tables, without reading anything.
-        Hashing runs on a small thread pool (hashlib releases the GIL) while the next blocks are read.
+        Reading whole stored blocks and hashing run on a small thread pool (pread, S3 GETs and hashlib all release
+        the GIL); blocks that must be assembled (compressed units, partial blocks) are assembled here, then hashed
+        there. At most a few jobs are in flight, so memory does not grow with the image.
         """
         self._check_block_range(start, end)
-        executor = self._hash_executor()
-        in_flight: deque[Future[Block]] = deque()
-        most_in_flight = 4 * self._hashing_threads
-        for index, data in self._nonzero_block_data(start, min(end, self.virtual_size)):
-            in_flight.append(executor.submit(make_block, index, data))
+        executor = self._worker_pool()
+        in_flight: deque[Future[list[Block]]] = deque()
+        most_in_flight = 2 * self._worker_threads + 1
+        for job in self._block_jobs(start, min(end, self.virtual_size)):
+            in_flight.append(executor.submit(job))
             if len(in_flight) >= most_in_flight:
-                yield in_flight.popleft().result()
+                yield from in_flight.popleft().result()
         while in_flight:
-            yield in_flight.popleft().result()
+            yield from in_flight.popleft().result()
 
     def close(self) -> None:
         if self._executor is not None:
@@ -128,15 +137,16 @@ class DiskImage:
         if end > rounded_size:
             raise ValueError(f"end {end} lies beyond the last block of the disk ({rounded_size})")
 
-    def _hash_executor(self) -> ThreadPoolExecutor:
+    def _worker_pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(self._hashing_threads, thread_name_prefix="diskport-hash")
+            self._executor = ThreadPoolExecutor(self._worker_threads, thread_name_prefix="diskport-blocks")
         return self._executor
 
-    def _nonzero_block_data(self, start: int, end: int) -> Iterator[tuple[int, bytes]]:
-        """(index, 512 KiB) for every block of [start, end) that holds a non-zero byte."""
+    def _block_jobs(self, start: int, end: int) -> Iterator[Callable[[], list[Block]]]:
+        """Jobs that each produce the non-zero blocks of a stretch of [start, end), in order."""
         current_index = -1
         current: bytearray | None = None
+        blocks_per_read = READ_AHEAD_BYTES // BLOCK_SIZE if coalesces_reads(self.source) else 1
         for segment in self.segments(start, end):
             if segment.kind is SegmentKind.ZERO:
                 continue
@@ -145,8 +155,8 @@ class DiskImage:
                 index = position // BLOCK_SIZE
                 block_start = index * BLOCK_SIZE
                 if index != current_index:
-                    if current is not None and current != ZERO_BLOCK:
-                        yield current_index, bytes(current)
+                    if current is not None:
+                        yield partial(_non_zero_blocks, [(current_index, bytes(current))])
                     current_index, current = index, None
                 if (
                     current is None
@@ -155,13 +165,9 @@ class DiskImage:
                     and segment.end - position >= BLOCK_SIZE
                 ):
                     # Whole blocks stored contiguously: one read serves many blocks, with no assembly.
-                    count = min((segment.end - position) // BLOCK_SIZE, READ_AHEAD_BYTES // BLOCK_SIZE)
-                    stored = self._read_stored(segment.file_offset + (position - segment.start), count * BLOCK_SIZE)
-                    view = memoryview(stored)
-                    for number in range(count):
-                        data = bytes(view[number * BLOCK_SIZE : (number + 1) * BLOCK_SIZE])
-                        if data != ZERO_BLOCK:
-                            yield index + number, data
+                    count = min((segment.end - position) // BLOCK_SIZE, blocks_per_read)
+                    file_offset = segment.file_offset + (position - segment.start)
+                    yield partial(self._stored_blocks, index, file_offset, count)
                     position += count * BLOCK_SIZE
                     current_index = index + count - 1
                     continue
@@ -171,8 +177,17 @@ class DiskImage:
                 piece = segment.clipped(position, piece_end)
                 current[position - block_start : piece_end - block_start] = self._segment_bytes(piece)
                 position = piece_end
-        if current is not None and current != ZERO_BLOCK:
-            yield current_index, bytes(current)
+        if current is not None:
+            yield partial(_non_zero_blocks, [(current_index, bytes(current))])
+
+    def _stored_blocks(self, first_index: int, file_offset: int, count: int) -> list[Block]:
+        if count == 1:
+            return _non_zero_blocks([(first_index, self._read_stored(file_offset, BLOCK_SIZE))])
+        stored = memoryview(self._read_stored(file_offset, count * BLOCK_SIZE))
+        return _non_zero_blocks(
+            (first_index + number, bytes(stored[number * BLOCK_SIZE : (number + 1) * BLOCK_SIZE]))
+            for number in range(count)
+        )
 
     def _segment_bytes(self, segment: Segment) -> bytes:
         if segment.kind is SegmentKind.DATA:

@@ -37,8 +37,16 @@ class ByteSource(Protocol):
         ...
 
 
+def coalesces_reads(source: ByteSource) -> bool:
+    """Whether contiguous data should be read in large requests: a source may say no with `coalesce_reads`."""
+    return bool(getattr(source, "coalesce_reads", True))
+
+
 class LocalFileSource:
     """A file on this machine, read with `pread` so concurrent readers never share a file position."""
+
+    # A local read costs a system call, not a round trip: reading block by block saves copying out of big buffers.
+    coalesce_reads = False
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
@@ -89,6 +97,9 @@ class S3ObjectSource:
     bypass the cache with one GET for the whole range. `get_count` counts every GET sent.
     """
 
+    # Each GET is a round trip: the engine merges contiguous data into large reads.
+    coalesce_reads = True
+
     def __init__(
         self,
         s3_client: S3Client,
@@ -111,8 +122,9 @@ class S3ObjectSource:
         self.cache_pages = cache_pages
         self.get_count = 0
         self._pages: OrderedDict[int, bytes] = OrderedDict()
-        # The hashing threads never read, but a caller may share one source between threads.
+        # The engine's worker threads read data ranges concurrently: the cache and the count are guarded.
         self._lock = threading.Lock()
+        self._count_lock = threading.Lock()
 
     @property
     def size(self) -> int:
@@ -153,7 +165,8 @@ class S3ObjectSource:
         return pages
 
     def _get_range(self, start: int, end: int) -> bytes:
-        self.get_count += 1
+        with self._count_lock:
+            self.get_count += 1
         try:
             response = self._s3_client.get_object(
                 Bucket=self.bucket, Key=self.key, Range=f"bytes={start}-{end - 1}", IfMatch=self.etag
