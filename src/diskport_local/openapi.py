@@ -34,6 +34,7 @@ _ERROR_STATUSES = {
 }
 _CREATE_ONLY_STATUSES = {
     "413": "The request body is larger than 10 MB.",
+    "415": "The request body is not JSON.",
     "429": "Too many imports under way for the project (IMG.0194).",
 }
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 
 from diskport.api_models import ims_code_of
 from diskport.errors import DiskportError, RequestRejectedError
@@ -38,7 +41,15 @@ def make_resolver() -> APIGatewayHttpResolver:
         # API Gateway base64-encodes a body that is not UTF-8, and Powertools fails decoding it before validation.
         return _rejected(RequestRejectedError("IMG.0001", "The request body is not UTF-8 encoded JSON."))
 
+    def unsupported_content_type(_: Exception) -> Response[str]:
+        rejection = RequestRejectedError("IMG.0001", "The request body must be JSON (Content-Type: application/json).")
+        rejection.with_status(415)
+        return _rejected(rejection)
+
     def unexpected_error(error: Exception) -> Response[str]:
+        if app.current_event.body and not _is_json(app.current_event.headers.get("content-type", "")):
+            # Powertools fails in its own ways on bodies the IMS API never takes (multipart without a boundary...).
+            return unsupported_content_type(error)
         logger.exception("Unexpected error")
         return error_response(DiskportError("The service failed unexpectedly; retry later."))
 
@@ -49,6 +60,7 @@ def make_resolver() -> APIGatewayHttpResolver:
     app.exception_handler(RequestValidationError)(invalid_request)
     app.exception_handler(DiskportError)(known_error)
     app.exception_handler(UnicodeDecodeError)(undecodable_body)
+    app.exception_handler(RequestUnsupportedContentType)(unsupported_content_type)
     app.exception_handler(Exception)(unexpected_error)
     app.not_found(no_route)
     return app
@@ -56,6 +68,10 @@ def make_resolver() -> APIGatewayHttpResolver:
 
 def current_project(app: APIGatewayHttpResolver) -> str:
     return project_id_of(app.current_event.raw_event.get("requestContext") or {})
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type.strip() == "" or content_type.strip().lower().startswith("application/json")
 
 
 def _rejection_of(body: str | None, error: RequestValidationError) -> RequestRejectedError:

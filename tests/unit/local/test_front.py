@@ -186,3 +186,13 @@ def test_over_http_any_method_without_a_route_even_trace_is_an_ims_404() -> None
         server.stop()
     assert refused.value.code == 404
     assert json.loads(refused.value.read())["error"]["code"] == "IMG.0404"
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "multipart/form-data", "application/xml"])
+def test_through_the_real_functions_a_body_that_is_not_json_is_unsupported_media(
+    stack: Any, local_project: str, content_type: str
+) -> None:
+    front = ApiFront(stack.local.api_routes(), stack.lambdas.invoke)
+    answer = front.answer(FrontRequest("POST", CREATE_ROUTE, {"content-type": content_type}, b'{"name": "x"}'))
+    assert answer.status == 415
+    assert answer.json()["error"]["code"] == "IMG.0001"
