@@ -5,6 +5,7 @@
     diskport job JOB_ID                              the job, with its progress
     diskport images [--id ID]                        the project's images
     diskport export IMAGE_ID FILE                    the image's snapshot, written out as a raw disk
+    diskport sam-env                                 env.json for `sam local` against local mode's emulator
 
 Commands talk to local mode (http://127.0.0.1:3000, AWS emulator on :5000) unless `--endpoint` (or
 DISKPORT_ENDPOINT) names a deployed stack; requests to a deployed stack are signed with SigV4 using the
@@ -31,6 +32,7 @@ from diskport.errors import DiskportError
 from diskport_local.client import ApiClient, SigV4Signer, region_of_endpoint
 from diskport_local.export import export_snapshot
 from diskport_local.progress import ProgressBar
+from diskport_local.sam_env import DOCKER_HOST_AWS_ENDPOINT, env_json
 from diskport_local.server import (
     DEFAULT_API_PORT,
     DEFAULT_AWS_PORT,
@@ -40,7 +42,7 @@ from diskport_local.server import (
     LocalModeOptions,
     serve,
 )
-from diskport_local.template import LOCAL_REGION
+from diskport_local.template import LOCAL_REGION, LocalStack
 
 ENDED_STATUSES = ("SUCCESS", "FAIL")
 
@@ -177,6 +179,11 @@ def run_export(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def run_sam_env(arguments: argparse.Namespace) -> int:
+    print(env_json(LocalStack(), arguments.aws_endpoint), end="")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- helpers
 def _image_url_of(arguments: argparse.Namespace, target: Target) -> str:
     """SOURCE as IMS's bucket:object, uploading it first when it is a local file."""
@@ -280,6 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
     export_command.add_argument("image_id", metavar="IMAGE_ID")
     export_command.add_argument("file", metavar="FILE")
     export_command.set_defaults(run=run_export)
+
+    sam_env_command = commands.add_parser("sam-env", help="print env.json for sam local start-api / invoke")
+    sam_env_command.add_argument(
+        "--aws-endpoint", default=DOCKER_HOST_AWS_ENDPOINT, help="local mode's AWS emulator as containers reach it"
+    )
+    sam_env_command.set_defaults(run=run_sam_env)
     return parser
 
 
