@@ -5,10 +5,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import itertools
+import time
+import tracemalloc
+from pathlib import Path
 
+import pytest
 from diskport.engine import BLOCK_SIZE, LocalFileSource, open_disk
 
-from .images import ImageCase
+from .images import ImageCase, run
+
+MIB = 1024 * 1024
 
 
 def _oracle_blocks(case: ImageCase) -> dict[int, bytes]:
@@ -76,3 +82,69 @@ def test_read_at_unaligned_offsets_matches_qemu_img(image_case: ImageCase) -> No
         ]:
             # Then the bytes are qemu-img's, cut at the end of the disk
             assert disk.read(offset, length) == oracle[offset : offset + length], (offset, length)
+
+
+def test_blocks_of_a_sub_range_are_the_same_blocks_as_in_a_full_pass(image_cases: dict[str, ImageCase]) -> None:
+    # Given an image read whole once
+    case = image_cases["qcow2-v3-zstd"]
+    with LocalFileSource(case.path) as source, open_disk(source) as disk:
+        end = -(-disk.virtual_size // BLOCK_SIZE) * BLOCK_SIZE
+        everything = {block.index: block for block in disk.iter_blocks(0, end)}
+        # When a chunk in the middle, and a chunk ending at the virtual size, are read on their own
+        middle = list(disk.iter_blocks(2 * BLOCK_SIZE, 8 * BLOCK_SIZE))
+        tail = list(disk.iter_blocks(end - 2 * BLOCK_SIZE, disk.virtual_size))
+    # Then each holds exactly the full pass's blocks of its range
+    assert middle == [everything[index] for index in range(2, 8) if index in everything]
+    assert tail == [
+        everything[index] for index in range(end // BLOCK_SIZE - 2, end // BLOCK_SIZE) if index in everything
+    ]
+
+
+@pytest.mark.parametrize(
+    ("start", "end"), [(1, BLOCK_SIZE), (0, BLOCK_SIZE + 1), (-BLOCK_SIZE, BLOCK_SIZE), (0, 1 << 40)]
+)
+def test_block_ranges_must_be_block_aligned_and_inside_the_disk(
+    start: int, end: int, image_cases: dict[str, ImageCase]
+) -> None:
+    with LocalFileSource(image_cases["raw"].path) as source, open_disk(source) as disk, pytest.raises(ValueError):
+        list(disk.iter_blocks(start, end))
+
+
+SPARSE_CASES = [
+    ("qcow2", "2T", ()),
+    ("vmdk", "256G", ()),
+    ("vpc", "2000G", ("-o", "subformat=dynamic")),
+    ("vhdx", "2T", ()),
+    ("vdi", "2T", ()),
+]
+
+
+@pytest.mark.parametrize(("qemu_format", "size", "options"), SPARSE_CASES)
+def test_reading_a_sparse_disk_costs_time_and_memory_for_its_data_not_its_size(
+    qemu_format: str, size: str, options: tuple[str, ...], tmp_path: Path
+) -> None:
+    # Given a disk of terabytes holding a few MiB of data, at its start, its middle and its end
+    image = tmp_path / f"sparse.{qemu_format}"
+    run("qemu-img", "create", "-q", "-f", qemu_format, *options, image, size)
+    with LocalFileSource(image) as source, open_disk(source) as disk:
+        virtual_size = disk.virtual_size
+    commands = [f"write -P 0x5a {offset} 1M" for offset in (0, virtual_size // 2 // MIB * MIB, virtual_size - MIB)]
+    for command in commands:
+        run("qemu-io", "-f", qemu_format, "-c", command, image)
+    # When its allocation map and every non-zero block are read
+    started = time.perf_counter()
+    tracemalloc.start()
+    try:
+        with LocalFileSource(image) as source, open_disk(source) as disk:
+            ranges = disk.allocated_ranges()
+            blocks = list(disk.iter_blocks(0, -(-disk.virtual_size // BLOCK_SIZE) * BLOCK_SIZE))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    elapsed = time.perf_counter() - started
+    # Then only the data is read: 3 MiB in 6 blocks, in a few ranges, quickly and in little memory
+    assert len(blocks) == 6
+    assert all(block.data == b"\x5a" * BLOCK_SIZE for block in blocks)
+    assert sum(end - start for start, end in ranges) < 1 << 30
+    assert elapsed < 5
+    assert peak < 48 * MIB

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import array
+import re
 import sys
 
 from diskport.errors import ImageRejectedError
@@ -93,3 +94,19 @@ def printable(raw: bytes, limit: int = 200) -> str:
     text = raw.split(b"\0", 1)[0].decode("utf-8", errors="replace")
     text = "".join(character if character.isprintable() else "?" for character in text)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+_NOT_ZERO_BYTE = re.compile(rb"[^\x00]")
+_NOT_FF_BYTE = re.compile(rb"[^\xff]")
+
+
+def end_of_run(table: array.array[int], index: int, stop: int, *, all_ones: bool = False) -> int:
+    """The first index in [index, stop) whose entry is not 0 (or, with `all_ones`, not all one bits); else `stop`.
+
+    Runs of empty entries are what a sparse disk's tables are made of: they are skipped at the speed of a byte
+    search rather than an entry at a time.
+    """
+    pattern = _NOT_FF_BYTE if all_ones else _NOT_ZERO_BYTE
+    size = table.itemsize
+    match = pattern.search(memoryview(table).cast("B"), index * size, stop * size)
+    return stop if match is None else match.start() // size

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 from diskport.errors import ImageRejectedError, UnsupportedFormatError
 
-from ..inspection import REUPLOAD_HINT, MetadataReader, printable, unpack_table
+from ..inspection import REUPLOAD_HINT, MetadataReader, end_of_run, printable, unpack_table
 from ..layout import Decompressor, Segment, compressed, stored, zero
 from ..zstd import ZstdDecompressionError, decompress_zstd
 
@@ -220,9 +220,9 @@ class Qcow2Layout:
             span_start = l1_index * l1_span
             l2_offset = l1_table[l1_index] & OFFSET_MASK
             if not l2_offset:  # a run of L1 entries without L2 tables becomes one segment
-                run_end = l1_index + 1
+                run_end = end_of_run(l1_table, l1_index + 1, last_l1_index + 1)
                 while run_end <= last_l1_index and not l1_table[run_end] & OFFSET_MASK:
-                    run_end += 1
+                    run_end = end_of_run(l1_table, run_end + 1, last_l1_index + 1)
                 yield zero(span_start, (run_end - l1_index) * l1_span)
                 l1_index = run_end
                 continue
@@ -245,8 +245,9 @@ class Qcow2Layout:
                 continue
             run_end = index + 1
             if self._reads_as_zeros(entry):
+                run_end = end_of_run(l2_table, run_end, last)
                 while run_end < last and self._reads_as_zeros(l2_table[run_end]):
-                    run_end += 1
+                    run_end = end_of_run(l2_table, run_end + 1, last)
                 yield zero(virtual_offset, (run_end - index) * cluster_size)
             else:
                 host_offset = self._data_cluster_offset(entry)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from diskport.errors import ImageRejectedError, UnsupportedFormatError
 
-from ..inspection import REUPLOAD_HINT, MetadataReader, unpack_table
+from ..inspection import REUPLOAD_HINT, MetadataReader, end_of_run, unpack_table
 from ..layout import Segment, stored, zero
 
 HEADER_SIZE = 512
@@ -104,9 +104,9 @@ class VdiLayout:
         while index <= last:
             entry = block_map[index]
             if entry >= BLOCK_ZERO:  # free or zero: a run of them becomes one segment
-                run_end = index + 1
+                run_end = end_of_run(block_map, index + 1, last + 1, all_ones=True)
                 while run_end <= last and block_map[run_end] >= BLOCK_ZERO:
-                    run_end += 1
+                    run_end = end_of_run(block_map, run_end + 1, last + 1, all_ones=True)
                 yield zero(index * BLOCK_SIZE, (run_end - index) * BLOCK_SIZE)
                 index = run_end
                 continue

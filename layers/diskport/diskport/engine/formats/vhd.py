@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from diskport.errors import ImageRejectedError, UnsupportedFormatError
 
-from ..inspection import REUPLOAD_HINT, MetadataReader, unpack_table
+from ..inspection import REUPLOAD_HINT, MetadataReader, end_of_run, unpack_table
 from ..layout import Segment, stored, zero
 
 FOOTER_SIZE = 512
@@ -120,9 +120,7 @@ class VhdLayout:
             entry = table[index]
             if entry == UNALLOCATED:
                 # A run of unallocated blocks becomes one segment: a sparse disk costs per run, not per block.
-                run_end = index + 1
-                while run_end <= last and table[run_end] == UNALLOCATED:
-                    run_end += 1
+                run_end = end_of_run(table, index + 1, last + 1, all_ones=True)
                 yield zero(index * block_size, (run_end - index) * block_size)
                 index = run_end
                 continue

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from diskport.errors import ImageRejectedError, UnsupportedFormatError
 
-from ..inspection import REUPLOAD_HINT, MetadataReader, printable, unpack_table
+from ..inspection import REUPLOAD_HINT, MetadataReader, end_of_run, printable, unpack_table
 from ..layout import Decompressor, Segment, compressed, stored, zero
 
 SECTOR = 512
@@ -286,9 +286,7 @@ class VmdkLayout:
             span_start = directory_index * table_span
             table_sector = directory[directory_index]
             if not table_sector:  # a run of absent grain tables becomes one segment
-                run_end = directory_index + 1
-                while run_end <= last_directory_index and not directory[run_end]:
-                    run_end += 1
+                run_end = end_of_run(directory, directory_index + 1, last_directory_index + 1)
                 yield zero(span_start, (run_end - directory_index) * table_span)
                 directory_index = run_end
                 continue
@@ -308,8 +306,9 @@ class VmdkLayout:
             virtual_offset = span_start + index * grain_size
             run_end = index + 1
             if self._reads_as_zeros(grain_sector):
+                run_end = end_of_run(grain_table, run_end, last)
                 while run_end < last and self._reads_as_zeros(grain_table[run_end]):
-                    run_end += 1
+                    run_end = end_of_run(grain_table, run_end + 1, last)
                 yield zero(virtual_offset, (run_end - index) * grain_size)
             elif self._compressed_grains:
                 grain_offset = self._grain_offset(grain_sector)
