@@ -79,8 +79,11 @@ def mark_import_failed(
     if jobs.mark_failed(job.job_id, error_code=failure.code, fail_reason=failure.reason):
         logger.info("Import failed", extra={"job_id": job.job_id, "code": failure.code, "reason": failure.reason})
     else:
-        # Already FAIL (the Catch and the EventBridge rule both came): keep the first reason, clean up again.
         ended = jobs.get(job.job_id)
+        if ended is not None and ended.status == "SUCCESS":
+            # Register ended the job first (an execution stopped while it ran): the import succeeded.
+            return FailureOutcome(job_id=job.job_id, error_code=None, fail_reason=None, snapshots_deleted=[])
+        # Already FAIL (the Catch and the EventBridge rule both came): keep the first reason, clean up again.
         if ended is not None and ended.error_code and ended.fail_reason:
             failure = StepFailure(ended.error_code, ended.fail_reason)
 

@@ -56,16 +56,19 @@ def register_image(
         )
     snapshots.wait_until_completed(manifest.snapshot_id, timeout_seconds=settings.snapshot_wait_seconds)
 
-    activated_at = now_iso()
+    # The job ends SUCCESS before the image turns active. An import stopped meanwhile (MarkFailed's conditional
+    # FAIL wins) then never leaves an active image behind whose snapshot MarkFailed deletes.
+    if not jobs.mark_succeeded(job_id, image_id=manifest.image_id, image_name=manifest.image_name):
+        ended = jobs.get(job_id)
+        if ended is None or ended.status != "SUCCESS":  # SUCCESS: a re-run of this step, which carries on
+            raise ImportFailedError(f"Job {job_id} ended before its image was registered.")
     images.update(
         manifest.image_id,
         status="active",
-        active_at=activated_at,
+        active_at=now_iso(),
         checksum=contents.aggregate_checksum,
         size=manifest.virtual_size,
     )
-    if not jobs.mark_succeeded(job_id, image_id=manifest.image_id, image_name=manifest.image_name):
-        raise ImportFailedError(f"Job {job_id} ended before its image was registered.")
     work_files.delete_all()
     return RegisterResult(image_id=manifest.image_id)
 
