@@ -6,9 +6,10 @@ may span much more of the disk than it holds. Chunks never share a 512 KiB block
 the same snapshot block.
 
 Sizing: a convert worker writes at most its share of the snapshot's PutSnapshotBlock quota, 900 / 16 workers
-≈ 56 blocks/s ≈ 28 MiB/s (see `convert`), and the engine decodes faster than that except for compressed qcow2
-(about 20 MiB/s in one Lambda). The default 8 GiB chunk therefore takes about 5 minutes, 7 at worst: half of
-Lambda's 15-minute limit, leaving room for a retried chunk to start over within its own invocation.
+≈ 56 blocks/s ≈ 28 MiB/s (see `convert`). The engine decodes faster than that: `bench/engine_bench.py` measures
+95 MB/s for its slowest format (zlib-compressed qcow2) on one shared core, so even a Lambda at half that speed
+keeps up. The default 8 GiB chunk therefore takes about 5 minutes (8 GiB / 28 MiB/s), a third of Lambda's
+15-minute limit, leaving room for a retried chunk to start over within its own invocation.
 """
 
 from __future__ import annotations
