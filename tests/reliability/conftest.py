@@ -7,6 +7,8 @@ counted, so a suite can show that a step or a request was retried without waitin
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import time
@@ -198,16 +200,79 @@ class Importer:
 
 
 @pytest.fixture
+def snapshots_pending_until_completed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """EBS keeps a started snapshot `pending` until CompleteSnapshot; moto's EC2 calls it `completed` at once,
+    which would let Register skip CompleteSnapshot (and its checksum) entirely."""
+    from moto.ebs.models import EBSBackend
+
+    start_snapshot, complete_snapshot = EBSBackend.start_snapshot, EBSBackend.complete_snapshot
+
+    def start_pending(backend: EBSBackend, *args: Any, **kwargs: Any) -> Any:
+        started = start_snapshot(backend, *args, **kwargs)
+        backend.ec2_backend.snapshots[started.snapshot_id].status = "pending"
+        return started
+
+    def complete(backend: EBSBackend, snapshot_id: str) -> str:
+        backend.ec2_backend.snapshots[snapshot_id].status = "completed"
+        return complete_snapshot(backend, snapshot_id)
+
+    monkeypatch.setattr(EBSBackend, "start_snapshot", start_pending)
+    monkeypatch.setattr(EBSBackend, "complete_snapshot", complete)
+
+
+@pytest.fixture
 def chunk_bytes() -> int:
     """Chunks of two blocks, so each import runs several convert workers; a module may override this fixture."""
     return 2 * BLOCK_SIZE
 
 
 @pytest.fixture
+def without_default_amis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's EC2 otherwise loads a thousand public AMIs and their snapshots on first use, seconds per test."""
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+
+
+@pytest.fixture
 def importer(
-    running_stack: Any, skipped_sleeps: SkippedSleeps, chunk_bytes: int, monkeypatch: pytest.MonkeyPatch
+    without_default_amis: None,
+    running_stack: Any,
+    snapshots_pending_until_completed: None,
+    skipped_sleeps: SkippedSleeps,
+    chunk_bytes: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Importer]:
     """Imports on the running stack, with disks cut into chunks of `chunk_bytes`."""
     monkeypatch.setenv("CHUNK_BYTES", str(chunk_bytes))
     get_settings.cache_clear()
     yield Importer(running_stack, skipped_sleeps)
+
+
+class ReliabilityReport:
+    """Figures the suites measure, one row per case; `bench/reliability_report.py` prints them as tables.
+
+    Rows are written, as JSON lines, only when DISKPORT_REPORT_DIR names a folder (one file per test process).
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, suite: str, **row: Any) -> None:
+        self.rows.append({"suite": suite, **row})
+
+    def save(self, folder: str) -> None:
+        if not self.rows:
+            return
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        with (Path(folder) / f"rows-{worker}-{os.getpid()}.jsonl").open("a") as file:
+            for row in self.rows:
+                file.write(json.dumps(row, sort_keys=True) + "\n")
+
+
+@pytest.fixture(scope="session")
+def report() -> Iterator[ReliabilityReport]:
+    collected = ReliabilityReport()
+    yield collected
+    folder = os.environ.get("DISKPORT_REPORT_DIR")
+    if folder:
+        collected.save(folder)
