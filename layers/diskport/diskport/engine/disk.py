@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -58,6 +59,7 @@ class DiskImage:
         self._worker_threads = worker_threads or max(2, min(8, os.cpu_count() or 2))
         self._executor: ThreadPoolExecutor | None = None
         self._units: OrderedDict[int, bytes] = OrderedDict()
+        self._units_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"DiskImage(format={self.format!r}, subformat={self.subformat!r}, virtual_size={self.virtual_size})"
@@ -99,9 +101,9 @@ class DiskImage:
 
         `start` and `end` are block-aligned byte offsets; `end` may be the virtual size or the virtual size
         rounded up to a block. Unallocated ranges are skipped from the tables, without reading anything.
-        Reading whole stored blocks and hashing run on a small thread pool (pread, S3 GETs and hashlib all release
-        the GIL); blocks that must be assembled (compressed units, partial blocks) are assembled here, then hashed
-        there. At most a few jobs are in flight, so memory does not grow with the image.
+        This thread only walks the tables; reading, inflating, assembling and hashing run on a small thread pool
+        (pread, S3 GETs, zlib, zstd and hashlib all release the GIL). At most a few jobs are in flight, so memory
+        does not grow with the image, and blocks come out in index order.
         """
         self._check_block_range(start, end)
         executor = self._worker_pool()
@@ -145,7 +147,7 @@ class DiskImage:
     def _block_jobs(self, start: int, end: int) -> Iterator[Callable[[], list[Block]]]:
         """Jobs that each produce the non-zero blocks of a stretch of [start, end), in order."""
         current_index = -1
-        current: bytearray | None = None
+        pieces: list[Segment] = []  # the parts of block `current_index` to assemble
         blocks_per_read = READ_AHEAD_BYTES // BLOCK_SIZE if coalesces_reads(self.source) else 1
         for segment in self.segments(start, end):
             if segment.kind is SegmentKind.ZERO:
@@ -155,11 +157,11 @@ class DiskImage:
                 index = position // BLOCK_SIZE
                 block_start = index * BLOCK_SIZE
                 if index != current_index:
-                    if current is not None:
-                        yield partial(_non_zero_blocks, [(current_index, bytes(current))])
-                    current_index, current = index, None
+                    if pieces:
+                        yield partial(self._assembled_blocks, current_index, pieces)
+                    current_index, pieces = index, []
                 if (
-                    current is None
+                    not pieces
                     and segment.kind is SegmentKind.DATA
                     and position == block_start
                     and segment.end - position >= BLOCK_SIZE
@@ -172,13 +174,18 @@ class DiskImage:
                     current_index = index + count - 1
                     continue
                 piece_end = min(segment.end, block_start + BLOCK_SIZE)
-                if current is None:
-                    current = bytearray(BLOCK_SIZE)
-                piece = segment.clipped(position, piece_end)
-                current[position - block_start : piece_end - block_start] = self._segment_bytes(piece)
+                pieces.append(segment.clipped(position, piece_end))
                 position = piece_end
-        if current is not None:
-            yield partial(_non_zero_blocks, [(current_index, bytes(current))])
+        if pieces:
+            yield partial(self._assembled_blocks, current_index, pieces)
+
+    def _assembled_blocks(self, index: int, pieces: list[Segment]) -> list[Block]:
+        """A block made of several pieces (compressed units, scattered clusters, the partial last block)."""
+        block = bytearray(BLOCK_SIZE)
+        block_start = index * BLOCK_SIZE
+        for piece in pieces:
+            block[piece.start - block_start : piece.end - block_start] = self._segment_bytes(piece)
+        return _non_zero_blocks([(index, bytes(block))])
 
     def _stored_blocks(self, first_index: int, file_offset: int, count: int) -> list[Block]:
         if count == 1:
@@ -203,13 +210,16 @@ class DiskImage:
         return data if len(data) == length else data + bytes(length - len(data))
 
     def _decompressed_unit(self, segment: Segment) -> bytes:
-        unit = self._units.get(segment.file_offset)
-        if unit is not None:
-            self._units.move_to_end(segment.file_offset)
-            return unit
+        with self._units_lock:
+            unit = self._units.get(segment.file_offset)
+            if unit is not None:
+                self._units.move_to_end(segment.file_offset)
+                return unit
         assert segment.decompress is not None, "a compressed segment always carries its decompressor"
+        # Inflating outside the lock lets workers inflate different units at once (zlib and zstd release the GIL).
         unit = segment.decompress(self.source.read_at(segment.file_offset, segment.stored_length))
-        self._units[segment.file_offset] = unit
-        if len(self._units) > DECOMPRESSED_UNITS_KEPT:
-            self._units.popitem(last=False)
+        with self._units_lock:
+            self._units[segment.file_offset] = unit
+            if len(self._units) > DECOMPRESSED_UNITS_KEPT:
+                self._units.popitem(last=False)
         return unit
