@@ -101,22 +101,15 @@ def local_environment(stack: LocalStack, project_id: str, aws_endpoint: str, aws
     }
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((LOCAL_HOST, 0))
-        return int(probe.getsockname()[1])
-
-
-def _claim_port(port: int, what: str) -> int:
-    """The port to listen on (a free one for 0); a clear error when it is taken."""
+def _ensure_free(port: int, what: str) -> None:
+    """A clear error, before anything starts, when a chosen port is taken (0 lets the system choose)."""
     if port == 0:
-        return free_port()
+        return
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:
             probe.bind((LOCAL_HOST, port))
         except OSError as error:
             raise OSError(f"Port {port} for the {what} is in use ({error.strerror}); choose another.") from error
-    return port
 
 
 @dataclass
@@ -134,21 +127,22 @@ class LocalMode:
     def start(self) -> None:
         from moto.server import ThreadedMotoServer  # the emulator is a development dependency
 
-        aws_port = _claim_port(self.options.aws_port, "AWS emulator")
-        api_port = _claim_port(self.options.api_port, "API front")
-        self.aws_url = f"http://{LOCAL_HOST}:{aws_port}"
-        os.environ.update(local_environment(self.stack, self.options.project_id, self.aws_url, aws_port))
-        get_settings.cache_clear()
-        aws.forget_clients()
-
+        _ensure_free(self.options.aws_port, "AWS emulator")
+        _ensure_free(self.options.api_port, "API front")
         if not self.options.verbose:
             # The emulator would log every AWS call, and a screenful for each failed import (whose job
             # already records why): the functions' own logs say what matters.
             logging.getLogger("werkzeug").setLevel(logging.WARNING)
             logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
             warnings.filterwarnings("ignore", message="No application metrics to publish")
-        self._moto_server = ThreadedMotoServer(ip_address=LOCAL_HOST, port=aws_port, verbose=False)
+        self._moto_server = ThreadedMotoServer(ip_address=LOCAL_HOST, port=self.options.aws_port, verbose=False)
         self._moto_server.start()
+        aws_port = int(self._moto_server.get_host_and_port()[1])  # the one the system chose, for port 0
+        self.aws_url = f"http://{LOCAL_HOST}:{aws_port}"
+        os.environ.update(local_environment(self.stack, self.options.project_id, self.aws_url, aws_port))
+        get_settings.cache_clear()
+        aws.forget_clients()
+
         _post_json(f"{self.aws_url}/moto-api/config", {"stepfunctions": {"execute_state_machine": True}})
         provision(self.stack, endpoint=self.aws_url)
         aws.client("s3").create_bucket(Bucket=UPLOADS_BUCKET)
@@ -163,7 +157,7 @@ class LocalMode:
 
         document = cache(lambda: openapi_document(lambdas))
         front = ApiFront(self.stack.api_routes(), lambdas.invoke, document)
-        self._front = FrontServer(front, LOCAL_HOST, api_port)
+        self._front = FrontServer(front, LOCAL_HOST, self.options.api_port)
         self._front.start()
         self.api_url = self._front.url
 

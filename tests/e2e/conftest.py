@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,8 +21,6 @@ from typing import Any
 
 import boto3
 import pytest
-
-from diskport_local.server import free_port
 
 PROJECT_ID = "e2e0e2e0e2e0e2e0e2e0e2e0e2e0e2e0"
 STARTUP_SECONDS = 180  # a loaded 2-core CI machine can take a while to import and provision everything
@@ -88,26 +87,27 @@ class LocalModeProcess:
             time.sleep(0.5)
 
 
-def _wait_until_serving(process: subprocess.Popen[bytes], api_url: str, log: Path) -> None:
+def _endpoints_once_serving(process: subprocess.Popen[bytes], log: Path) -> tuple[str, str]:
+    """The API and AWS URLs local mode prints once it serves (it picked free ports itself)."""
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
+        banner = log.read_text(errors="replace")
+        api = re.search(r"IMS API\s+(http://127\.0\.0\.1:\d+)", banner)
+        emulator = re.search(r"AWS emulator\s+(http://127\.0\.0\.1:\d+)", banner)
+        if api and emulator:
+            return api.group(1), emulator.group(1)
         if process.poll() is not None:
-            pytest.fail(f"diskport serve exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{api_url}/openapi.json", timeout=5):
-                return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.5)
-    pytest.fail(f"diskport serve did not answer within {STARTUP_SECONDS} s:\n{log.read_text()}")
+            pytest.fail(f"diskport serve exited with {process.returncode}:\n{banner}")
+        time.sleep(0.5)
+    pytest.fail(f"diskport serve did not start within {STARTUP_SECONDS} s:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="session")
 def local_mode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalModeProcess]:
-    api_port, aws_port = free_port(), free_port()
     environment = {name: value for name, value in os.environ.items() if not name.startswith(("AWS_", "MOTO_"))}
     environment.update(
-        LOCAL_API_PORT=str(api_port),
-        LOCAL_AWS_PORT=str(aws_port),
+        LOCAL_API_PORT="0",  # free ports, chosen by the system: a developer's `make run` may hold 3000 and 5000
+        LOCAL_AWS_PORT="0",
         LOCAL_PROJECT_ID=PROJECT_ID,
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",
@@ -118,10 +118,10 @@ def local_mode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalModePr
         process = subprocess.Popen(
             [sys.executable, "-m", "diskport_local.cli", "serve"], env=environment, stdout=output, stderr=output
         )
-    api_url = f"http://127.0.0.1:{api_port}"
     try:
-        _wait_until_serving(process, api_url, log)
-        yield LocalModeProcess(api_url, f"http://127.0.0.1:{aws_port}", environment, log)
+        api_url, aws_url = _endpoints_once_serving(process, log)
+        environment.update(LOCAL_API_PORT=api_url.rpartition(":")[2], LOCAL_AWS_PORT=aws_url.rpartition(":")[2])
+        yield LocalModeProcess(api_url, aws_url, environment, log)
     finally:
         process.terminate()
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -144,9 +145,10 @@ def test_a_source_that_is_neither_a_file_nor_bucket_key_is_refused(
 
 
 def test_nothing_listening_is_explained(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from diskport_local.server import free_port
-
-    monkeypatch.setenv("LOCAL_API_PORT", str(free_port()))
+    with socket.socket() as probe:  # a port that was free a moment ago, with nothing listening on it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("LOCAL_API_PORT", str(port))
     assert main(["images"]) == 1
     assert "make run" in capsys.readouterr().err
 
