@@ -7,6 +7,8 @@ snapshot back block by block and compares it with `qemu-img convert -O raw` of t
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -131,3 +133,22 @@ def test_an_encrypted_import_records_every_ims_field_of_the_image(importer: Any,
     assert image["created_at"] <= image["active_at"] and image["updated_at"]
     assert image["virtual_size"] == image_files["vmdk"].oracle.stat().st_size
     assert image["snapshot_id"].startswith("snap-")
+
+
+def test_an_empty_qcow2_becomes_an_active_image_with_an_empty_snapshot(importer: Any, tmp_path: Path) -> None:
+    # Given a qcow2 with no cluster allocated, so its plan has no chunk at all
+    path = tmp_path / "empty.qcow2"
+    subprocess.run(["qemu-img", "create", "-f", "qcow2", str(path), "3M"], check=True, capture_output=True)
+    # When it is imported
+    job = importer.import_file(path, "empty.qcow2")
+    # Then the import still ends SUCCESS, and nothing was written to the snapshot
+    assert job["status"] == "SUCCESS", job
+    image = importer.image(job["entities"]["image_id"])
+    assert image["status"] == "active" and image["virtual_size"] == 3 * 1024 * 1024
+    assert importer.snapshot_blocks(image["snapshot_id"]) == {}
+
+
+def test_a_raw_disk_of_zeros_stores_no_block(importer: Any) -> None:
+    job = importer.import_file(bytes(3 * 524_288), "zeros.raw")
+    assert job["status"] == "SUCCESS", job
+    assert importer.snapshot_blocks(importer.image(job["entities"]["image_id"])["snapshot_id"]) == {}

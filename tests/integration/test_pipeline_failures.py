@@ -212,3 +212,24 @@ def execution_status_change(stack: Any, job_id: str, status: str) -> dict[str, A
     event: dict[str, Any] = json.loads(event_text.replace(EXAMPLE_JOB_ID, job_id))
     event["detail"]["status"] = status
     return event
+
+
+def test_a_job_failed_by_the_safety_net_mid_import_gets_no_active_image(
+    importer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the EventBridge rule ends the job while its chunks are being converted
+    from diskport.pipeline import convert
+
+    original_convert = convert.convert_chunk
+
+    def convert_then_end_the_job(job_id: str, chunk: Any) -> Any:
+        result = original_convert(job_id, chunk)
+        JobStore().mark_failed(job_id, error_code="IMG.1075", fail_reason="The import was stopped.")
+        return result
+
+    monkeypatch.setattr(convert, "convert_chunk", convert_then_end_the_job)
+    # When the import goes on
+    job = importer.import_file(DISK, "disk.raw")
+    # Then the job keeps the safety net's reason, and the rest of the import is undone, not registered
+    assert job["fail_reason"] == "The import was stopped."
+    assert_failed_cleanly(importer, job, "IMG.1075")

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from diskport import aws
 from diskport.engine import BLOCK_SIZE, Block, S3ObjectSource, open_disk
-from diskport.errors import DiskportError, RetryableStepError
+from diskport.errors import DiskportError, ImportFailedError, RetryableStepError
 from diskport.jobs import JobStore
 from diskport.pipeline.chunk_plan import Chunk
 from diskport.pipeline.snapshots import RequestPacer, SnapshotStore
@@ -51,6 +51,8 @@ def convert_chunk(
     settings = settings or get_settings()
     jobs = jobs or JobStore()
     work_files = work_files or WorkFiles(job_id)
+    if not jobs.set_task(job_id, "convert"):
+        raise ImportFailedError(f"Job {job_id} has already ended; its chunks are not converted any more.")
     try:
         return _convert(job_id, chunk, jobs, snapshots or SnapshotStore(), work_files, s3_client, settings)
     except Exception as error:
@@ -71,7 +73,6 @@ def _convert(
     settings: Settings,
 ) -> ConvertResult:
     manifest = work_files.manifest()
-    jobs.set_task(job_id, "convert")
     source = manifest.source
     reader = S3ObjectSource(
         s3_client or aws.client("s3"), source.bucket, source.key, etag=source.etag, size=source.size

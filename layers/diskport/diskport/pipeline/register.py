@@ -42,7 +42,9 @@ def register_image(
     work_files = work_files or WorkFiles(job_id)
 
     manifest = work_files.manifest()
-    jobs.set_task(job_id, "register")
+    # A job that ended meanwhile (the EventBridge safety net, a stopped execution) must not get an active image.
+    if not jobs.set_task(job_id, "register"):
+        raise ImportFailedError(f"Job {job_id} has already ended; its image is not registered.")
     chunk_failure = work_files.recorded_failure()
     if chunk_failure is not None:
         # A Map that tolerates (or, in some interpreters, overlooks) a failed chunk must not seal a partial disk.
