@@ -22,6 +22,8 @@ BLOCK_SIZE = 524_288  # EBS direct API block size
 ZERO_BLOCK = bytes(BLOCK_SIZE)
 # Contiguous data is read in pieces of this size: one S3 GET, or one pread, serves 16 blocks.
 READ_AHEAD_BYTES = 8 * MIB
+# read() builds its answer in memory: larger ranges go through iter_blocks.
+MAX_READ_BYTES = 64 * MIB
 # Decompressed qcow2 clusters / VMDK grains kept, so a block made of one unit does not inflate it twice.
 DECOMPRESSED_UNITS_KEPT = 8
 
@@ -87,6 +89,8 @@ class DiskImage:
         """`length` bytes of the virtual disk at `offset` (fewer only past the end of the disk)."""
         if offset < 0 or length < 0:
             raise ValueError(f"read needs a non-negative offset and length, got {offset} and {length}")
+        if length > MAX_READ_BYTES:
+            raise ValueError(f"read returns at most {MAX_READ_BYTES} bytes at once; use iter_blocks for more")
         end = min(offset + length, self.virtual_size)
         if end <= offset:
             return b""

@@ -78,6 +78,20 @@ class MetadataReader:
             )
 
 
+# Second-level tables remembered to refuse one used twice (about 70 bytes each). Past this many, the metadata budget
+# alone bounds what shared tables could make the engine read.
+SHARED_TABLE_CHECK_LIMIT = 1_048_576
+
+
+def is_repeated(seen: set[int], offset: int) -> bool:
+    """Whether `offset` was already seen; remembers it while the set stays under its bound."""
+    if offset in seen:
+        return True
+    if len(seen) < SHARED_TABLE_CHECK_LIMIT:
+        seen.add(offset)
+    return False
+
+
 def unpack_table(data: bytes, entry_size: int, *, big_endian: bool) -> array.array[int]:
     """A table of unsigned 32- or 64-bit integers, kept as a compact array (8 bytes an entry, not a Python int)."""
     table = array.array("Q" if entry_size == 8 else "I")

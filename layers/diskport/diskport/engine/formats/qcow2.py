@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 from diskport.errors import ImageRejectedError, UnsupportedFormatError
 
-from ..inspection import REUPLOAD_HINT, MetadataReader, end_of_run, printable, unpack_table
+from ..inspection import REUPLOAD_HINT, MetadataReader, end_of_run, is_repeated, printable, unpack_table
 from ..layout import Decompressor, Segment, compressed, stored, zero
 from ..zstd import ZstdDecompressionError, decompress_zstd
 
@@ -344,7 +344,7 @@ def _require_table(metadata: MetadataReader, offset: int, length: int, cluster_s
 
 
 def _vet_l1_table(metadata: MetadataReader, l1_table: array.array[int], cluster_size: int) -> None:
-    """Every L2 table aligned, inside the file, and used once: total L2 reads can never exceed the file size."""
+    """Every L2 table aligned, inside the file, and used once: total L2 reads stay within the file size."""
     seen: set[int] = set()
     for entry in l1_table:
         l2_offset = entry & OFFSET_MASK
@@ -355,9 +355,8 @@ def _vet_l1_table(metadata: MetadataReader, l1_table: array.array[int], cluster_
                 f"The qcow2 L1 table points to an L2 table at offset {l2_offset}, "
                 f"{'not cluster-aligned' if l2_offset & (cluster_size - 1) else 'outside the file'}: {REUPLOAD_HINT}."
             )
-        if l2_offset in seen:
+        if is_repeated(seen, l2_offset):
             raise ImageRejectedError(f"Two qcow2 L1 entries share the L2 table at offset {l2_offset}: {REUPLOAD_HINT}.")
-        seen.add(l2_offset)
 
 
 def _zlib_cluster_decompressor(cluster_size: int) -> Decompressor:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from diskport.errors import ImageRejectedError, UnsupportedFormatError
 
-from ..inspection import REUPLOAD_HINT, MetadataReader, end_of_run, printable, unpack_table
+from ..inspection import REUPLOAD_HINT, MetadataReader, end_of_run, is_repeated, printable, unpack_table
 from ..layout import Decompressor, Segment, compressed, stored, zero
 
 SECTOR = 512
@@ -242,11 +242,10 @@ def _vet_grain_directory(metadata: MetadataReader, directory: array.array[int], 
         if not sector:
             continue
         metadata.require_inside(sector * SECTOR, grain_table_bytes, "grain table")
-        if sector in seen:
+        if is_repeated(seen, sector):
             raise ImageRejectedError(
                 f"Two VMDK grain directory entries share the grain table at sector {sector}: {REUPLOAD_HINT}."
             )
-        seen.add(sector)
 
 
 class VmdkLayout:
