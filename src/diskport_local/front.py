@@ -140,13 +140,14 @@ class _FrontRequestHandler(BaseHTTPRequestHandler):
     server_version = "diskport-local"
 
     def _serve(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        if length > MAX_REQUEST_BYTES:
-            # Answer without reading a body that would only be refused; the connection cannot be reused.
-            response = FrontResponse(413, {}, b"")
+        body = self._read_body()
+        if body is None:
+            # Answer without reading the rest of a body that would only be refused; the connection is spent.
+            response = ims_error_response(
+                DiskportError("The request body is larger than 10 MB.", code="IMG.0001").with_status(413)
+            )
             self.close_connection = True
         else:
-            body = self.rfile.read(length) if length else b""
             request = FrontRequest(self.command, self.path, self.headers, body)  # type: ignore[arg-type]
             try:
                 response = self.front.answer(request)
@@ -158,9 +159,29 @@ class _FrontRequestHandler(BaseHTTPRequestHandler):
             if name not in ("content-length", "connection", "transfer-encoding"):
                 self.send_header(name, value)
         self.send_header("content-length", str(len(response.body)))
+        if self.close_connection:
+            self.send_header("connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(response.body)
+
+    def _read_body(self) -> bytes | None:
+        """The request body, whether sized or chunked; None when it is over API Gateway's limit."""
+        if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
+            chunks, size = [], 0
+            while chunk_size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                size += chunk_size
+                if size > MAX_REQUEST_BYTES:
+                    return None
+                chunks.append(self.rfile.read(chunk_size))
+                self.rfile.readline()  # the CRLF after each chunk
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass  # trailer fields, unused
+            return b"".join(chunks)
+        length = int(self.headers.get("content-length") or 0)
+        if length > MAX_REQUEST_BYTES:
+            return None
+        return self.rfile.read(length) if length else b""
 
     def __getattr__(self, name: str) -> Any:
         # http.server looks up `do_<METHOD>`; API Gateway hands every method, even TRACE, to route matching.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
 import urllib.error
 import urllib.request
 from typing import Any
@@ -196,3 +198,34 @@ def test_through_the_real_functions_a_body_that_is_not_json_is_unsupported_media
     answer = front.answer(FrontRequest("POST", CREATE_ROUTE, {"content-type": content_type}, b'{"name": "x"}'))
     assert answer.status == 415
     assert answer.json()["error"]["code"] == "IMG.0001"
+
+
+def test_over_http_a_chunked_body_reaches_the_function_whole() -> None:
+    functions = RecordingFunctions()
+    server = FrontServer(front_with(functions), "127.0.0.1", 0)
+    server.start()
+    try:
+        host, port = server.url.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        connection.request("POST", CREATE_ROUTE, body=iter([b'{"name": ', b'"chunked"}']), encode_chunked=True)
+        assert connection.getresponse().status == 200
+        connection.close()
+    finally:
+        server.stop()
+    assert functions.calls[0][1]["body"] == '{"name": "chunked"}'
+
+
+def test_over_http_a_body_announced_over_10_mb_is_refused_before_it_is_sent() -> None:
+    functions = RecordingFunctions()
+    server = FrontServer(front_with(functions), "127.0.0.1", 0)
+    server.start()
+    try:
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as client:
+            client.sendall(f"POST {CREATE_ROUTE} HTTP/1.1\r\nHost: x\r\nContent-Length: 20000000\r\n\r\n".encode())
+            answer = client.makefile("rb").read()
+    finally:
+        server.stop()
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert b"connection: close" in answer.lower()
+    assert functions.calls == []
