@@ -152,3 +152,16 @@ def test_a_raw_disk_of_zeros_stores_no_block(importer: Any) -> None:
     job = importer.import_file(bytes(3 * 524_288), "zeros.raw")
     assert job["status"] == "SUCCESS", job
     assert importer.snapshot_blocks(importer.image(job["entities"]["image_id"])["snapshot_id"]) == {}
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "code"),
+    [({"limit": "0"}, 400, "IMG.0001"), ({"limit": "many"}, 400, "IMG.0001"), ({"marker": "not-an-image"}, 404, None)],
+)
+def test_a_listing_with_a_bad_limit_or_marker_is_refused(
+    stack: Any, query: dict[str, str], status: int, code: str | None
+) -> None:
+    answer = stack.call_api("GET", "/v2/cloudimages", query=query)
+    assert answer.status == status, answer.body
+    if code is not None:
+        assert answer.body["error"]["code"] == code
