@@ -66,14 +66,22 @@ def test_aws_trouble_becomes_an_error_type_the_state_machine_retries(raised: Exc
     assert isinstance(raised_by(step), retried_as)
 
 
-def test_a_slow_down_inside_a_source_read_is_retried_rather_than_blamed_on_the_file() -> None:
-    try:
-        try:
-            raise client_error("SlowDown", 503)
-        except ClientError as cause:
-            raise SourceError("Reading the image file failed (SlowDown): start the import again.") from cause
-    except SourceError as error:
-        assert isinstance(as_step_error(error), ThrottlingError)
+@pytest.mark.parametrize(
+    ("cause", "retried_as"),
+    [(client_error("SlowDown", 503), ThrottlingError), (client_error("InternalError", 500), TransientServiceError)],
+)
+def test_a_source_read_failing_for_s3s_own_reasons_is_retried_rather_than_blamed_on_the_file(
+    cause: ClientError, retried_as: type
+) -> None:
+    error = SourceError("Reading the image file failed: start the import again.")
+    error.__cause__ = cause
+    assert isinstance(as_step_error(error), retried_as)
+
+
+def test_a_source_read_refused_for_the_files_reasons_stays_img_0057() -> None:
+    error = SourceError("The image file changed during import.")
+    error.__cause__ = client_error("PreconditionFailed", 412)
+    assert as_step_error(error) is error
 
 
 def test_an_unplanned_error_becomes_img_1075_naming_the_step_and_never_its_message() -> None:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
+from botocore.exceptions import ClientError, ConnectionError, ReadTimeoutError
 
 from diskport.errors import (
     DiskportError,
@@ -60,21 +60,29 @@ def encoded(error: DiskportError) -> str:
 
 
 def as_step_error(error: Exception) -> Exception:
-    """The exception a step should let escape: DiskportErrors as they are, AWS trouble as a retryable type."""
+    """The exception a step should let escape: DiskportErrors as they are, passing AWS trouble as a retryable type.
+
+    A failed read of the source arrives as a SourceError (IMG.0057); when its cause was throttling or a 5xx, it is
+    retried like any other passing trouble rather than blamed on the file.
+    """
+    if isinstance(error, SourceError) and isinstance(error.__cause__, ClientError):
+        retryable = _retryable(error.__cause__)
+        return retryable if retryable is not None else error
     if isinstance(error, DiskportError):
-        if isinstance(error, SourceError) and _is_throttling(error.__cause__):
-            return ThrottlingError(f"S3 throttled reads of the image file ({error.reason})")
         return error
-    if _is_throttling(error):
-        return ThrottlingError(f"An AWS service throttled the import: {_short(error)}")
-    if isinstance(error, ClientError) and (
-        _error_code(error) in _TRANSIENT_CODES
-        or error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500
-    ):
-        return TransientServiceError(f"An AWS service failed for a moment: {_short(error)}")
+    retryable = _retryable(error)
+    return retryable if retryable is not None else error
+
+
+def _retryable(error: Exception) -> Exception | None:
+    if isinstance(error, ClientError):
+        if _error_code(error) in THROTTLING_CODES:
+            return ThrottlingError(f"An AWS service throttled the import: {_short(error)}")
+        if _error_code(error) in _TRANSIENT_CODES or _http_status(error) >= 500:
+            return TransientServiceError(f"An AWS service failed for a moment: {_short(error)}")
     if isinstance(error, ConnectionError | ReadTimeoutError):
-        return TransientServiceError(f"A connection to an AWS service failed: {_short(error)}")
-    return error
+        return TransientServiceError(f"A connection to an AWS service failed: {type(error).__name__}")
+    return None
 
 
 def reported_for_the_state_machine[**P, R](handler: Callable[P, R]) -> Callable[P, R]:
@@ -132,21 +140,16 @@ def _error_message(cause: Any) -> str | None:
     return None
 
 
-def _is_throttling(error: BaseException | None) -> bool:
-    return isinstance(error, ClientError) and _error_code(error) in THROTTLING_CODES
+def _http_status(error: ClientError) -> int:
+    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
 
 
 def _error_code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
 
-def _short(error: BaseException) -> str:
-    if isinstance(error, ClientError):
-        operation = getattr(error, "operation_name", "")
-        return f"{operation} answered {_error_code(error)}"
-    if isinstance(error, BotoCoreError):
-        return type(error).__name__
-    return type(error).__name__
+def _short(error: ClientError) -> str:
+    return f"{error.operation_name} answered {_error_code(error)}"
 
 
 def _clip(reason: str) -> str:
