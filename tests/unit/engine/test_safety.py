@@ -130,6 +130,16 @@ def test_an_image_whose_virtual_disk_is_itself_an_image_is_refused(
     assert_rejected(outer, "image inside an image", "vmdk")
 
 
+def test_an_image_whose_virtual_disk_ends_with_a_vhd_footer_is_refused(
+    work_dir: Path, image_cases: dict[str, ImageCase]
+) -> None:
+    # Given a qcow2 whose virtual disk is a whole fixed VHD, footer last
+    outer = work_dir / "outer.qcow2"
+    run("qemu-img", "convert", "-f", "raw", "-O", "qcow2", image_cases["vhd-fixed"].path, outer)
+    # When it is opened, then it is refused as an image inside an image
+    assert_rejected(outer, "image inside an image", "vhd")
+
+
 def test_an_l1_table_past_the_end_of_the_file_is_rejected(work_dir: Path, image_cases: dict[str, ImageCase]) -> None:
     # Given a qcow2 whose L1 table offset points beyond the end of the file
     image = copy_of(image_cases["qcow2-v3"], work_dir)

@@ -115,11 +115,12 @@ def _refuse_nested_image(disk: DiskImage) -> None:
     """An image whose virtual disk starts with another image's header is refused, not passed downstream."""
     if disk.format == "raw" or disk.virtual_size == 0:
         return
-    first_sector = disk.read(0, SNIFF_BYTES)
-    inner = detect_formats(first_sector, b"")
+    first_bytes = disk.read(0, SNIFF_BYTES)
+    last_sector = disk.read(disk.virtual_size - VHD_FOOTER_SIZE, VHD_FOOTER_SIZE) if disk.virtual_size >= 512 else b""
+    inner = detect_formats(first_bytes, last_sector)
     if inner:
         disk.close()
         raise ImageRejectedError(
-            f"The virtual disk inside this {disk.format} image starts with a {inner[0]} header: an image inside an "
+            f"The virtual disk inside this {disk.format} image carries a {inner[0]} header: an image inside an "
             "image. Upload the inner image itself."
         )
