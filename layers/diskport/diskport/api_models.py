@@ -65,14 +65,34 @@ class CreateDataImageRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
 
-    name: str = Field(description="Image name: 1-128 letters, digits, '-', '_', '.', spaces inside.")
-    description: str | None = Field(None, description="At most 1024 characters; no CR, LF, '<' or '>'.")
+    # json_schema_extra documents each rule in the OpenAPI document; the validators below enforce them.
+    name: str = Field(
+        description="Image name: 1-128 letters, digits, '-', '_', '.', spaces inside.",
+        json_schema_extra={"minLength": 1, "maxLength": NAME_MAX_LENGTH},
+    )
+    description: str | None = Field(
+        None,
+        description="At most 1024 characters; no CR, LF, '<' or '>'.",
+        json_schema_extra={"maxLength": DESCRIPTION_MAX_LENGTH},
+    )
     os_type: Literal["Windows", "Linux"] | None = Field(None, description="Windows or Linux (default Linux).")
-    image_url: str = Field(description="The source file as 'bucket:object'.")
-    min_disk: Annotated[int, Field(strict=True)] = Field(description="Minimum data disk size in GB, 40-2048.")
+    image_url: str = Field(
+        description="The source file as 'bucket:object'.",
+        json_schema_extra={"pattern": "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]:[^ ]*[^ /]$"},
+    )
+    min_disk: Annotated[int, Field(strict=True)] = Field(
+        description="Minimum data disk size in GB, 40-2048.",
+        json_schema_extra={"minimum": MIN_DISK_GB, "maximum": MAX_DISK_GB},
+    )
     cmk_id: str | None = Field(None, description="KMS key id, key ARN or alias that encrypts the image.")
-    tags: list[str] | None = Field(None, description="Tags as 'key.value' strings (use tags or image_tags).")
-    image_tags: list[ImageTag] | None = Field(None, description="Tags as key/value objects.")
+    tags: list[str] | None = Field(
+        None,
+        description="Tags as 'key.value' strings (use tags or image_tags).",
+        json_schema_extra={"maxItems": MAX_TAGS},
+    )
+    image_tags: list[ImageTag] | None = Field(
+        None, description="Tags as key/value objects.", json_schema_extra={"maxItems": MAX_TAGS}
+    )
 
     @field_validator("name", mode="before")
     @classmethod
