@@ -152,7 +152,7 @@ class DiskImage:
         """Jobs that each produce the non-zero blocks of a stretch of [start, end), in order."""
         current_index = -1
         pieces: list[Segment] = []  # the parts of block `current_index` to assemble
-        blocks_per_read = READ_AHEAD_BYTES // BLOCK_SIZE if coalesces_reads(self.source) else 1
+        blocks_per_job = READ_AHEAD_BYTES // BLOCK_SIZE
         for segment in self.segments(start, end):
             if segment.kind is SegmentKind.ZERO:
                 continue
@@ -171,7 +171,7 @@ class DiskImage:
                     and segment.end - position >= BLOCK_SIZE
                 ):
                     # Whole blocks stored contiguously: one read serves many blocks, with no assembly.
-                    count = min((segment.end - position) // BLOCK_SIZE, blocks_per_read)
+                    count = min((segment.end - position) // BLOCK_SIZE, blocks_per_job)
                     file_offset = segment.file_offset + (position - segment.start)
                     yield partial(self._stored_blocks, index, file_offset, count)
                     position += count * BLOCK_SIZE
@@ -192,8 +192,12 @@ class DiskImage:
         return _non_zero_blocks([(index, bytes(block))])
 
     def _stored_blocks(self, first_index: int, file_offset: int, count: int) -> list[Block]:
-        if count == 1:
-            return _non_zero_blocks([(first_index, self._read_stored(file_offset, BLOCK_SIZE))])
+        if not coalesces_reads(self.source):
+            # One read per block: no copying out of a large buffer when a read costs only a system call.
+            return _non_zero_blocks(
+                (first_index + number, self._read_stored(file_offset + number * BLOCK_SIZE, BLOCK_SIZE))
+                for number in range(count)
+            )
         stored = memoryview(self._read_stored(file_offset, count * BLOCK_SIZE))
         return _non_zero_blocks(
             (first_index + number, bytes(stored[number * BLOCK_SIZE : (number + 1) * BLOCK_SIZE]))
