@@ -26,6 +26,12 @@ MIB = 1024 * KIB
 # Not a multiple of a block: the snapshot's last block is partial and must come back zero-padded.
 DISK_SIZE = 5 * MIB + 300 * KIB
 QEMU_FORMATS = {"qcow2": "qcow2", "vmdk": "vmdk", "vhd": "vpc", "vhdx": "vhdx", "vdi": "vdi", "raw": "raw"}
+# Variants whose data the engine decodes differently: compressed clusters and grains, a footer-only VHD.
+VARIANTS = {
+    "qcow2-compressed": ("qcow2", ("-c", "-O", "qcow2")),
+    "vmdk-streamOptimized": ("vmdk", ("-O", "vmdk", "-o", "subformat=streamOptimized")),
+    "vhd-fixed": ("vhd", ("-O", "vpc", "-o", "subformat=fixed")),
+}
 
 
 @dataclass(frozen=True)
@@ -92,12 +98,13 @@ def image_files(pattern_disk: Path) -> dict[str, ImageFile]:
     if shutil.which("qemu-img") is None:
         pytest.skip("qemu-img builds the test images")
     files = {}
-    for disk_format, qemu_format in QEMU_FORMATS.items():
-        path = pattern_disk.with_name(f"pattern.{disk_format}")
-        _qemu_img("convert", "-f", "raw", "-O", qemu_format, str(pattern_disk), str(path))
-        oracle = pattern_disk.with_name(f"pattern.{disk_format}.oracle.raw")
-        _qemu_img("convert", "-f", qemu_format, "-O", "raw", str(path), str(oracle))
-        files[disk_format] = ImageFile(path, disk_format, oracle)
+    recipes = {name: (name, ("-O", qemu_format)) for name, qemu_format in QEMU_FORMATS.items()} | VARIANTS
+    for name, (disk_format, convert_options) in recipes.items():
+        path = pattern_disk.with_name(f"pattern.{name}")
+        _qemu_img("convert", "-f", "raw", *convert_options, str(pattern_disk), str(path))
+        oracle = pattern_disk.with_name(f"pattern.{name}.oracle.raw")
+        _qemu_img("convert", "-f", QEMU_FORMATS[disk_format], "-O", "raw", str(path), str(oracle))
+        files[name] = ImageFile(path, disk_format, oracle)
     return files
 
 

@@ -15,12 +15,15 @@ import boto3
 import pytest
 
 
-@pytest.mark.parametrize("disk_format", ["raw", "qcow2", "vmdk", "vhd", "vhdx", "vdi"])
+@pytest.mark.parametrize(
+    "case", ["raw", "qcow2", "vmdk", "vhd", "vhdx", "vdi", "qcow2-compressed", "vmdk-streamOptimized", "vhd-fixed"]
+)
 def test_an_imported_file_becomes_a_snapshot_holding_exactly_its_non_zero_blocks(
-    importer: Any, image_files: dict[str, Any], oracle_blocks: Any, disk_format: str
+    importer: Any, image_files: dict[str, Any], oracle_blocks: Any, case: str
 ) -> None:
     # Given an image file in the watched bucket
-    image_file = image_files[disk_format]
+    image_file = image_files[case]
+    disk_format = image_file.format
 
     # When a client imports it and the import runs to its end
     job = importer.import_file(image_file.path, f"disks/data1.{disk_format}")
