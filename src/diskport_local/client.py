@@ -12,7 +12,7 @@ import re
 import urllib.error
 import urllib.request
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -59,9 +59,14 @@ class ApiClient:
         return answer
 
     def images(self, image_id: str | None = None) -> list[dict[str, Any]]:
-        """GET /v2/cloudimages[?id=...]: the project's images."""
+        """GET /v2/cloudimages[?id=...]: the project's images, following the `next` link page by page."""
         answer = self.call("GET", "/v2/cloudimages", query={"id": image_id} if image_id else None)
-        return list(answer.get("images", []))
+        images = list(answer.get("images", []))
+        while answer.get("next"):
+            path, _, query = str(answer["next"]).partition("?")
+            answer = self.call("GET", path, query=dict(parse_qsl(query, keep_blank_values=True)))
+            images.extend(answer.get("images", []))
+        return images
 
     def call(self, method: str, path: str, *, query: dict[str, str] | None = None, body: Any = None) -> Any:
         url = self.endpoint + path + (f"?{urlencode(query)}" if query else "")

@@ -166,3 +166,27 @@ def test_an_api_refusal_shows_its_ims_code(monkeypatch: pytest.MonkeyPatch, caps
     finally:
         server.stop()
     assert "IMG.0055: min_disk must be" in capsys.readouterr().err
+
+
+def test_images_are_listed_across_every_page(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    queries: list[str] = []
+
+    def paging(function: str, event: dict[str, Any]) -> tuple[str, bool]:
+        queries.append(event["rawQueryString"])
+        marker = (event.get("queryStringParameters") or {}).get("marker")
+        body: dict[str, Any] = {"images": [{"id": marker or "first"}]}
+        if marker is None:
+            body["next"] = "/v2/cloudimages?limit=1&marker=second"
+        return json.dumps({"statusCode": 200, "body": json.dumps(body)}), False
+
+    server = FrontServer(ApiFront(LocalStack().api_routes(), paging), "127.0.0.1", 0)
+    server.start()
+    try:
+        monkeypatch.setenv("LOCAL_API_PORT", server.url.rpartition(":")[2])
+        assert main(["images"]) == 0
+    finally:
+        server.stop()
+    assert [image["id"] for image in json.loads(capsys.readouterr().out)] == ["first", "second"]
+    assert queries == ["", "limit=1&marker=second"]
