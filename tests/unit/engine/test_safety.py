@@ -8,6 +8,7 @@ names the problem and says what to do.
 from __future__ import annotations
 
 import struct
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -326,6 +327,16 @@ def test_a_sparse_vmdk_whose_embedded_descriptor_names_etc_passwd_is_rejected(
     patch(image, data.index(name), b'SPARSE "/etc/passwd"'.ljust(len(name), b" "))
     # When it is opened, then it is refused
     assert_rejected(image, "/etc/passwd")
+
+
+def test_a_descriptor_padded_to_defeat_regular_expressions_is_refused_quickly(work_dir: Path) -> None:
+    # Given a descriptor of 64 KiB of whitespace and half-finished extent lines
+    descriptor = work_dir / "padded.vmdk"
+    descriptor.write_text("# Disk DescriptorFile\n" + "\n \t" * 10_000 + 'RW 1 SPARSE "' + " " * 30_000 + "x")
+    # When it is opened, then it is refused in well under a second
+    started = time.perf_counter()
+    assert_unsupported(descriptor, "VMDK")
+    assert time.perf_counter() - started < 1
 
 
 @pytest.mark.parametrize("subformat", ["twoGbMaxExtentSparse", "monolithicFlat", "twoGbMaxExtentFlat"])

@@ -20,7 +20,7 @@ from .sources import ByteSource, coalesces_reads
 
 BLOCK_SIZE = 524_288  # EBS direct API block size
 ZERO_BLOCK = bytes(BLOCK_SIZE)
-# Contiguous data is read in pieces of this size: one S3 GET, or one pread, serves 16 blocks.
+# A job of contiguous stored data covers this much: one S3 GET serves its 16 blocks.
 READ_AHEAD_BYTES = 8 * MIB
 # read() builds its answer in memory: larger ranges go through iter_blocks.
 MAX_READ_BYTES = 64 * MIB

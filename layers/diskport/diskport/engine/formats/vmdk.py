@@ -39,9 +39,8 @@ SINGLE_FILE_HINT = (
     "convert the disk to a single-file VMDK (qemu-img convert -O vmdk -o subformat=streamOptimized disk.vmdk "
     "single.vmdk) and upload that"
 )
-EXTENT_LINE = re.compile(
-    r'^\s*(?:RW|RDONLY|NOACCESS)\s+(\d+)\s+([A-Za-z]+)(?:\s+"([^"]*)")?(?:\s+(\d+))?\s*$', re.MULTILINE
-)
+# One extent line, e.g. `RW 20480 SPARSE "disk.vmdk"` or `RW 2048 FLAT "disk-flat.vmdk" 0`, matched on its own.
+EXTENT_LINE = re.compile(r'(?:RW|RDONLY|NOACCESS)\s+(\d+)\s+([A-Za-z]+)(?:\s+"([^"]*)")?(?:\s+(\d+))?')
 
 
 @dataclass(frozen=True)
@@ -52,20 +51,29 @@ class Descriptor:
 
 
 def parse_descriptor(text: str) -> Descriptor:
-    create_type_match = re.search(r'^\s*createType\s*=\s*"?([^"\r\n]*)"?\s*$', text, re.MULTILINE)
-    parent_match = re.search(r'^\s*parentFileNameHint\s*=\s*"?([^"\r\n]*)"?\s*$', text, re.MULTILINE)
-    parent_cid_match = re.search(r"^\s*parentCID\s*=\s*([0-9A-Fa-f]+)\s*$", text, re.MULTILINE)
-    parent_file = printable(parent_match.group(1).encode()) if parent_match else None
-    if parent_file is None and parent_cid_match and parent_cid_match.group(1).lower() != "ffffffff":
-        parent_file = "(unnamed parent)"
-    extents = [
-        (match.group(2).upper(), printable((match.group(3) or "").encode())) for match in EXTENT_LINE.finditer(text)
-    ]
-    return Descriptor(
-        create_type=printable(create_type_match.group(1).strip().encode()) if create_type_match else "",
-        extents=extents,
-        parent_file=parent_file,
-    )
+    """The create type, extents and parent of a descriptor, read line by line: linear in its size, whatever it holds."""
+    create_type = ""
+    parent_file: str | None = None
+    extents: list[tuple[str, str]] = []
+    for raw_line in text.splitlines():
+        line = raw_line.strip()
+        if not line or line.startswith("#"):
+            continue
+        extent = EXTENT_LINE.fullmatch(line)
+        if extent:
+            extents.append((extent.group(2).upper(), printable((extent.group(3) or "").encode())))
+            continue
+        key, separator, value = line.partition("=")
+        if not separator:
+            continue
+        key, value = key.strip(), printable(value.strip().strip('"').encode())
+        if key == "createType":
+            create_type = value
+        elif key == "parentFileNameHint":
+            parent_file = value
+        elif key == "parentCID" and value.lower() != "ffffffff" and parent_file is None:
+            parent_file = "(unnamed parent)"
+    return Descriptor(create_type=create_type, extents=extents, parent_file=parent_file)
 
 
 def _names_another_place(file_name: str) -> bool:
