@@ -181,22 +181,42 @@ class LocalMode:
 
     def banner(self) -> str:
         watched_bucket = self.stack.physical_name("WatchedBucket")
+        suffixes = " ".join(watched_suffixes(self.stack))
+        api_port, aws_port = self.api_url.rpartition(":")[2], self.aws_url.rpartition(":")[2]
+        # The CLI finds local mode by these variables; say them when the ports are not the defaults.
+        cli_ports = (
+            ""
+            if (api_port, aws_port) == (str(DEFAULT_API_PORT), str(DEFAULT_AWS_PORT))
+            else f"LOCAL_API_PORT={api_port} LOCAL_AWS_PORT={aws_port} "
+        )
         return "\n".join(
             [
                 "diskport local mode is running (Ctrl-C stops it).",
                 f"  IMS API        {self.api_url}    OpenAPI: {self.api_url}/openapi.json",
                 f"  AWS emulator   {self.aws_url}    S3, DynamoDB, SQS, KMS, EBS, Step Functions (moto)",
                 f"  project id     {self.options.project_id}",
-                f"  watched bucket {watched_bucket}   uploads (.qcow2 .vmdk .vhd .vhdx .vdi .raw .img) start imports",
+                f"  watched bucket {watched_bucket}   uploads ending {suffixes} start imports",
                 "",
                 "Try:",
                 "  qemu-img create -f qcow2 /tmp/disk.qcow2 64M",
-                "  .venv/bin/diskport import /tmp/disk.qcow2 --name my-first-disk --min-disk 40 --wait",
-                "  .venv/bin/diskport images",
+                f"  {cli_ports}.venv/bin/diskport import /tmp/disk.qcow2 --name my-first-disk --min-disk 40 --wait",
+                f"  {cli_ports}.venv/bin/diskport images",
+                "  # or upload to the watched bucket, with the AWS CLI:",
                 f"  AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing aws --endpoint-url {self.aws_url} "
                 f"s3 cp /tmp/disk.qcow2 s3://{watched_bucket}/disk.qcow2",
             ]
         )
+
+
+def watched_suffixes(stack: LocalStack) -> list[str]:
+    """The file name endings whose upload to the watched bucket starts an import, as the template filters them."""
+    notifications = stack.resources["WatchedBucket"]["Properties"].get("NotificationConfiguration", {})
+    return [
+        rule["Value"]
+        for configuration in notifications.get("QueueConfigurations", [])
+        for rule in configuration.get("Filter", {}).get("S3Key", {}).get("Rules", [])
+        if rule["Name"] == "suffix"
+    ]
 
 
 def _invoker_of(lambdas: InProcessLambdas, function: str) -> Any:

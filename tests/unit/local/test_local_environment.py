@@ -64,3 +64,13 @@ def test_a_port_in_use_is_named_before_anything_starts() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(OSError, match=f"Port {port} for the AWS emulator is in use"):
             LocalMode(LocalModeOptions(api_port=0, aws_port=port)).start()
+
+
+def test_the_banner_names_the_watched_uploads_from_the_template_and_how_the_cli_finds_other_ports() -> None:
+    local_mode = LocalMode(LocalModeOptions())
+    local_mode.api_url, local_mode.aws_url = "http://127.0.0.1:3201", "http://127.0.0.1:5201"
+    banner = local_mode.banner()
+    assert "uploads ending .qcow2 .vmdk .vhd .vhdx .vdi .raw .img start imports" in banner
+    assert "LOCAL_API_PORT=3201 LOCAL_AWS_PORT=5201 .venv/bin/diskport import" in banner
+    local_mode.api_url, local_mode.aws_url = "http://127.0.0.1:3000", "http://127.0.0.1:5000"
+    assert "  .venv/bin/diskport import /tmp/disk.qcow2" in local_mode.banner()
