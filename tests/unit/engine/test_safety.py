@@ -233,6 +233,15 @@ def test_unknown_qcow2_incompatible_features_are_unsupported(
     assert_unsupported(image, "incompatible feature", str(bit))
 
 
+def test_a_dirty_qcow2_with_lazy_refcounts_is_still_read(work_dir: Path, image_cases: dict[str, ImageCase]) -> None:
+    # Given a qcow2 whose dirty bit is set (refcounts not yet rebuilt; the data and its tables are sound)
+    image = copy_of(image_cases["qcow2-v3"], work_dir)
+    patch(image, 72 + 7, bytes([1]))
+    # When it is opened, then it is accepted: the engine never reads refcounts
+    with LocalFileSource(image) as source, open_disk(source) as disk:
+        assert disk.read(0x1234, 16) == image_cases["qcow2-v3"].oracle.read_bytes()[0x1234 : 0x1234 + 16]
+
+
 def test_a_qcow2_marked_corrupt_is_rejected(work_dir: Path, image_cases: dict[str, ImageCase]) -> None:
     image = copy_of(image_cases["qcow2-v3"], work_dir)
     patch(image, 72 + 7, bytes([2]))
