@@ -127,7 +127,7 @@ class SqsPoller:
         }
 
     def _succeeded_messages(self, messages: list[dict[str, Any]], payload: str, failed: bool) -> list[dict[str, Any]]:
-        """The messages Lambda would delete after this invocation."""
+        """The messages Lambda would delete after this invocation (its rules for partial batch responses)."""
         if failed:
             return []
         if not self.mapping.report_batch_item_failures:
@@ -135,14 +135,17 @@ class SqsPoller:
         try:
             result = json.loads(payload)
         except ValueError:
+            return []  # an answer that is not JSON fails the whole batch
+        if result is None or result == {}:
             return messages
-        failures = result.get("batchItemFailures") if isinstance(result, dict) else None
+        failures = result.get("batchItemFailures") if isinstance(result, dict) else "not an object"
         if not failures:
             return messages  # an empty or absent list means the whole batch succeeded
-        batch_ids = {message["MessageId"] for message in messages}
+        if not isinstance(failures, list):
+            return []
         failed_ids = {failure.get("itemIdentifier") if isinstance(failure, dict) else None for failure in failures}
-        if not failed_ids <= batch_ids:
-            return []  # Lambda treats a malformed answer as the whole batch failing
+        if not failed_ids <= {message["MessageId"] for message in messages}:
+            return []  # an empty, null or unknown itemIdentifier fails the whole batch
         return [message for message in messages if message["MessageId"] not in failed_ids]
 
     def start(self) -> None:

@@ -190,3 +190,28 @@ def test_a_started_poller_delivers_in_the_background_and_stops(sqs: Any, queues:
     finally:
         poller.stop()
     assert [record["body"] for event in function.events for record in event["Records"]] == ["later"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "deleted"),
+    [
+        ("null", 1),
+        ("{}", 1),
+        ('{"batchItemFailures": []}', 1),
+        ('{"batchItemFailures": null}', 1),
+        ("not json", 0),
+        ('"a string"', 0),
+        ('{"batchItemFailures": [{"itemIdentifier": ""}]}', 0),
+        ('{"batchItemFailures": [{"itemIdentifier": null}]}', 0),
+        ('{"batchItemFailures": [{"wrongKey": "x"}]}', 0),
+    ],
+)
+def test_partial_batch_answers_follow_lambdas_rules(
+    sqs: Any, queues: dict[str, str], answer: str, deleted: int
+) -> None:
+    sqs.send_message(QueueUrl=queues["queue"], MessageBody="one")
+
+    def answering(event: dict[str, Any]) -> tuple[str, bool]:
+        return answer, False
+
+    assert SqsPoller(mapping(), answering, sqs).poll_once(wait_seconds=0).deleted == deleted
