@@ -110,9 +110,9 @@ def job_failure(job: Job, failed: FailedImport, work_files: WorkFiles) -> StepFa
 
 
 def _remove_snapshots(job: Job, images: ImageStore, snapshots: SnapshotStore) -> list[str]:
+    # The job did not succeed (a SUCCESS job returned earlier), so even an image Register had just made active
+    # (the job ended under it) is undone.
     image = images.get(job.image_id or image_id_for_job(job.job_id), job.project_id)
-    if image is not None and image.status == "active":
-        return []
     candidates = set(snapshots.ids_tagged(JOB_TAG, job.job_id))
     if image is not None and image.snapshot_id:
         candidates.add(image.snapshot_id)
@@ -123,5 +123,5 @@ def _remove_snapshots(job: Job, images: ImageStore, snapshots: SnapshotStore) ->
 
 def _kill_image(job: Job, images: ImageStore) -> None:
     image = images.get(job.image_id or image_id_for_job(job.job_id), job.project_id)
-    if image is not None and image.status not in ("active", "killed", "deleted"):
+    if image is not None and image.status not in ("killed", "deleted"):
         images.update(image.id, status="killed")
