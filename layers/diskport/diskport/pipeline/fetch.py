@@ -1,8 +1,9 @@
 """Fetch: from a RUNNING job to an inspected file, an image record `saving`, a pending snapshot and a chunk plan.
 
 Every check that can refuse the import (source file, content, disk size, encryption key) runs before the
-snapshot is started; a refused import leaves its failed job and a `killed` image record. Re-running the step
-(a Lambda retry) finds the image record and the snapshot it made the first time.
+snapshot is started; a refused import leaves its failed job and a `killed` image record (a project already at its
+image quota gets no record at all). Re-running the step (a Lambda retry) finds the image record and the snapshot
+it made the first time.
 """
 
 from __future__ import annotations
