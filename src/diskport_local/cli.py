@@ -167,7 +167,7 @@ def run_export(arguments: argparse.Namespace) -> int:
             int(image["virtual_size"]),
             Path(arguments.file),
             ebs=target.aws_client("ebs"),
-            on_progress=lambda done, total: bar.show(100 * done / total, "exporting", f"block {done} of {total}"),
+            on_progress=lambda done, total: bar.show(100 * done / total if total else 100, "exporting"),
         )
     finally:
         bar.finish()

@@ -47,13 +47,14 @@ def export_snapshot(
     ebs: Any | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> ExportResult:
-    """Write the snapshot's first `virtual_size` bytes to `destination`; progress as (blocks done, total)."""
+    """Write the snapshot's first `virtual_size` bytes to `destination`; no file is left if that fails.
+
+    Progress is reported as (bytes of the disk covered so far, virtual_size): blocks come in index order.
+    """
     ebs = ebs if ebs is not None else aws.client("ebs")
-    blocks = [block for block in _snapshot_blocks(ebs, snapshot_id) if block[0] * EBS_BLOCK_BYTES < virtual_size]
     descriptor = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.ftruncate(descriptor, virtual_size)
-        bytes_written = 0
 
         def copy_block(block: tuple[int, str]) -> int:
             index, token = block
@@ -62,19 +63,26 @@ def export_snapshot(
             os.pwrite(descriptor, data, index * EBS_BLOCK_BYTES)
             return len(data)
 
+        blocks_written = bytes_written = 0
+        inside_disk = (
+            block for block in _snapshot_blocks(ebs, snapshot_id) if block[0] * EBS_BLOCK_BYTES < virtual_size
+        )
         with ThreadPoolExecutor(max_workers=PARALLEL_READS) as pool:
-            # Submit a window at a time so a large snapshot never has all its blocks in memory at once.
-            pending = iter(blocks)
-            done = 0
-            while window := list(islice(pending, PARALLEL_READS * 4)):
+            # A window at a time: neither the block list of a large snapshot nor its data is ever all in memory.
+            while window := list(islice(inside_disk, PARALLEL_READS * 4)):
                 for written in pool.map(copy_block, window):
+                    blocks_written += 1
                     bytes_written += written
-                    done += 1
-                    if on_progress is not None:
-                        on_progress(done, len(blocks))
-    finally:
+                if on_progress is not None:
+                    on_progress(min(virtual_size, (window[-1][0] + 1) * EBS_BLOCK_BYTES), virtual_size)
+        if on_progress is not None:
+            on_progress(virtual_size, virtual_size)
+    except BaseException:
         os.close(descriptor)
-    return ExportResult(blocks_written=len(blocks), bytes_written=bytes_written, file_size=virtual_size)
+        destination.unlink(missing_ok=True)
+        raise
+    os.close(descriptor)
+    return ExportResult(blocks_written=blocks_written, bytes_written=bytes_written, file_size=virtual_size)
 
 
 def _snapshot_blocks(ebs: Any, snapshot_id: str) -> Iterator[tuple[int, str]]:

@@ -64,10 +64,11 @@ def test_the_holes_are_left_sparse(ebs: Any, tmp_path: Path) -> None:
     assert stat.st_blocks * 512 < 8 * EBS_BLOCK_BYTES
 
 
-def test_a_block_that_does_not_match_its_checksum_stops_the_export(ebs: Any, tmp_path: Path) -> None:
+def test_a_block_that_does_not_match_its_checksum_stops_the_export_and_leaves_no_file(ebs: Any, tmp_path: Path) -> None:
     snapshot_id = snapshot_with(ebs, {0: block_of(1), 1: block_of(2)}, wrong_checksum_at=1)
     with pytest.raises(ExportError, match="Block 1"):
         export_snapshot(snapshot_id, 2 * EBS_BLOCK_BYTES, tmp_path / "disk.raw", ebs=ebs)
+    assert not (tmp_path / "disk.raw").exists()
 
 
 class PagedEbs:
@@ -103,6 +104,6 @@ def test_every_page_of_blocks_is_read(ebs: Any, tmp_path: Path) -> None:
     )
     assert paged.pages == 3
     assert result.blocks_written == 3
-    assert progress[-1] == (3, 3)
+    assert progress[-1] == (6 * EBS_BLOCK_BYTES, 6 * EBS_BLOCK_BYTES)
     data = (tmp_path / "disk.raw").read_bytes()
     assert data[5 * EBS_BLOCK_BYTES :] == block_of(3)
