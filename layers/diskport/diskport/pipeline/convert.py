@@ -26,7 +26,7 @@ from diskport.engine import BLOCK_SIZE, Block, S3ObjectSource, open_disk
 from diskport.errors import DiskportError, ImportFailedError, RetryableStepError
 from diskport.jobs import JobStore
 from diskport.pipeline.chunk_plan import Chunk
-from diskport.pipeline.snapshots import RequestPacer, SnapshotStore
+from diskport.pipeline.snapshots import BlockWriter, RequestPacer, SnapshotStore
 from diskport.pipeline.step_errors import StepFailure, as_step_error
 from diskport.pipeline.work_files import BlockChecksum, WorkFiles
 from diskport.settings import Settings, get_settings
@@ -43,7 +43,7 @@ def convert_chunk(
     chunk: Chunk,
     *,
     jobs: JobStore | None = None,
-    snapshots: SnapshotStore | None = None,
+    snapshots: BlockWriter | None = None,
     work_files: WorkFiles | None = None,
     s3_client: Any | None = None,
     settings: Settings | None = None,
@@ -67,7 +67,7 @@ def _convert(
     job_id: str,
     chunk: Chunk,
     jobs: JobStore,
-    snapshots: SnapshotStore,
+    snapshots: BlockWriter,
     work_files: WorkFiles,
     s3_client: Any | None,
     settings: Settings,

@@ -11,7 +11,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
@@ -64,6 +64,12 @@ class RequestPacer:
             self._next_slot = slot + self._interval
         if slot > now:
             time.sleep(slot - now)
+
+
+class BlockWriter(Protocol):
+    """What Convert needs of a snapshot: writing one block."""
+
+    def put_block(self, snapshot_id: str, block: Block) -> None: ...
 
 
 class SnapshotStore:

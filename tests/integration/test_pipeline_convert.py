@@ -1,0 +1,109 @@
+"""Convert streams a chunk: a few blocks in flight to EBS at once, never the chunk in memory.
+
+The snapshot here is an in-memory fake behind SnapshotStore's one method that Convert uses, slow enough that the
+engine could run far ahead of the writers if nothing held it back.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+import boto3
+from diskport.engine import BLOCK_SIZE, Block
+from diskport.jobs import JobStore
+from diskport.pipeline import convert
+from diskport.pipeline.chunk_plan import Chunk
+from diskport.pipeline.source_objects import SourceObject
+from diskport.pipeline.work_files import ImportManifest, WorkFiles
+from diskport.settings import get_settings
+
+BLOCKS = 48
+
+
+class SlowSnapshot:
+    """Blocks written to one snapshot, each write taking a while; records how many were under way at once."""
+
+    def __init__(self, seconds_per_write: float) -> None:
+        self.blocks: dict[int, bytes] = {}
+        self.seconds_per_write = seconds_per_write
+        self.writing = 0
+        self.most_writing = 0
+        self._lock = threading.Lock()
+
+    def put_block(self, snapshot_id: str, block: Block) -> None:
+        with self._lock:
+            self.writing += 1
+            self.most_writing = max(self.most_writing, self.writing)
+        time.sleep(self.seconds_per_write)
+        with self._lock:
+            self.blocks[block.index] = block.data
+            self.writing -= 1
+
+
+def test_a_chunk_is_written_by_several_writers_with_only_a_few_blocks_held_at_once(
+    stack: Any, monkeypatch: Any
+) -> None:
+    # Given a 24 MiB raw disk of data in S3, the manifest Fetch would have written, and a RUNNING job
+    disk = os.urandom(BLOCKS * BLOCK_SIZE)
+    bucket = stack.local.physical_name("WatchedBucket")
+    etag = boto3.client("s3").put_object(Bucket=bucket, Key="dense.raw", Body=disk)["ETag"]
+    job_id = stack.call_api(
+        "POST",
+        "/v1/cloudimages/dataimages/action",
+        body={"name": "d", "image_url": f"{bucket}:dense.raw", "min_disk": 40},
+    ).body["job_id"]
+    JobStore().mark_running(job_id)
+    chunk = Chunk(index=0, start=0, end=len(disk), allocated_bytes=len(disk))
+    WorkFiles(job_id).save_manifest(
+        ImportManifest(
+            job_id=job_id,
+            project_id="0123456789ab",
+            image_id="image",
+            image_name="d",
+            source=SourceObject(bucket=bucket, key="dense.raw", etag=etag, size=len(disk)),
+            source_format="raw",
+            virtual_size=len(disk),
+            min_disk=40,
+            snapshot_id="snap-0",
+            chunk_count=1,
+            allocated_bytes=len(disk),
+        )
+    )
+    # And a count of the blocks the engine has handed over but that are not written yet
+    monkeypatch.setenv("SNAPSHOT_PUTS_PER_SECOND", "100000")
+    get_settings.cache_clear()
+    snapshot = SlowSnapshot(seconds_per_write=0.01)
+    produced = [0]
+    held = [0]
+    original_open_disk = convert.open_disk
+
+    def counting_open_disk(source: Any) -> Any:
+        disk_image = original_open_disk(source)
+        original_iter_blocks = disk_image.iter_blocks
+
+        def iter_blocks(start: int, end: int) -> Any:
+            for block in original_iter_blocks(start, end):
+                produced[0] += 1
+                held[0] = max(held[0], produced[0] - len(snapshot.blocks))
+                yield block
+
+        disk_image.iter_blocks = iter_blocks
+        return disk_image
+
+    monkeypatch.setattr(convert, "open_disk", counting_open_disk)
+
+    # When the chunk is converted
+    result = convert.convert_chunk(job_id, chunk, snapshots=snapshot)
+
+    # Then every block reached the snapshot intact, several writes ran at once, and few blocks were ever held
+    writers = get_settings().writers_per_chunk
+    assert result.blocks_written == BLOCKS
+    assert snapshot.blocks == {index: disk[index * BLOCK_SIZE : (index + 1) * BLOCK_SIZE] for index in range(BLOCKS)}
+    assert 2 <= snapshot.most_writing <= writers
+    assert held[0] <= 2 * writers + 1
+    # And the chunk's checksums are saved for Register, its progress counted
+    assert len(WorkFiles(job_id).chunk_checksums(0)) == BLOCKS
+    assert JobStore().get(job_id).bytes_done == len(disk)  # type: ignore[union-attr]
