@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup qemu-img run demo test test-fast lint build deploy bench clean
+.PHONY: setup qemu-img run demo test test-fast lint build deploy bench load fuzz clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.13 (or 3.12) is needed: install it, or set PYTHON=/path/to/python3.13"; exit 1; }
@@ -56,6 +56,20 @@ deploy: build ## sam deploy of the built stack
 bench: setup qemu-img ## engine and import benchmarks; the last line is the engine/qemu-img speed ratio
 	$(BIN)/python bench/import_bench.py
 	$(BIN)/python bench/engine_bench.py
+
+load: setup qemu-img ## 200 concurrent creates and 50 concurrent imports against local mode (loopback), with figures
+	$(BIN)/python bench/load_bench.py $(LOAD_OPTIONS)
+
+# The CI run fuzzes the parsers 150 examples a property; this runs FUZZ_EXAMPLES of each, then atheris (coverage
+# guided) for FUZZ_SECONDS; crashes land in .fuzz/ for replay.
+FUZZ_EXAMPLES ?= 5000
+FUZZ_SECONDS ?= 600
+fuzz: setup qemu-img ## long parser fuzzing: hypothesis (FUZZ_EXAMPLES) then atheris (FUZZ_SECONDS)
+	DISKPORT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider tests/fuzz
+	$(BIN)/pip install --quiet 'atheris>=2.3'
+	mkdir -p .fuzz/corpus
+	$(BIN)/python -m tests.fuzz.atheris_parsers -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
+	  -artifact_prefix=.fuzz/ .fuzz/corpus
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache
