@@ -158,3 +158,21 @@ def _map_and_read(image: Path) -> tuple[list[tuple[int, int]], list[Block]]:
 def test_read_refuses_more_than_64_mib_at_once(image_cases: dict[str, ImageCase]) -> None:
     with LocalFileSource(image_cases["raw"].path) as source, open_disk(source) as disk, pytest.raises(ValueError):
         disk.read(0, 64 * MIB + 1)
+
+
+def test_a_qcow2_with_internal_snapshots_reads_its_current_state(tmp_path: Path) -> None:
+    # Given a qcow2 with an internal snapshot, written over after the snapshot was taken
+    image = tmp_path / "snapshotted.qcow2"
+    run("qemu-img", "create", "-q", "-f", "qcow2", image, "8M")
+    run("qemu-io", "-f", "qcow2", "-c", "write -P 0x11 0 3M", image)
+    run("qemu-img", "snapshot", "-c", "before", image)
+    run("qemu-io", "-f", "qcow2", "-c", "write -P 0x22 1M 1M", "-c", "write -P 0x33 6M 64k", image)
+    oracle = tmp_path / "oracle.raw"
+    run("qemu-img", "convert", "-f", "qcow2", "-O", "raw", image, oracle)
+    # When its blocks are read
+    with LocalFileSource(image) as source, open_disk(source) as disk:
+        blocks = {block.index: block.data for block in disk.iter_blocks(0, disk.virtual_size)}
+    # Then they are the current state, as qemu-img reads it, not the snapshot's
+    expected = oracle.read_bytes()
+    assert sorted(blocks) == [0, 1, 2, 3, 4, 5, 12]
+    assert all(data == expected[index * BLOCK_SIZE : (index + 1) * BLOCK_SIZE] for index, data in blocks.items())
