@@ -176,3 +176,16 @@ def test_a_qcow2_with_internal_snapshots_reads_its_current_state(tmp_path: Path)
     expected = oracle.read_bytes()
     assert sorted(blocks) == [0, 1, 2, 3, 4, 5, 12]
     assert all(data == expected[index * BLOCK_SIZE : (index + 1) * BLOCK_SIZE] for index, data in blocks.items())
+
+
+def test_vmdk_zeroed_grains_read_as_zeros(tmp_path: Path) -> None:
+    # Given a monolithicSparse VMDK using zeroed-grain entries, one written grain zeroed after the fact
+    image = tmp_path / "zeroed.vmdk"
+    run("qemu-img", "create", "-q", "-f", "vmdk", "-o", "zeroed_grain=on", image, "4M")
+    run("qemu-io", "-f", "vmdk", "-c", "write -P 0x44 0 1M", "-c", "write -z 512k 64k", image)
+    oracle = tmp_path / "oracle.raw"
+    run("qemu-img", "convert", "-f", "vmdk", "-O", "raw", image, oracle)
+    # When it is read, then the zeroed grain is zeros and the rest is the data, as qemu-img reads it
+    with LocalFileSource(image) as source, open_disk(source) as disk:
+        assert disk.read(0, 2 * MIB) == oracle.read_bytes()[: 2 * MIB]
+        assert disk.read(512 * 1024, 64 * 1024) == bytes(64 * 1024)
