@@ -13,6 +13,7 @@ import tracemalloc
 
 import pytest
 from diskport.engine import BLOCK_SIZE, LocalFileSource, SegmentKind, open_disk
+from diskport.engine.formats.vmdk import parse_descriptor
 from diskport.errors import DiskportError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -127,3 +128,38 @@ def test_mutated_metadata_only_raises_diskport_errors_in_bounded_memory(
             assert peak < MEMORY_BOUND, f"peak {peak} bytes"
 
     property_holds()
+
+
+@settings(max_examples=EXAMPLES * 10, deadline=None, database=None)
+@given(text=st.text(max_size=2_000))
+def test_any_descriptor_text_parses_without_error(text: str) -> None:
+    # Given any text where a VMDK descriptor should be, when it is parsed, then a descriptor comes back
+    descriptor = parse_descriptor(text)
+    assert all(isinstance(name, str) for _type, name in descriptor.extents)
+
+
+@settings(max_examples=EXAMPLES * 5, deadline=None, database=None)
+@given(content=st.binary(min_size=1, max_size=70_000))
+def test_any_short_file_opens_or_is_refused_with_a_diskport_error(content: bytes) -> None:
+    # Given arbitrary bytes, sometimes behind a real signature
+    for signature in (b"", b"QFI\xfb\x00\x00\x00\x03", b"KDMV", b"vhdxfile", b"conectix", b"# Disk DescriptorFile\n"):
+        source = BytesSource(signature + content)
+        # When they are opened and read, then they are a disk, or a refusal the project knows
+        try:
+            with open_disk(source) as disk:
+                disk.allocated_ranges()
+                list(itertools.islice(disk.iter_blocks(0, -(-disk.virtual_size // BLOCK_SIZE) * BLOCK_SIZE), 4))
+        except DiskportError:
+            pass
+
+
+class BytesSource:
+    def __init__(self, content: bytes) -> None:
+        self._content = content
+
+    @property
+    def size(self) -> int:
+        return len(self._content)
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        return self._content[offset : offset + length]
