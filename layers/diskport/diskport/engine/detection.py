@@ -112,7 +112,7 @@ def open_disk(source: ByteSource, *, limits: InspectionLimits | None = None) -> 
 
 
 def _refuse_nested_image(disk: DiskImage) -> None:
-    """An image whose virtual disk starts with another image's header is refused, not passed downstream."""
+    """An image whose virtual disk starts with another image's header, or ends with a VHD footer, is refused."""
     if disk.format == "raw" or disk.virtual_size == 0:
         return
     first_bytes = disk.read(0, SNIFF_BYTES)
