@@ -143,6 +143,27 @@ def test_a_file_changed_during_import_fails_with_img_0057_and_removes_the_half_w
     assert "changed during import" in reason
 
 
+def test_an_uploaded_file_replaced_before_its_import_starts_is_not_imported_under_the_old_job(importer: Any) -> None:
+    from diskport.api_models import CreateDataImageRequest
+    from diskport.imports import start_import
+
+    # Given a job created for one uploaded version of a file (as the upload trigger creates it)
+    image_url = importer.upload(DISK, "replaced.raw")
+    bucket, key = image_url.split(":", 1)
+    uploaded_etag = boto3.client("s3").head_object(Bucket=bucket, Key=key)["ETag"]
+    # and the file replaced by another upload before that job's import reads it
+    importer.upload(b"\x33" * 700_000, "replaced.raw")
+    request = CreateDataImageRequest(name="data-disk-1", image_url=image_url, min_disk=40)
+
+    # When the job's import runs
+    job_id = start_import(request, "0123456789ab", origin="upload", source_etag=uploaded_etag).job_id
+    job = importer.wait_for_end(job_id)
+
+    # Then it fails, saying the file was replaced, and nothing of the newer file became its image
+    reason = assert_failed_cleanly(importer, job, "IMG.0057")
+    assert "replaced" in reason
+
+
 def test_an_unexpected_error_fails_with_img_1075_and_a_short_reason(
     importer: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -26,11 +26,15 @@ def start_import(
     *,
     origin: str = "api",
     job_id: str | None = None,
+    source_etag: str | None = None,
     jobs: JobStore | None = None,
     step_functions: Any | None = None,
     settings: Settings | None = None,
 ) -> Job:
-    """Record a job for the request and start its execution; the job is INIT when this returns."""
+    """Record a job for the request and start its execution; the job is INIT when this returns.
+
+    `source_etag` pins the job to one version of the file (see `Job.source_etag`).
+    """
     settings = settings or get_settings()
     jobs = jobs or JobStore()
     step_functions = step_functions or aws.client("stepfunctions")
@@ -41,7 +45,9 @@ def start_import(
             f"The project has {active} imports under way; at most {settings.max_active_jobs} may run at once. "
             "Retry when one has ended."
         )
-    job = Job(project_id=project_id, request=request.model_dump(exclude_none=True), origin=origin)
+    job = Job(
+        project_id=project_id, request=request.model_dump(exclude_none=True), origin=origin, source_etag=source_etag
+    )
     if job_id is not None:
         job.job_id = job_id
     jobs.create(job)

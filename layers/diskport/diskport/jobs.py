@@ -44,6 +44,9 @@ class Job(BaseModel):
     fail_reason: str | None = None
     request: dict[str, Any]
     origin: str = "api"
+    # The ETag of the file version the job imports, when it is known at creation (uploads): Fetch refuses any
+    # other version, so a file replaced before its import starts is never imported under the old upload's job.
+    source_etag: str | None = None
     image_id: str | None = None
     image_name: str | None = None
     current_task: str | None = None

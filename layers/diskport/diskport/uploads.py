@@ -238,6 +238,7 @@ def _create_job(
         project_id,
         origin=UPLOAD_ORIGIN,
         job_id=job_id,
+        source_etag=stored.etag,
         jobs=jobs,
         step_functions=step_functions,
         settings=settings,

@@ -65,7 +65,7 @@ def fetch_source(
     # The image exists from here on, `queued`, so a refused file leaves a `killed` image the user can look at.
     image = images.create_or_get(_queued_image(job, request))
 
-    inspected = inspect_source(request, s3_client=s3_client)
+    inspected = inspect_source(request, expected_etag=job.source_etag, s3_client=s3_client)
     _check_disk_size(request.min_disk, inspected.virtual_size)
     kms_key_arn = usable_key_arn(request.cmk_id, kms_client) if request.cmk_id else None
     chunks = plan_chunks(inspected.allocated_ranges, inspected.virtual_size, settings.chunk_bytes)
@@ -110,10 +110,12 @@ def fetch_source(
     return FetchResult(plan_key=work_files.plan_key, chunk_count=len(chunks))
 
 
-def inspect_source(request: CreateDataImageRequest, *, s3_client: Any | None = None) -> InspectedSource:
+def inspect_source(
+    request: CreateDataImageRequest, *, expected_etag: str | None = None, s3_client: Any | None = None
+) -> InspectedSource:
     """The source file's version, format, virtual size and allocated ranges; refuses a missing or unsafe file."""
     s3_client = s3_client or aws.client("s3")
-    source = find_source(request.bucket, request.object_key, s3_client)
+    source = find_source(request.bucket, request.object_key, s3_client, expected_etag=expected_etag)
     reader = S3ObjectSource(s3_client, source.bucket, source.key, etag=source.etag, size=source.size)
     disk = open_disk(reader)
     try:

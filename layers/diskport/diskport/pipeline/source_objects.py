@@ -29,8 +29,13 @@ class SourceObject(BaseModel):
         return f"{self.bucket}:{self.key}"
 
 
-def find_source(bucket: str, key: str, s3_client: Any | None = None) -> SourceObject:
-    """The source object's facts, or the SourceError that tells the user what is wrong with it."""
+def find_source(
+    bucket: str, key: str, s3_client: Any | None = None, *, expected_etag: str | None = None
+) -> SourceObject:
+    """The source object's facts, or the SourceError that tells the user what is wrong with it.
+
+    With `expected_etag`, only that version of the file will do: a file replaced since is refused.
+    """
     s3_client = s3_client or aws.client("s3")
     _check_bucket(s3_client, bucket)
     try:
@@ -45,6 +50,11 @@ def find_source(bucket: str, key: str, s3_client: Any | None = None) -> SourceOb
                 f"The service may not read '{key}' in bucket '{bucket}': grant it s3:GetObject on the object."
             ) from error
         raise
+    if expected_etag is not None and head["ETag"].strip('"') != expected_etag.strip('"'):
+        raise SourceError(
+            f"The object '{key}' in bucket '{bucket}' was replaced after this import was requested; "
+            "the file that replaced it is imported by its own job."
+        )
     storage_class = str(head.get("StorageClass") or "STANDARD")
     if storage_class != "STANDARD":
         raise SourceError(
