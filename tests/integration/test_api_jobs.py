@@ -6,8 +6,10 @@ import json
 import re
 from typing import Any
 
+import boto3
 import pytest
-
+from diskport.jobs import JobStore
+from diskport.settings import get_settings
 
 PROJECT_ID = "0123456789ab"  # the account the test requests are signed with (tests/conftest.py)
 OTHER_PROJECT_ID = "999999999999"
@@ -43,8 +45,6 @@ def test_a_valid_request_records_an_init_job_and_starts_its_execution(stack: Any
     # and one execution runs, named after the job, with the job id as input
     (execution,) = stack.executions()
     assert execution["name"] == job_id
-    import boto3
-
     described = boto3.client("stepfunctions").describe_execution(executionArn=execution["executionArn"])
     assert json.loads(described["input"]) == {"job_id": job_id}
 
@@ -87,8 +87,6 @@ def test_the_progress_view_adds_percent_and_current_task(stack: Any) -> None:
 
 
 def test_a_finished_job_reports_its_image_and_end_time(stack: Any) -> None:
-    from diskport.jobs import JobStore
-
     job_id = stack.call_api("POST", ROUTE, body=REQUEST).body["job_id"]
     JobStore().mark_succeeded(job_id, image_id="aa5306f7-0000-4000-8000-000000000001", image_name="fedora-data1")
 
@@ -100,8 +98,6 @@ def test_a_finished_job_reports_its_image_and_end_time(stack: Any) -> None:
 
 
 def test_a_failed_job_reports_its_code_and_reason(stack: Any) -> None:
-    from diskport.jobs import JobStore
-
     job_id = stack.call_api("POST", ROUTE, body=REQUEST).body["job_id"]
     JobStore().mark_failed(job_id, error_code="IMG.0072", fail_reason="QED images are not supported.")
     # an ended job never changes again
@@ -145,8 +141,6 @@ def test_an_unknown_job_is_not_found(stack: Any, job_id: str) -> None:
 
 
 def test_a_project_at_its_limit_of_running_imports_is_told_to_wait(stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from diskport.settings import get_settings
-
     # Given a limit of 2 imports at once, both in use
     monkeypatch.setenv("MAX_ACTIVE_JOBS", "2")
     get_settings.cache_clear()
@@ -163,8 +157,6 @@ def test_a_project_at_its_limit_of_running_imports_is_told_to_wait(stack: Any, m
     assert stack.call_api("POST", ROUTE, body=REQUEST, project_id=OTHER_PROJECT_ID).status == 200
 
     # When one of the first project's imports ends, a new one is accepted
-    from diskport.jobs import JobStore
-
     JobStore().mark_failed(first, error_code="IMG.0057", fail_reason="broken")
     assert stack.call_api("POST", ROUTE, body=REQUEST).status == 200
 
@@ -172,8 +164,6 @@ def test_a_project_at_its_limit_of_running_imports_is_told_to_wait(stack: Any, m
 def test_when_the_execution_cannot_start_the_caller_gets_a_5xx_and_the_job_does_not_stay_init(
     stack: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from diskport.settings import get_settings
-
     # Given a state machine that does not exist
     monkeypatch.setenv("STATE_MACHINE_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:missing")
     get_settings.cache_clear()
