@@ -179,6 +179,27 @@ def test_an_l2_entry_pointing_past_the_end_of_the_file_is_rejected_before_data_i
         disk.allocated_ranges()
 
 
+def test_tables_mapping_one_cluster_many_times_are_rejected_before_data_is_read(
+    work_dir: Path, image_cases: dict[str, ImageCase]
+) -> None:
+    # Given a 5 MiB qcow2 claiming 512 MiB, every cluster of which maps the same stored cluster
+    image = copy_of(image_cases["qcow2-v3"], work_dir)
+    data = image.read_bytes()
+    (l1_offset,) = struct.unpack_from(">Q", data, 40)
+    (l1_entry,) = struct.unpack_from(">Q", data, l1_offset)
+    l2_offset = l1_entry & 0x00FF_FFFF_FFFF_FE00
+    (first_data_entry,) = struct.unpack_from(">Q", data, l2_offset)
+    patch(image, 24, struct.pack(">Q", 512 * MIB))
+    patch(image, l2_offset, struct.pack(">Q", first_data_entry) * 8192)
+    with (
+        LocalFileSource(image) as source,
+        open_disk(source) as disk,
+        # When its allocation map is read, then it is refused: the work would not be proportional to the file
+        pytest.raises(ImageRejectedError, match="more stored data than"),
+    ):
+        disk.allocated_ranges()
+
+
 def test_two_l1_entries_sharing_an_l2_table_are_rejected(work_dir: Path, image_cases: dict[str, ImageCase]) -> None:
     # Given a qcow2 (4 KiB clusters, so several L1 entries) whose second L1 entry repeats the first
     image = copy_of(image_cases["qcow2-v3-4k-clusters"], work_dir)

@@ -14,6 +14,8 @@ from functools import partial
 from types import TracebackType
 from typing import Self
 
+from diskport.errors import ImageRejectedError
+
 from .layout import Layout, RangeCollector, Segment, SegmentKind, merged_segments
 from .limits import MIB, InspectionLimits
 from .sources import ByteSource, coalesces_reads
@@ -24,6 +26,9 @@ ZERO_BLOCK = bytes(BLOCK_SIZE)
 READ_AHEAD_BYTES = 8 * MIB
 # read() builds its answer in memory: larger ranges go through iter_blocks.
 MAX_READ_BYTES = 64 * MIB
+# Stored data may run past the end of the file by at most one unit (a VHDX block is at most 256 MiB): its tail
+# reads as zeros. Beyond that, tables mapping more stored data than the file holds reuse the same bytes.
+STORED_DATA_SLACK_BYTES = 256 * MIB
 # Decompressed qcow2 clusters / VMDK grains kept, so a block made of one unit does not inflate it twice.
 DECOMPRESSED_UNITS_KEPT = 8
 
@@ -76,13 +81,25 @@ class DiskImage:
     def allocated_ranges(self) -> list[tuple[int, int]]:
         """Sorted, merged (start, end) byte ranges that may hold data, read from the format's tables only.
 
-        Reading every second-level table also vets it: an image whose tables point outside the file is refused
-        here, before any of its data is decoded.
+        Reading every second-level table also vets it, before any data is decoded: an image whose tables point
+        outside the file is refused here, and so is one whose tables map more stored (uncompressed) data than the
+        file holds. Each stored byte backs one byte of the virtual disk; tables that reuse the same bytes many times
+        would make a small file cost the work of a large disk.
         """
         collector = RangeCollector(self.limits.max_allocation_ranges)
+        stored_bytes = 0
+        most_stored_bytes = self.source.size + STORED_DATA_SLACK_BYTES
         for segment in self.segments(0, self.virtual_size):
-            if segment.kind is not SegmentKind.ZERO:
-                collector.add(segment.start, segment.end)
+            if segment.kind is SegmentKind.ZERO:
+                continue
+            collector.add(segment.start, segment.end)
+            if segment.kind is SegmentKind.DATA:
+                stored_bytes += segment.length
+                if stored_bytes > most_stored_bytes:
+                    raise ImageRejectedError(
+                        f"The {self.format} tables map more stored data than the {self.source.size}-byte file holds: "
+                        "they are corrupt or crafted; export the disk again and upload the new file."
+                    )
         return collector.ranges()
 
     def read(self, offset: int, length: int) -> bytes:
