@@ -62,8 +62,9 @@ class DiskImage:
         self.source = source
         self.limits = limits
         self._layout = layout
-        # Two threads keep two cores busy (Lambda gives 2 vCPUs from 3,538 MB); larger functions get more.
-        self._worker_threads = worker_threads or max(2, min(8, os.cpu_count() or 2))
+        # Two threads keep two cores busy (Lambda gives 2 vCPUs from 3,538 MB); larger functions get up to four,
+        # which keeps the data in flight (a few 8 MiB jobs per thread) well under 256 MiB.
+        self._worker_threads = worker_threads or max(2, min(4, os.cpu_count() or 2))
         self._executor: ThreadPoolExecutor | None = None
         self._units: OrderedDict[int, bytes] = OrderedDict()
         self._units_lock = threading.Lock()
@@ -129,7 +130,7 @@ class DiskImage:
         self._check_block_range(start, end)
         executor = self._worker_pool()
         in_flight: deque[Future[list[Block]]] = deque()
-        most_in_flight = 2 * self._worker_threads + 1
+        most_in_flight = self._worker_threads + 2
         for job in self._block_jobs(start, min(end, self.virtual_size)):
             in_flight.append(executor.submit(job))
             if len(in_flight) >= most_in_flight:
