@@ -9,6 +9,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 KIB = 1024
 MIB = 1024 * KIB
 # Not a multiple of 512 KiB, nor of any format's block size: the last block is partial everywhere.
@@ -61,6 +63,12 @@ QEMU_IO_FORMATS = {"qcow2": "qcow2", "vmdk": "vmdk", "vhd": "vpc", "vhdx": "vhdx
 
 def qemu_img_available() -> bool:
     return shutil.which("qemu-img") is not None and shutil.which("qemu-io") is not None
+
+
+requires_qemu_img = pytest.mark.skipif(
+    shutil.which("qemu-img") is None or shutil.which("qemu-io") is None,
+    reason="qemu-img and qemu-io (Debian: qemu-utils) build the test images",
+)
 
 
 def run(*command: str | os.PathLike[str]) -> None:

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from diskport.engine import BLOCK_SIZE, Block, LocalFileSource, open_disk
 
-from .images import ImageCase, run
+from .images import ImageCase, requires_qemu_img, run
+
+pytestmark = requires_qemu_img
 
 MIB = 1024 * 1024
 
