@@ -83,12 +83,21 @@ class LocalModeProcess:
             raise RuntimeError("local mode did not start")
         urls = json.loads(line)
         self.api_url, self.aws_url = str(urls["api_url"]), str(urls["aws_url"])
+        # The functions log to stdout: a pipe nobody reads fills up and blocks them, so keep reading it.
+        self.log: list[str] = []
+        threading.Thread(target=self._keep_log, name="local-mode-log", daemon=True).start()
         deadline = time.monotonic() + start_timeout
         while time.monotonic() < deadline:
             if call(self.api_url, "GET", "/openapi.json")[0] == 200:
                 return
             time.sleep(0.2)
         raise RuntimeError("local mode did not answer")
+
+    def _keep_log(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.log.append(line)
+            del self.log[:-200]  # the last lines are enough to tell what went wrong
 
     def aws_client(self, service: str) -> Any:
         import boto3
