@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from diskport_local.template import PROJECT_ROOT
 
 from .conftest import LocalModeProcess, SampleDisk
 
@@ -112,6 +117,24 @@ def test_the_openapi_document_is_served(local_mode: LocalModeProcess) -> None:
     assert document.status == 200
     assert CREATE_ROUTE in document.body["paths"]
     assert "/v1/{project_id}/jobs/{job_id}" in document.body["paths"]
+
+
+def test_make_demo_imports_a_sample_exports_it_and_finds_the_same_bytes(local_mode: LocalModeProcess) -> None:
+    # Given local mode running (the demo uses it rather than starting its own), and the venv's tools first on PATH
+    environment = {**local_mode.environment, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    # When the demo script runs
+    run = subprocess.run(
+        ["bash", str(PROJECT_ROOT / "scripts" / "demo.sh")],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    # Then it reports that the exported image equals the sample's raw content
+    assert run.returncode == 0, f"{run.stdout}\n{run.stderr}"
+    assert "Using the local mode running on port" in run.stdout
+    assert "MATCH: the exported image is byte for byte the sample's raw content." in run.stdout
 
 
 def _wait_for_image(local_mode: LocalModeProcess, wanted: Any, timeout_seconds: float = 240) -> dict[str, Any]:
