@@ -27,6 +27,7 @@ from diskport import aws
 from diskport.observability import logger
 from diskport.settings import get_settings
 
+from diskport_local.execution_events import ExecutionStatusWatcher, execution_status_rules
 from diskport_local.front import ApiFront, FrontServer
 from diskport_local.openapi import openapi_document
 from diskport_local.provision import provision
@@ -123,6 +124,7 @@ class LocalMode:
     _moto_server: Any = None
     _front: FrontServer | None = None
     _pollers: list[SqsPoller] = field(default_factory=list)
+    _watchers: list[ExecutionStatusWatcher] = field(default_factory=list)
 
     def start(self) -> None:
         from moto.server import ThreadedMotoServer  # the emulator is a development dependency
@@ -154,6 +156,10 @@ class LocalMode:
             poller = SqsPoller(mapping, _invoker_of(lambdas, mapping.function), region=self.stack.region)
             poller.start()
             self._pollers.append(poller)
+        for rule in execution_status_rules(self.stack):
+            watcher = ExecutionStatusWatcher(rule, _invoker_of(lambdas, rule.function))
+            watcher.start()
+            self._watchers.append(watcher)
 
         document = cache(lambda: openapi_document(lambdas))
         front = ApiFront(self.stack.api_routes(), lambdas.invoke, document)
@@ -174,6 +180,8 @@ class LocalMode:
     def stop(self) -> None:
         for poller in self._pollers:
             poller.stop()
+        for watcher in self._watchers:
+            watcher.stop()
         if self._front is not None:
             self._front.stop()
         if self._moto_server is not None:
