@@ -101,7 +101,7 @@ class CorpusBuilder:
 
 Recipe = Callable[[CorpusBuilder], HostileFile]
 RECIPES: list[Recipe] = []
-# One file for each check of design.md's list, run in CI; the rest of the corpus runs with --run-slow.
+# Files covering each check of design.md's list, run in CI; the whole corpus runs with --run-slow.
 IN_CI: set[str] = set()
 
 
@@ -301,7 +301,7 @@ def qcow2_header_in_front_of_raw_data(corpus: CorpusBuilder) -> HostileFile:
     return _file("qcow2-header-disguised-as-raw", path, "IMG.0057", "/etc/passwd")
 
 
-@ci_recipe
+@recipe
 def image_inside_an_image(corpus: CorpusBuilder) -> HostileFile:
     inner = corpus.image("inner.vmdk", "vmdk")
     path = corpus.folder / "outer.qcow2"
@@ -340,7 +340,7 @@ def vhdx_differencing(corpus: CorpusBuilder) -> HostileFile:
     return _file("vhdx-differencing", path, "IMG.0072", "Differencing")
 
 
-@ci_recipe
+@recipe
 def vhdx_bat_entry_past_the_end(corpus: CorpusBuilder) -> HostileFile:
     path = corpus.image("bat-past-end.vhdx", "vhdx", "-o", "subformat=dynamic")
     region_table = path.read_bytes()[192 * KIB : 256 * KIB]
@@ -397,7 +397,7 @@ def truncated_stream_optimized_vmdk(corpus: CorpusBuilder) -> HostileFile:
     return _file("truncated-streamOptimized-vmdk", path, "IMG.0057")
 
 
-@ci_recipe
+@recipe
 def vhd_footer_cut_off(corpus: CorpusBuilder) -> HostileFile:
     path = corpus.image("cut.vhd", "vpc", "-o", "subformat=dynamic")
     path.write_bytes(path.read_bytes()[:-4096])
@@ -416,7 +416,7 @@ def truncated_vdi(corpus: CorpusBuilder) -> HostileFile:
     return _file("truncated-vdi", path, "IMG.0057")
 
 
-@ci_recipe
+@recipe
 def empty_file(corpus: CorpusBuilder) -> HostileFile:
     path = corpus.folder / "empty.qcow2"
     path.write_bytes(b"")
@@ -432,7 +432,7 @@ def vhd_footer_bit_flip(corpus: CorpusBuilder) -> HostileFile:
     return _file("bit-flip-vhd-footer-size", _flip_bit(path, path.stat().st_size - 512 + 40, 3), "IMG.0057", "checksum")
 
 
-@ci_recipe
+@recipe
 def vhdx_both_headers_bit_flipped(corpus: CorpusBuilder) -> HostileFile:
     path = corpus.image("flip.vhdx", "vhdx", "-o", "subformat=fixed")
     _flip_bit(path, 64 * KIB + 8, 0)
@@ -478,7 +478,7 @@ def vhd_size_lie_beyond_its_block_table(corpus: CorpusBuilder) -> HostileFile:
     return _file("size-lie-vhd-block-table-of-0-entries", path, "IMG.0057", "block table", "too small")
 
 
-@ci_recipe
+@recipe
 def vdi_size_lie_beyond_its_block_map(corpus: CorpusBuilder) -> HostileFile:
     path = _patch(corpus.image("size-lie.vdi", "vdi"), 368, struct.pack("<Q", 1 << 40))
     return _file("size-lie-vdi-1-tib-over-a-2-block-map", path, "IMG.0057", "maps only", min_disk=2048)
