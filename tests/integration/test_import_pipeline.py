@@ -159,7 +159,14 @@ def test_a_raw_disk_of_zeros_stores_no_block(importer: Any) -> None:
 
 @pytest.mark.parametrize(
     ("query", "status", "code"),
-    [({"limit": "0"}, 400, "IMG.0001"), ({"limit": "many"}, 400, "IMG.0001"), ({"marker": "not-an-image"}, 404, None)],
+    [
+        ({"limit": "0"}, 400, "IMG.0001"),
+        ({"limit": "many"}, 400, "IMG.0001"),
+        ({"limit": "1001"}, 400, "IMG.0001"),
+        ({"id": ""}, 400, "IMG.0001"),
+        ({"marker": ""}, 400, "IMG.0001"),
+        ({"marker": "not-an-image"}, 404, None),
+    ],
 )
 def test_a_listing_with_a_bad_limit_or_marker_is_refused(
     stack: Any, query: dict[str, str], status: int, code: str | None

@@ -75,9 +75,11 @@ def _is_json(content_type: str) -> bool:
 
 
 def _rejection_of(body: str | None, error: RequestValidationError) -> RequestRejectedError:
-    if body is None or body.strip() == "":
+    details = list(error.errors())
+    about_body = any(tuple(detail.get("loc", ()))[:1] == ("body",) for detail in details)
+    if about_body and (body is None or body.strip() == ""):
         return RequestRejectedError("IMG.0007", "The request body is empty.")
-    return ims_code_of(list(error.errors()))
+    return ims_code_of(details)
 
 
 def _rejected(error: RequestRejectedError) -> Response[str]:

@@ -254,6 +254,8 @@ def ims_code_of(error: ValidationError | list[dict[str, Any]]) -> RequestRejecte
             if kind == "missing":
                 return RequestRejectedError(missing_code, f"'{location[0]}' is required.")
             return RequestRejectedError(mistyped_code, f"'{location[0]}' has the wrong type or value.")
+        if location and detail.get("loc", ("",))[0] in ("query", "path"):
+            return RequestRejectedError("IMG.0001", f"Parameter '{location[-1]}': {detail.get('msg', 'invalid')}.")
         if kind in ("json_invalid", "json_type"):
             return RequestRejectedError("IMG.0001", "The request body is not valid JSON.")
         if kind in ("model_attributes_type", "dict_type", "model_type"):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
-from diskport.errors import RequestRejectedError
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
+
 from diskport.images import ImageFilters, ImageStore
 
 DEFAULT_LIMIT = 500
@@ -14,23 +14,33 @@ MAX_LIMIT = 1000
 PATH = "/v2/cloudimages"
 
 
-def list_images(project_id: str, query: Mapping[str, str], images: ImageStore | None = None) -> dict[str, Any]:
-    """`{"images": [...]}` — with `next`, the link to the following page, when more images match."""
-    filters = ImageFilters.model_validate(
-        {name: query[name] for name in ("id", "name", "status", "__imagetype") if name in query}
-    )
-    limit = _limit(query.get("limit"))
-    page = (images or ImageStore()).page_for_project(project_id, filters, limit=limit, marker=query.get("marker"))
+class ImageList(BaseModel):
+    """`{"images": [...]}`, and `next` (the link to the following page) when more images match."""
+
+    images: list[dict[str, Any]] = Field(description="Image records as IMS returns them (`__os_type`, ...).")
+    next: str | None = Field(None, description="The link to the next page; absent on the last page.")
+
+    @model_serializer(mode="wrap")
+    def _without_absent_next(self, serialize: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Glance and IMS leave `next` out on the last page rather than sending null.
+        body: dict[str, Any] = serialize(self)
+        if body.get("next") is None:
+            body.pop("next", None)
+        return body
+
+
+def list_images(
+    project_id: str,
+    filters: ImageFilters,
+    *,
+    limit: int = DEFAULT_LIMIT,
+    marker: str | None = None,
+    images: ImageStore | None = None,
+) -> dict[str, Any]:
+    """The project's images matching `filters`, newest first, at most `limit` after the image `marker`."""
+    page = (images or ImageStore()).page_for_project(project_id, filters, limit=limit, marker=marker)
     body: dict[str, Any] = {"images": [image.to_wire() for image in page.images]}
     if page.next_marker is not None:
-        following = {**{name: value for name, value in query.items() if name != "marker"}, "marker": page.next_marker}
+        following = {**filters.model_dump(by_alias=True, exclude_none=True), "limit": limit, "marker": page.next_marker}
         body["next"] = f"{PATH}?{urlencode(following)}"
     return body
-
-
-def _limit(raw: str | None) -> int:
-    if raw is None:
-        return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise RequestRejectedError("IMG.0001", f"limit must be a whole number from 1 to {MAX_LIMIT}.")
-    return int(raw)
