@@ -16,6 +16,8 @@ from typing import Any
 
 import boto3
 import pytest
+from diskport.jobs import JobStore
+from diskport.pipeline.failure import FailedImport, mark_import_failed
 from diskport.pipeline.snapshots import SnapshotStore
 
 from .conftest import ImageFile, Importer, ReliabilityReport, expected_blocks
@@ -370,3 +372,44 @@ def test_an_execution_stopped_from_outside_ends_fail_with_no_snapshot_left(
         bytes_exact=None,
         seconds=None,
     )
+
+
+def test_a_mark_failed_that_read_the_job_before_register_ended_it_leaves_the_import_alone(
+    importer: Importer, image_files: dict[str, ImageFile]
+) -> None:
+    # Given an import whose Register has ended the job SUCCESS but not yet made the image active
+    image_file = image_files["raw"]
+    job = importer.import_file(image_file.path, "disks/data.raw")
+    assert job["status"] == "SUCCESS", job
+    image_id = job["entities"]["image_id"]
+    importer.stack.table("ImagesTable").update_item(
+        Key={"id": image_id},
+        UpdateExpression="SET #status = :saving",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":saving": "saving"},
+    )
+    snapshot_id = importer.image_record(image_id)["snapshot_id"]
+    # and a MarkFailed (from the EventBridge rule on a stopped execution) that read the job before Register ended it
+
+    class JobReadBeforeRegisterEndedIt(JobStore):
+        reads = 0
+
+        def get(self, job_id: str) -> Any:
+            self.reads += 1
+            found = super().get(job_id)
+            if self.reads == 1 and found is not None:
+                return found.model_copy(update={"status": "RUNNING", "end_time": None})
+            return found
+
+    # When it goes on to end the import
+    outcome = mark_import_failed(
+        FailedImport.from_event(execution_event(importer, job["job_id"], "ABORTED")),
+        jobs=JobReadBeforeRegisterEndedIt(),
+    )
+
+    # Then it changes nothing: the job stays SUCCESS, the image is not killed, its snapshot is intact
+    assert outcome.error_code is None
+    assert outcome.snapshots_deleted == []
+    assert importer.job(job["job_id"])["status"] == "SUCCESS"
+    assert importer.image_record(image_id)["status"] == "saving"
+    assert importer.snapshot_blocks(snapshot_id) == expected_blocks(image_file.oracle)
