@@ -14,12 +14,15 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 from diskport.engine import BLOCK_SIZE
 from diskport.settings import get_settings
+from moto.core.botocore_stubber import BotocoreStubber, MockRawResponse
 
 from diskport_local.template import LOCAL_ACCOUNT_ID
 
 from .conftest import ImageFile, Importer
+from .faults import error_answer
 
 OWNER = "111111111111"
 INTRUDER = "222222222222"
@@ -209,3 +212,44 @@ def test_a_job_started_by_an_upload_belongs_to_the_stacks_account_and_to_nobody_
     assert importer.images(project_id=INTRUDER) == []
     assert importer.images(project_id=INTRUDER, id=image_id) == []
     assert importer.images(project_id=INTRUDER, name="data") == []
+
+
+@pytest.fixture
+def s3_checks_bucket_owners(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """S3's own check, which moto skips: a request naming an ExpectedBucketOwner other than the bucket's gets 403.
+
+    Every bucket of the emulated account belongs to LOCAL_ACCOUNT_ID. Answers the owners the requests named.
+    """
+    serve = BotocoreStubber.__call__
+    named: list[str] = []
+
+    def answer_like_s3(stubber: BotocoreStubber, event_name: str, request: Any, **kwargs: Any) -> Any:
+        owner = request.headers.get("x-amz-expected-bucket-owner")
+        if stubber.enabled and event_name.startswith("before-send.s3.") and owner is not None:
+            owner = owner.decode() if isinstance(owner, bytes) else str(owner)
+            named.append(owner)
+            if owner != LOCAL_ACCOUNT_ID:
+                status, headers, body = error_answer("s3", 403, "AccessDenied")
+                return AWSResponse(request.url, status, headers, MockRawResponse(body))  # type: ignore[arg-type]
+        return serve(stubber, event_name, request, **kwargs)
+
+    monkeypatch.setattr(BotocoreStubber, "__call__", answer_like_s3)
+    return named
+
+
+def test_a_project_cannot_import_a_file_from_a_bucket_another_account_owns(
+    importer: Importer, image_files: dict[str, ImageFile], s3_checks_bucket_owners: list[str]
+) -> None:
+    # Given a file in a bucket of the stack's account, which the service's role may read
+    url = importer.upload(image_files["qcow2"].path, "private/disk.qcow2")
+
+    # When another account asks the service to import it
+    job = importer.wait_for_end(importer.start(url, project_id=INTRUDER), project_id=INTRUDER)
+
+    # Then S3 was asked to check the bucket's owner, refused, and the import failed without reading the file
+    assert set(s3_checks_bucket_owners) == {INTRUDER}
+    assert (job["status"], job["error_code"]) == ("FAIL", "IMG.0069"), job
+    assert importer.images(project_id=INTRUDER, status="active") == []
+    # And the account that owns the bucket imports the same file
+    owned = importer.wait_for_end(importer.start(url, project_id=LOCAL_ACCOUNT_ID), project_id=LOCAL_ACCOUNT_ID)
+    assert owned["status"] == "SUCCESS", owned

@@ -28,3 +28,16 @@ def project_id_of(request_context: dict[str, Any], settings: Settings | None = N
     if not account_id:
         raise UnauthenticatedError("The request is not signed with IAM credentials (SigV4).")
     return str(account_id)
+
+
+def bucket_owner_for(project_id: str, settings: Settings | None = None) -> str | None:
+    """The AWS account that must own a bucket this project imports from: the project itself, deployed.
+
+    The service's role may read every source bucket (the watched bucket, SourceBuckets) for every caller; asking
+    S3 to check the bucket's owner (ExpectedBucketOwner) keeps one account from importing another's files
+    through the service. In local mode there are no accounts: None, no check.
+    """
+    settings = settings or get_settings()
+    if settings.project_id_source == "local" or not (len(project_id) == 12 and project_id.isdigit()):
+        return None
+    return project_id

@@ -110,6 +110,7 @@ class S3ObjectSource:
         size: int,
         page_size: int = MIB,
         cache_pages: int = 64,
+        bucket_owner: str | None = None,
     ) -> None:
         if page_size <= 0 or cache_pages <= 0:
             raise ValueError("page_size and cache_pages must be positive")
@@ -120,6 +121,8 @@ class S3ObjectSource:
         self._size = size
         self.page_size = page_size
         self.cache_pages = cache_pages
+        # S3 refuses every read when another account owns the bucket (ExpectedBucketOwner).
+        self._owner = {"ExpectedBucketOwner": bucket_owner} if bucket_owner else {}
         self.get_count = 0
         self._pages: OrderedDict[int, bytes] = OrderedDict()
         # The engine's worker threads read data ranges concurrently: the cache and the count are guarded.
@@ -167,10 +170,15 @@ class S3ObjectSource:
     def _get_range(self, start: int, end: int) -> bytes:
         with self._count_lock:
             self.get_count += 1
+        request: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": self.key,
+            "Range": f"bytes={start}-{end - 1}",
+            "IfMatch": self.etag,
+            **self._owner,
+        }
         try:
-            response = self._s3_client.get_object(
-                Bucket=self.bucket, Key=self.key, Range=f"bytes={start}-{end - 1}", IfMatch=self.etag
-            )
+            response = self._s3_client.get_object(**request)
             body: bytes = response["Body"].read()
         except ClientError as error:
             source_error = _source_error(error, self.bucket, self.key)

@@ -75,7 +75,12 @@ def _convert(
     manifest = work_files.manifest()
     source = manifest.source
     reader = S3ObjectSource(
-        s3_client or aws.client("s3"), source.bucket, source.key, etag=source.etag, size=source.size
+        s3_client or aws.client("s3"),
+        source.bucket,
+        source.key,
+        etag=source.etag,
+        size=source.size,
+        bucket_owner=source.bucket_owner,
     )
     pacer = RequestPacer(settings.snapshot_puts_per_second / settings.convert_concurrency)
     writers = settings.writers_per_chunk

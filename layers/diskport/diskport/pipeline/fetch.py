@@ -23,6 +23,7 @@ from diskport.pipeline.encryption_keys import usable_key_arn
 from diskport.pipeline.snapshots import SnapshotStore
 from diskport.pipeline.source_objects import SourceObject, find_source
 from diskport.pipeline.work_files import ImportManifest, WorkFiles
+from diskport.projects import bucket_owner_for
 from diskport.settings import Settings, get_settings
 
 GIB = 1024**3
@@ -65,7 +66,12 @@ def fetch_source(
     # The image exists from here on, `queued`, so a refused file leaves a `killed` image the user can look at.
     image = images.create_or_get(_queued_image(job, request))
 
-    inspected = inspect_source(request, expected_etag=job.source_etag, s3_client=s3_client)
+    inspected = inspect_source(
+        request,
+        expected_etag=job.source_etag,
+        bucket_owner=bucket_owner_for(job.project_id, settings),
+        s3_client=s3_client,
+    )
     _check_disk_size(request.min_disk, inspected.virtual_size)
     kms_key_arn = usable_key_arn(request.cmk_id, kms_client) if request.cmk_id else None
     chunks = plan_chunks(inspected.allocated_ranges, inspected.virtual_size, settings.chunk_bytes)
@@ -111,12 +117,20 @@ def fetch_source(
 
 
 def inspect_source(
-    request: CreateDataImageRequest, *, expected_etag: str | None = None, s3_client: Any | None = None
+    request: CreateDataImageRequest,
+    *,
+    expected_etag: str | None = None,
+    bucket_owner: str | None = None,
+    s3_client: Any | None = None,
 ) -> InspectedSource:
     """The source file's version, format, virtual size and allocated ranges; refuses a missing or unsafe file."""
     s3_client = s3_client or aws.client("s3")
-    source = find_source(request.bucket, request.object_key, s3_client, expected_etag=expected_etag)
-    reader = S3ObjectSource(s3_client, source.bucket, source.key, etag=source.etag, size=source.size)
+    source = find_source(
+        request.bucket, request.object_key, s3_client, expected_etag=expected_etag, bucket_owner=bucket_owner
+    )
+    reader = S3ObjectSource(
+        s3_client, source.bucket, source.key, etag=source.etag, size=source.size, bucket_owner=source.bucket_owner
+    )
     disk = open_disk(reader)
     try:
         return InspectedSource(

@@ -23,6 +23,8 @@ class SourceObject(BaseModel):
     etag: str
     size: int
     storage_class: str = "STANDARD"
+    # The account that must own the bucket (S3 refuses every read otherwise); None: no check (local mode).
+    bucket_owner: str | None = None
 
     @property
     def location(self) -> str:
@@ -30,16 +32,23 @@ class SourceObject(BaseModel):
 
 
 def find_source(
-    bucket: str, key: str, s3_client: Any | None = None, *, expected_etag: str | None = None
+    bucket: str,
+    key: str,
+    s3_client: Any | None = None,
+    *,
+    expected_etag: str | None = None,
+    bucket_owner: str | None = None,
 ) -> SourceObject:
     """The source object's facts, or the SourceError that tells the user what is wrong with it.
 
-    With `expected_etag`, only that version of the file will do: a file replaced since is refused.
+    With `expected_etag`, only that version of the file will do: a file replaced since is refused. With
+    `bucket_owner`, S3 answers 403 (IMG.0069) for a bucket another account owns.
     """
     s3_client = s3_client or aws.client("s3")
-    _check_bucket(s3_client, bucket)
+    owner = {"ExpectedBucketOwner": bucket_owner} if bucket_owner else {}
+    _check_bucket(s3_client, bucket, owner)
     try:
-        head = s3_client.head_object(Bucket=bucket, Key=key)
+        head = s3_client.head_object(Bucket=bucket, Key=key, **owner)
     except ClientError as error:
         if _status(error) == 404:
             raise SourceError(
@@ -64,14 +73,21 @@ def find_source(
     size = int(head["ContentLength"])
     if size == 0:
         raise SourceError(f"The object '{key}' in bucket '{bucket}' is empty (0 bytes).")
-    return SourceObject(bucket=bucket, key=key, etag=str(head["ETag"]), size=size, storage_class=storage_class)
+    return SourceObject(
+        bucket=bucket,
+        key=key,
+        etag=str(head["ETag"]),
+        size=size,
+        storage_class=storage_class,
+        bucket_owner=bucket_owner,
+    )
 
 
-def _check_bucket(s3_client: Any, bucket: str) -> None:
+def _check_bucket(s3_client: Any, bucket: str, owner: dict[str, str]) -> None:
     # HEAD on a missing object of an unreadable bucket answers 403 like a missing bucket does; asking about the
     # bucket first tells "no such object" (IMG.0121) from "no access to the bucket" (IMG.0069).
     try:
-        s3_client.head_bucket(Bucket=bucket)
+        s3_client.head_bucket(Bucket=bucket, **owner)
     except ClientError as error:
         if str(error.response.get("Error", {}).get("Code", "")) in THROTTLING_CODES:
             raise
