@@ -120,3 +120,34 @@ def test_only_the_create_paths_may_start_imports(deployed_roles: dict[str, Any])
     }
     # the state machine starts its own Distributed Map children
     assert starters == {"CreateImageJobFunctionRole", "UploadTriggerFunctionRole", "ImportDataImageStateMachineRole"}
+
+
+# Actions that change what a bucket is (its expiry rules, policy, ACLs, encryption) rather than the objects in it.
+BUCKET_CONFIGURATION_ACTIONS = {
+    "s3:PutLifecycleConfiguration",
+    "s3:PutBucketPolicy",
+    "s3:DeleteBucketPolicy",
+    "s3:PutBucketAcl",
+    "s3:PutObjectAcl",
+    "s3:PutEncryptionConfiguration",
+    "s3:PutBucketVersioning",
+    "s3:DeleteBucket",
+}
+
+
+def test_no_role_may_change_a_buckets_configuration_or_acls(deployed_roles: dict[str, Any]) -> None:
+    # SAM's S3CrudPolicy grants these: a function could lift the work bucket's expiry of work files
+    for role_name, role in deployed_roles.items():
+        for statement in statements(role):
+            granted = set(as_list(statement["Action"])) & BUCKET_CONFIGURATION_ACTIONS
+            assert not granted, f"{role_name} may {sorted(granted)}"
+
+
+def test_work_files_are_reached_only_under_the_imports_prefix(deployed_roles: dict[str, Any]) -> None:
+    stack = LocalStack()
+    work_bucket = stack.physical_name("WorkBucket")
+    for role_name, role in deployed_roles.items():
+        for statement in statements(role):
+            for resource in as_list(stack.resolve(statement["Resource"])):
+                if resource.startswith(f"arn:aws:s3:::{work_bucket}/"):
+                    assert resource == f"arn:aws:s3:::{work_bucket}/imports/*", f"{role_name}: {resource}"
