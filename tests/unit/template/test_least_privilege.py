@@ -151,3 +151,23 @@ def test_work_files_are_reached_only_under_the_imports_prefix(deployed_roles: di
             for resource in as_list(stack.resolve(statement["Resource"])):
                 if resource.startswith(f"arn:aws:s3:::{work_bucket}/"):
                     assert resource == f"arn:aws:s3:::{work_bucket}/imports/*", f"{role_name}: {resource}"
+
+
+# What the data-access modules call: jobs.py and images.py get, put, update and query; Powertools' idempotency
+# layer also deletes its own records. No role may scan, batch-write or delete jobs and images.
+TABLE_ITEM_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"}
+IDEMPOTENCY_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+
+
+def test_dynamodb_grants_are_the_item_operations_the_code_calls(deployed_roles: dict[str, Any]) -> None:
+    stack = LocalStack()
+    idempotency_table = stack.arn("IdempotencyTable")
+    for role_name, role in deployed_roles.items():
+        for statement in statements(role):
+            actions = {action for action in as_list(statement["Action"]) if action.startswith("dynamodb:")}
+            if not actions:
+                continue
+            resources = [str(resource) for resource in as_list(stack.resolve(statement["Resource"]))]
+            allowed = IDEMPOTENCY_ACTIONS if resources == [idempotency_table] else TABLE_ITEM_ACTIONS
+            assert actions <= allowed, f"{role_name} is granted {sorted(actions - allowed)} on {resources}"
+            assert all(resource.startswith("arn:aws:dynamodb:") for resource in resources), role_name
