@@ -14,6 +14,7 @@ from typing import Any
 
 import boto3
 
+from diskport_local.emulator import serialize_dynamodb_writes
 from diskport_local.template import LocalStack
 
 LOCAL_ROLE = "arn:aws:iam::{account}:role/diskport-local"
@@ -21,6 +22,7 @@ LOCAL_ROLE = "arn:aws:iam::{account}:role/diskport-local"
 
 def provision(stack: LocalStack, session: boto3.session.Session | None = None, *, endpoint: str | None = None) -> None:
     """Create every resource of the template that local mode emulates."""
+    serialize_dynamodb_writes()  # the emulator's transactions are not isolated otherwise (see emulator.py)
     session = session or boto3.session.Session(region_name=stack.region)
     clients = _Clients(session, endpoint)
     for logical_id, spec in stack.resources_of_type("AWS::DynamoDB::Table").items():

@@ -175,7 +175,8 @@ def test_when_the_execution_cannot_start_the_caller_gets_a_5xx_and_the_job_does_
     (item,) = stack.table("JobsTable").scan()["Items"]
     assert item["status"] == "FAIL"
     assert item["error_code"] == "IMG.0061"
-    assert "active_project_id" not in item
+    # and it holds none of the project's import slots
+    assert JobStore().imports_under_way(PROJECT_ID) == 0
 
 
 def test_an_unsigned_request_is_refused_when_deployed(stack: Any) -> None:
@@ -189,3 +190,31 @@ def test_an_unsigned_request_is_refused_when_deployed(stack: Any) -> None:
     assert result["statusCode"] == 401
     assert json.loads(result["body"])["error"]["code"] == "IMG.0067"
     assert stack.table("JobsTable").scan()["Items"] == []
+
+
+def test_concurrent_creates_never_exceed_the_projects_limit(stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from diskport.api_models import CreateDataImageRequest
+    from diskport.errors import FlowControlError
+    from diskport.imports import start_import
+
+    # Given a limit of 5 imports at once
+    monkeypatch.setenv("MAX_ACTIVE_JOBS", "5")
+    get_settings.cache_clear()
+    request = CreateDataImageRequest.model_validate(REQUEST)
+
+    # When 20 creates race each other (the count and the job are one transaction)
+    def create(_: int) -> str:
+        try:
+            return start_import(request, PROJECT_ID).job_id
+        except FlowControlError:
+            return "refused"
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        outcomes = list(pool.map(create, range(20)))
+
+    # Then exactly 5 are accepted, and the count matches the jobs
+    assert len([outcome for outcome in outcomes if outcome != "refused"]) == 5
+    assert len(stack.table("JobsTable").scan()["Items"]) == 5
+    assert JobStore().imports_under_way(PROJECT_ID) == 5

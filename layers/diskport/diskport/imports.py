@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from diskport import aws
 from diskport.api_models import CreateDataImageRequest
-from diskport.errors import DiskportError, FlowControlError, ServiceUnavailableError
+from diskport.errors import DiskportError, ServiceUnavailableError
 from diskport.jobs import Job, JobStore, now_iso
 from diskport.observability import logger
 from diskport.settings import Settings, get_settings
@@ -39,18 +39,12 @@ def start_import(
     jobs = jobs or JobStore()
     step_functions = step_functions or aws.client("stepfunctions")
 
-    active = jobs.count_active(project_id)
-    if active >= settings.max_active_jobs:
-        raise FlowControlError(
-            f"The project has {active} imports under way; at most {settings.max_active_jobs} may run at once. "
-            "Retry when one has ended."
-        )
     job = Job(
         project_id=project_id, request=request.model_dump(exclude_none=True), origin=origin, source_etag=source_etag
     )
     if job_id is not None:
         job.job_id = job_id
-    jobs.create(job)
+    jobs.create(job, max_imports_under_way=settings.max_active_jobs)
     try:
         _start_execution(job.job_id, step_functions, settings)
     except Exception as error:

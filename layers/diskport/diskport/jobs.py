@@ -1,8 +1,10 @@
 """Jobs: the rules of an import job's life, and the Jobs table (the only code that touches it).
 
 A job is INIT when accepted, RUNNING once the state machine starts, and ends SUCCESS or FAIL; an ended
-job never changes again. `active_project_id` is set only while a job is INIT or RUNNING, so the sparse
-index on it counts a project's imports under way.
+job never changes again. Each project's imports under way are counted in the Projects table, in the same
+transaction that writes the job: accepting a job takes a slot only while fewer than the limit are taken, and
+ending it gives the slot back. Concurrent creates therefore can never exceed the limit, and the count cannot
+drift from the jobs.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
 from diskport import aws
+from diskport.errors import FlowControlError
 from diskport.settings import get_settings
 
 JOB_TYPE = "imsImportDataImageJob"
-ACTIVE_INDEX = "active-by-project"
 JobStatus = Literal["INIT", "RUNNING", "SUCCESS", "FAIL"]
 ENDED: tuple[JobStatus, ...] = ("SUCCESS", "FAIL")
 
@@ -78,54 +80,91 @@ def _plain(value: Any) -> Any:
 
 
 class JobStore:
-    """The Jobs table."""
+    """The Jobs table, and each project's count of imports under way in the Projects table."""
 
-    def __init__(self, table: Any | None = None) -> None:
-        self._table = table if table is not None else aws.dynamodb_table(get_settings().jobs_table)
+    def __init__(self, table: Any | None = None, projects_table: Any | None = None) -> None:
+        settings = get_settings()
+        self._table = table if table is not None else aws.dynamodb_table(settings.jobs_table)
+        self._projects = projects_table if projects_table is not None else aws.dynamodb_table(settings.projects_table)
 
-    def create(self, job: Job) -> None:
+    def create(self, job: Job, *, max_imports_under_way: int | None = None) -> None:
+        """Record a job. One under way (INIT) takes one of its project's import slots: FlowControlError when the
+        project already has `max_imports_under_way`. A job refused before it started (FAIL) takes none."""
         item = {key: value for key, value in job.model_dump().items() if value is not None}
-        if job.status not in ENDED:  # a job refused before it started never counts as under way
-            item["active_project_id"] = job.project_id
-        self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(job_id)")
+        if job.status in ENDED:
+            self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(job_id)")
+            return
+        limit = max_imports_under_way if max_imports_under_way is not None else get_settings().max_active_jobs
+        take_slot = {
+            "Update": {
+                "TableName": self._projects.name,
+                "Key": {"project_id": job.project_id},
+                "UpdateExpression": "ADD imports_under_way :one",
+                "ConditionExpression": "attribute_not_exists(imports_under_way) OR imports_under_way < :limit",
+                "ExpressionAttributeValues": {":one": 1, ":limit": limit},
+            }
+        }
+        put_job = {
+            "Put": {
+                "TableName": self._table.name,
+                "Item": item,
+                "ConditionExpression": "attribute_not_exists(job_id)",
+            }
+        }
+        try:
+            self._table.meta.client.transact_write_items(TransactItems=[take_slot, put_job])
+        except ClientError as error:
+            if _cancelled_by_condition(error, 0):
+                raise FlowControlError(
+                    f"The project has {limit} imports under way, as many as may run at once. Retry when one has ended."
+                ) from error
+            raise
 
     def get(self, job_id: str) -> Job | None:
         item = self._table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
         return _from_item(item) if item else None
 
-    def count_active(self, project_id: str) -> int:
-        count = 0
-        query: dict[str, Any] = {
-            "IndexName": ACTIVE_INDEX,
-            "KeyConditionExpression": "active_project_id = :project",
-            "ExpressionAttributeValues": {":project": project_id},
-            "Select": "COUNT",
-        }
-        while True:
-            page = self._table.query(**query)
-            count += int(page["Count"])
-            if "LastEvaluatedKey" not in page:
-                return count
-            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    def imports_under_way(self, project_id: str) -> int:
+        item = self._projects.get_item(Key={"project_id": project_id}, ConsistentRead=True).get("Item") or {}
+        return int(item.get("imports_under_way", 0))
 
-    def _update_unless_ended(self, job_id: str, assignments: dict[str, Any], remove: tuple[str, ...] = ()) -> bool:
-        """Set attributes of a job still under way; False when the job has ended or does not exist."""
+    def _update_unless_ended(self, job_id: str, assignments: dict[str, Any], *, ends_job: bool = False) -> bool:
+        """Set attributes of a job still under way; False when the job has ended or does not exist.
+
+        `ends_job`: the update ends the job, so its project's slot is given back in the same transaction.
+        """
         names = {f"#{index}": name for index, name in enumerate(assignments)}
         values = {f":{index}": value for index, value in enumerate(assignments.values())}
-        expression = "SET " + ", ".join(f"#{index} = :{index}" for index in range(len(assignments)))
-        if remove:
-            expression += " REMOVE " + ", ".join(remove)
         values[":success"], values[":fail"] = "SUCCESS", "FAIL"
+        update = {
+            "Key": {"job_id": job_id},
+            "UpdateExpression": "SET " + ", ".join(f"#{index} = :{index}" for index in range(len(assignments))),
+            "ConditionExpression": "attribute_exists(job_id) AND NOT #status IN (:success, :fail)",
+            "ExpressionAttributeNames": {**names, "#status": "status"},
+            "ExpressionAttributeValues": values,
+        }
         try:
-            self._table.update_item(
-                Key={"job_id": job_id},
-                UpdateExpression=expression,
-                ConditionExpression="attribute_exists(job_id) AND NOT #status IN (:success, :fail)",
-                ExpressionAttributeNames={**names, "#status": "status"},
-                ExpressionAttributeValues=values,
+            if not ends_job:
+                self._table.update_item(**update)
+                return True
+            job = self.get(job_id)
+            if job is None or job.status in ENDED:
+                return False
+            give_back_slot = {
+                "TableName": self._projects.name,
+                "Key": {"project_id": job.project_id},
+                "UpdateExpression": "ADD imports_under_way :minus_one",
+                "ExpressionAttributeValues": {":minus_one": -1},
+            }
+            end_job = {**update, "TableName": self._table.name}
+            # The resource's client takes Python values, as the table does: boto3 serializes them.
+            self._table.meta.client.transact_write_items(
+                TransactItems=[{"Update": end_job}, {"Update": give_back_slot}]
             )
         except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException" or _cancelled_by_condition(
+                error, 0
+            ):
                 return False
             raise
         return True
@@ -162,12 +201,20 @@ class JobStore:
                 "image_name": image_name,
                 "current_task": "done",
             },
-            remove=("active_project_id",),
+            ends_job=True,
         )
 
     def mark_failed(self, job_id: str, *, error_code: str, fail_reason: str) -> bool:
         return self._update_unless_ended(
             job_id,
             {"status": "FAIL", "end_time": now_iso(), "error_code": error_code, "fail_reason": fail_reason},
-            remove=("active_project_id",),
+            ends_job=True,
         )
+
+
+def _cancelled_by_condition(error: ClientError, item_index: int) -> bool:
+    """Whether a cancelled transaction failed on the condition of its `item_index`-th item."""
+    if error.response["Error"]["Code"] != "TransactionCanceledException":
+        return False
+    reasons = error.response.get("CancellationReasons") or []
+    return len(reasons) > item_index and reasons[item_index].get("Code") == "ConditionalCheckFailed"

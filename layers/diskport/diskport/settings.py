@@ -17,6 +17,7 @@ class Settings(BaseModel):
 
     jobs_table: str = Field("diskport-jobs", alias="JOBS_TABLE")
     images_table: str = Field("diskport-images", alias="IMAGES_TABLE")
+    projects_table: str = Field("diskport-projects", alias="PROJECTS_TABLE")
     state_machine_arn: str = Field("", alias="STATE_MACHINE_ARN")
     work_bucket: str = Field("", alias="WORK_BUCKET")
     watched_bucket: str = Field("", alias="WATCHED_BUCKET")
