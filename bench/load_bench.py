@@ -37,6 +37,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from diskport_local.export import nonzero_blocks, snapshot_contents
+
 LOOPBACK = "127.0.0.1"
 BLOCK_SIZE = 524_288
 KIB = 1024
@@ -163,26 +165,6 @@ def small_images(count: int, folder: Path) -> list[SmallImage]:
         subprocess.run(["qemu-img", "convert", "-f", qemu_format, "-O", "raw", path, oracle], check=True)
         images.append(SmallImage(f"load/{path.name}", path, oracle))
     return images
-
-
-def expected_blocks(oracle: Path) -> dict[int, bytes]:
-    blocks = {}
-    data = oracle.read_bytes()
-    for index in range(-(-len(data) // BLOCK_SIZE)):
-        block = data[index * BLOCK_SIZE : (index + 1) * BLOCK_SIZE].ljust(BLOCK_SIZE, b"\0")
-        if block.count(0) != BLOCK_SIZE:
-            blocks[index] = block
-    return blocks
-
-
-def snapshot_blocks(ebs: Any, snapshot_id: str) -> dict[int, bytes]:
-    blocks = {}
-    for block in ebs.list_snapshot_blocks(SnapshotId=snapshot_id)["Blocks"]:
-        answer = ebs.get_snapshot_block(
-            SnapshotId=snapshot_id, BlockIndex=block["BlockIndex"], BlockToken=block["BlockToken"]
-        )
-        blocks[block["BlockIndex"]] = answer["BlockData"].read()
-    return blocks
 
 
 # ---------------------------------------------------------------------------------------------- the load
@@ -353,7 +335,7 @@ def run(creates: int, imports: int, max_active_jobs: int, timeout: float) -> dic
                 if job is None:
                     continue
                 (image,) = [image for image in active if image["id"] == job["entities"]["image_id"]] or [None]
-                if image is not None and snapshot_blocks(ebs, image["snapshot_id"]) == expected_blocks(
+                if image is not None and snapshot_contents(image["snapshot_id"], ebs=ebs) == nonzero_blocks(
                     images[number].oracle
                 ):
                     exact += 1

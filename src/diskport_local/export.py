@@ -58,14 +58,14 @@ def export_snapshot(
 
         def copy_block(block: tuple[int, str]) -> int:
             index, token = block
-            data = _read_block(ebs, snapshot_id, index, token)
+            data = read_snapshot_block(ebs, snapshot_id, index, token)
             data = data[: max(0, virtual_size - index * EBS_BLOCK_BYTES)]
             os.pwrite(descriptor, data, index * EBS_BLOCK_BYTES)
             return len(data)
 
         blocks_written = bytes_written = 0
         inside_disk = (
-            block for block in _snapshot_blocks(ebs, snapshot_id) if block[0] * EBS_BLOCK_BYTES < virtual_size
+            block for block in snapshot_block_tokens(ebs, snapshot_id) if block[0] * EBS_BLOCK_BYTES < virtual_size
         )
         with ThreadPoolExecutor(max_workers=PARALLEL_READS) as pool:
             # A window at a time: neither the block list of a large snapshot nor its data is ever all in memory.
@@ -85,7 +85,7 @@ def export_snapshot(
     return ExportResult(blocks_written=blocks_written, bytes_written=bytes_written, file_size=virtual_size)
 
 
-def _snapshot_blocks(ebs: Any, snapshot_id: str) -> Iterator[tuple[int, str]]:
+def snapshot_block_tokens(ebs: Any, snapshot_id: str) -> Iterator[tuple[int, str]]:
     """(block index, block token) of every block the snapshot holds, page by page."""
     request: dict[str, Any] = {"SnapshotId": snapshot_id, "MaxResults": LIST_PAGE_SIZE}
     while True:
@@ -97,7 +97,7 @@ def _snapshot_blocks(ebs: Any, snapshot_id: str) -> Iterator[tuple[int, str]]:
         request["NextToken"] = page["NextToken"]
 
 
-def _read_block(ebs: Any, snapshot_id: str, index: int, token: str) -> bytes:
+def read_snapshot_block(ebs: Any, snapshot_id: str, index: int, token: str) -> bytes:
     answer = ebs.get_snapshot_block(SnapshotId=snapshot_id, BlockIndex=index, BlockToken=token)
     data: bytes = answer["BlockData"].read()
     if answer.get("ChecksumAlgorithm") == "SHA256" and answer.get("Checksum"):
@@ -105,3 +105,25 @@ def _read_block(ebs: Any, snapshot_id: str, index: int, token: str) -> bytes:
         if actual != answer["Checksum"]:
             raise ExportError(f"Block {index} of {snapshot_id} does not match its SHA-256 checksum.")
     return data
+
+
+def snapshot_contents(snapshot_id: str, *, ebs: Any | None = None) -> dict[int, bytes]:
+    """Every block the snapshot holds, by index: for comparing a small import with `nonzero_blocks` of its disk."""
+    ebs = ebs if ebs is not None else aws.client("ebs")
+    return {
+        index: read_snapshot_block(ebs, snapshot_id, index, token)
+        for index, token in snapshot_block_tokens(ebs, snapshot_id)
+    }
+
+
+def nonzero_blocks(raw_disk: Path) -> dict[int, bytes]:
+    """The non-zero 512 KiB blocks of a raw disk file, the last one zero-padded: what its snapshot must hold."""
+    blocks = {}
+    with raw_disk.open("rb") as file:
+        index = 0
+        while data := file.read(EBS_BLOCK_BYTES):
+            data = data.ljust(EBS_BLOCK_BYTES, b"\0")
+            if data.count(0) != EBS_BLOCK_BYTES:
+                blocks[index] = data
+            index += 1
+    return blocks

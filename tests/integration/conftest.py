@@ -21,6 +21,8 @@ from diskport import aws
 from diskport.engine import BLOCK_SIZE
 from diskport.settings import get_settings
 
+from diskport_local.export import nonzero_blocks, snapshot_contents
+
 KIB = 1024
 MIB = 1024 * KIB
 # Not a multiple of a block: the snapshot's last block is partial and must come back zero-padded.
@@ -166,14 +168,7 @@ class Importer:
     @staticmethod
     def snapshot_blocks(snapshot_id: str) -> dict[int, bytes]:
         """Every block the snapshot holds, read back with GetSnapshotBlock."""
-        ebs = boto3.client("ebs")
-        blocks = {}
-        for block in ebs.list_snapshot_blocks(SnapshotId=snapshot_id)["Blocks"]:
-            answer = ebs.get_snapshot_block(
-                SnapshotId=snapshot_id, BlockIndex=block["BlockIndex"], BlockToken=block["BlockToken"]
-            )
-            blocks[block["BlockIndex"]] = answer["BlockData"].read()
-        return blocks
+        return snapshot_contents(snapshot_id, ebs=boto3.client("ebs"))
 
     def snapshot_ids(self) -> list[str]:
         """The snapshots that exist now and did not before the test (moto starts with snapshots of its own)."""
@@ -224,20 +219,7 @@ def _all_snapshot_ids() -> list[str]:
     return [snapshot["SnapshotId"] for snapshot in snapshots]
 
 
-def expected_blocks(oracle: Path) -> dict[int, bytes]:
-    """The non-zero 512 KiB blocks of a raw disk, the last one zero-padded."""
-    blocks = {}
-    with oracle.open("rb") as file:
-        index = 0
-        while data := file.read(BLOCK_SIZE):
-            data = data.ljust(BLOCK_SIZE, b"\0")
-            if data.count(0) != BLOCK_SIZE:
-                blocks[index] = data
-            index += 1
-    return blocks
-
-
 @pytest.fixture(scope="session")
 def oracle_blocks() -> Any:
-    """`expected_blocks`, for test modules (which cannot import from a conftest)."""
-    return expected_blocks
+    """What a snapshot of a raw disk must hold: its non-zero blocks."""
+    return nonzero_blocks

@@ -23,6 +23,8 @@ import pytest
 from diskport.engine import BLOCK_SIZE
 from diskport.settings import get_settings
 
+from diskport_local.export import snapshot_contents
+
 KIB = 1024
 MIB = 1024 * KIB
 QEMU_FORMATS = {"qcow2": "qcow2", "vmdk": "vmdk", "vhd": "vpc", "vhdx": "vhdx", "vdi": "vdi", "raw": "raw"}
@@ -97,19 +99,6 @@ def image_files(tmp_path_factory: pytest.TempPathFactory, qemu_available: None) 
     return {disk_format: image_file(directory, disk, disk_format) for disk_format in QEMU_FORMATS}
 
 
-def expected_blocks(oracle: Path) -> dict[int, bytes]:
-    """The non-zero 512 KiB blocks of a raw disk, the last one zero-padded."""
-    blocks = {}
-    with oracle.open("rb") as file:
-        index = 0
-        while data := file.read(BLOCK_SIZE):
-            data = data.ljust(BLOCK_SIZE, b"\0")
-            if data.count(0) != BLOCK_SIZE:
-                blocks[index] = data
-            index += 1
-    return blocks
-
-
 @dataclass
 class Importer:
     """Drives imports on the running stack as a client would, and looks at what they left behind."""
@@ -174,19 +163,7 @@ class Importer:
     @staticmethod
     def snapshot_blocks(snapshot_id: str) -> dict[int, bytes]:
         """Every block the snapshot holds, read back with the EBS direct API (ListSnapshotBlocks, GetSnapshotBlock)."""
-        ebs = boto3.client("ebs")
-        blocks: dict[int, bytes] = {}
-        request: dict[str, Any] = {"SnapshotId": snapshot_id}
-        while True:
-            listed = ebs.list_snapshot_blocks(**request)
-            for block in listed["Blocks"]:
-                answer = ebs.get_snapshot_block(
-                    SnapshotId=snapshot_id, BlockIndex=block["BlockIndex"], BlockToken=block["BlockToken"]
-                )
-                blocks[block["BlockIndex"]] = answer["BlockData"].read()
-            if not listed.get("NextToken"):
-                return blocks
-            request["NextToken"] = listed["NextToken"]
+        return snapshot_contents(snapshot_id, ebs=boto3.client("ebs"))
 
     @staticmethod
     def snapshots() -> dict[str, str]:
