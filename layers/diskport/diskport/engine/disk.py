@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 import threading
 from collections import OrderedDict, deque
@@ -16,6 +15,7 @@ from typing import Self
 
 from diskport.errors import ImageRejectedError
 
+from .checksums import block_digests
 from .layout import Layout, RangeCollector, Segment, SegmentKind, merged_segments
 from .limits import MIB, InspectionLimits
 from .sources import ByteSource, coalesces_reads
@@ -42,12 +42,13 @@ class Block:
     checksum: str  # base64 of sha256(data), the form the EBS direct API wants
 
 
-def make_block(index: int, data: bytes) -> Block:
-    return Block(index, data, base64.b64encode(hashlib.sha256(data).digest()).decode("ascii"))
-
-
 def _non_zero_blocks(candidates: Iterable[tuple[int, bytes]]) -> list[Block]:
-    return [make_block(index, data) for index, data in candidates if data != ZERO_BLOCK]
+    kept = [(index, data) for index, data in candidates if data != ZERO_BLOCK]
+    digests = block_digests([data for _index, data in kept])
+    return [
+        Block(index, data, base64.b64encode(digest).decode("ascii"))
+        for (index, data), digest in zip(kept, digests, strict=True)
+    ]
 
 
 class DiskImage:
@@ -124,8 +125,8 @@ class DiskImage:
         `start` and `end` are block-aligned byte offsets; `end` may be the virtual size or the virtual size
         rounded up to a block. Unallocated ranges are skipped from the tables, without reading anything.
         This thread only walks the tables; reading, inflating, assembling and hashing run on a small thread pool
-        (pread, S3 GETs, zlib, zstd and hashlib all release the GIL). At most a few jobs are in flight, so memory
-        does not grow with the image, and blocks come out in index order.
+        (pread, S3 GETs, zlib, zstd and both SHA-256 paths release the GIL), a job's blocks hashed together.
+        At most a few jobs are in flight, so memory does not grow with the image, and blocks come out in index order.
         """
         self._check_block_range(start, end)
         executor = self._worker_pool()
