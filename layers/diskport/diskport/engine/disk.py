@@ -18,6 +18,7 @@ from diskport.errors import ImageRejectedError
 from .checksums import block_digests
 from .layout import Layout, RangeCollector, Segment, SegmentKind, merged_segments
 from .limits import MIB, InspectionLimits
+from .memory import keep_freed_buffers
 from .sources import ByteSource, coalesces_reads
 
 BLOCK_SIZE = 524_288  # EBS direct API block size
@@ -69,6 +70,7 @@ class DiskImage:
         self._executor: ThreadPoolExecutor | None = None
         self._units: OrderedDict[int, bytes] = OrderedDict()
         self._units_lock = threading.Lock()
+        keep_freed_buffers()
 
     def __repr__(self) -> str:
         return f"DiskImage(format={self.format!r}, subformat={self.subformat!r}, virtual_size={self.virtual_size})"
