@@ -45,6 +45,7 @@ lint: setup ## ruff, mypy, and the template checks
 
 build: setup ## sam build (offline apart from the package registry)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build --build-dir .aws-sam/build
+	$(BIN)/python scripts/check_layer.py .aws-sam/build/DiskportLayer/python
 
 # First deployment: `make deploy GUIDED=1` (asks for stack name, region and parameters, saves samconfig.toml).
 # Later: `make deploy`, or `make deploy PARAMETERS="SourceBuckets=images-a,images-b MaxActiveJobs=20"`.
