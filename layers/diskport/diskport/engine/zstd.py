@@ -9,6 +9,7 @@ except ImportError:  # Python < 3.14
 
 # A qcow2 cluster is at most 2 MiB; refusing larger windows keeps a crafted frame from reserving gigabytes.
 WINDOW_LOG_MAX = 23
+_OPTIONS = {_zstd.DecompressionParameter.window_log_max: WINDOW_LOG_MAX}
 
 
 class ZstdDecompressionError(Exception):
@@ -18,7 +19,7 @@ class ZstdDecompressionError(Exception):
 def decompress_zstd(data: bytes, max_length: int) -> bytes:
     """Up to `max_length` bytes inflated from the zstd frame at the start of `data` (padding after it ignored)."""
     try:
-        decompressor = _zstd.ZstdDecompressor(options={_zstd.DecompressionParameter.window_log_max: WINDOW_LOG_MAX})
+        decompressor = _zstd.ZstdDecompressor(options=_OPTIONS)
         inflated: bytes = decompressor.decompress(data, max_length=max_length)
     except (_zstd.ZstdError, EOFError, ValueError) as error:
         raise ZstdDecompressionError(str(error)) from error
