@@ -71,6 +71,27 @@ def test_the_progress_route_follows_the_import_chunk_by_chunk(
     assert job["entities"]["current_task"] == "done"
 
 
+def test_a_job_reads_success_only_once_its_image_is_active(importer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a way to look at the job and its image the moment Register ends the job
+    from diskport.jobs import JobStore
+
+    original_mark_succeeded = JobStore.mark_succeeded
+    seen: list[tuple[str, str]] = []
+
+    def mark_succeeded_then_look(self: JobStore, job_id: str, **fields: Any) -> bool:
+        ended = original_mark_succeeded(self, job_id, **fields)
+        job = importer.job(job_id)
+        seen.append((job["status"], importer.image(job["entities"]["image_id"])["status"]))
+        return ended
+
+    monkeypatch.setattr(JobStore, "mark_succeeded", mark_succeeded_then_look)
+    # When a file is imported
+    job = importer.import_file(b"\x01" * 1000, "disk.raw")
+    # Then no client polling the job could see SUCCESS with an image still being saved
+    assert job["status"] == "SUCCESS"
+    assert seen == [("SUCCESS", "active")]
+
+
 def test_images_are_listed_with_filters_and_pages(importer: Any) -> None:
     # Given three imported images
     for name in ("alpha", "beta", "gamma"):

@@ -379,7 +379,7 @@ def test_an_execution_stopped_from_outside_ends_fail_with_no_snapshot_left(
 def test_a_mark_failed_that_read_the_job_before_register_ended_it_leaves_the_import_alone(
     importer: Importer, image_files: dict[str, ImageFile]
 ) -> None:
-    # Given an import whose Register has ended the job SUCCESS but not yet made the image active
+    # Given an import Register has ended, its image set back to `saving` to show whether anything touches it
     image_file = image_files["raw"]
     job = importer.import_file(image_file.path, "disks/data.raw")
     assert job["status"] == "SUCCESS", job

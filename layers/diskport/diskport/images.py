@@ -124,18 +124,27 @@ class ImageStore:
 
     def update(self, image_id: str, **fields: Any) -> None:
         """Set fields (by their IMS names or model names) of an existing image, and its `updated_at`."""
+        self._table.update_item(**self._update_request(image_id, fields))
+
+    def activation(self, image_id: str, *, checksum: str, size: int) -> dict[str, Any]:
+        """The transaction item that makes an existing image active, for `JobStore.mark_succeeded`."""
+        fields = {"status": "active", "active_at": now_iso(), "checksum": checksum, "size": size}
+        return {"Update": {**self._update_request(image_id, fields), "TableName": self._table.name}}
+
+    @staticmethod
+    def _update_request(image_id: str, fields: dict[str, Any]) -> dict[str, Any]:
         wire_names = {name: (info.alias or name) for name, info in ImageRecord.model_fields.items()}
         assignments = {wire_names.get(name, name): value for name, value in fields.items()}
         assignments["updated_at"] = now_iso()
         names = {f"#f{index}": name for index, name in enumerate(assignments)}
         values = {f":v{index}": value for index, value in enumerate(assignments.values())}
-        self._table.update_item(
-            Key={"id": image_id},
-            UpdateExpression="SET " + ", ".join(f"#f{index} = :v{index}" for index in range(len(assignments))),
-            ConditionExpression="attribute_exists(id)",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
+        return {
+            "Key": {"id": image_id},
+            "UpdateExpression": "SET " + ", ".join(f"#f{index} = :v{index}" for index in range(len(assignments))),
+            "ConditionExpression": "attribute_exists(id)",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
 
     def count_counted(self, project_id: str, *, excluding: str | None = None) -> int:
         """Images of the project that count against its quota (see COUNTED_STATUSES), besides `excluding`."""

@@ -10,6 +10,7 @@ drift from the jobs.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -128,10 +129,18 @@ class JobStore:
         item = self._projects.get_item(Key={"project_id": project_id}, ConsistentRead=True).get("Item") or {}
         return int(item.get("imports_under_way", 0))
 
-    def _update_unless_ended(self, job_id: str, assignments: dict[str, Any], *, ends_job: bool = False) -> bool:
+    def _update_unless_ended(
+        self,
+        job_id: str,
+        assignments: dict[str, Any],
+        *,
+        ends_job: bool = False,
+        together_with: Sequence[dict[str, Any]] = (),
+    ) -> bool:
         """Set attributes of a job still under way; False when the job has ended or does not exist.
 
-        `ends_job`: the update ends the job, so its project's slot is given back in the same transaction.
+        `ends_job`: the update ends the job, so its project's slot is given back in the same transaction, with the
+        `together_with` transaction items (written only if the job is, and failing the job's update if they fail).
         """
         names = {f"#{index}": name for index, name in enumerate(assignments)}
         values = {f":{index}": value for index, value in enumerate(assignments.values())}
@@ -159,7 +168,7 @@ class JobStore:
             end_job = {**update, "TableName": self._table.name}
             # The resource's client takes Python values, as the table does: boto3 serializes them.
             self._table.meta.client.transact_write_items(
-                TransactItems=[{"Update": end_job}, {"Update": give_back_slot}]
+                TransactItems=[{"Update": end_job}, {"Update": give_back_slot}, *together_with]
             )
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException" or _cancelled_by_condition(
@@ -191,7 +200,10 @@ class JobStore:
             if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
 
-    def mark_succeeded(self, job_id: str, *, image_id: str, image_name: str) -> bool:
+    def mark_succeeded(
+        self, job_id: str, *, image_id: str, image_name: str, together_with: Sequence[dict[str, Any]] = ()
+    ) -> bool:
+        """End the job SUCCESS, in one transaction with `together_with` (the image turning active)."""
         return self._update_unless_ended(
             job_id,
             {
@@ -202,6 +214,7 @@ class JobStore:
                 "current_task": "done",
             },
             ends_job=True,
+            together_with=together_with,
         )
 
     def mark_failed(self, job_id: str, *, error_code: str, fail_reason: str) -> bool:

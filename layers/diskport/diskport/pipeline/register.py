@@ -1,4 +1,4 @@
-"""Register: seal the snapshot, make the image active, end the job SUCCESS.
+"""Register: seal the snapshot, then make the image active and end the job SUCCESS, together.
 
 The LINEAR aggregate checksum is folded chunk by chunk from the checksums the chunks saved, in block order,
 so EBS itself confirms it received exactly the blocks the engine produced. Re-running the step after the
@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from diskport.errors import DiskportError, ImportFailedError
 from diskport.images import ImageStore
-from diskport.jobs import JobStore, now_iso
+from diskport.jobs import JobStore
 from diskport.pipeline.snapshots import SNAPSHOT_COMPLETED, LinearChecksum, SnapshotStore
 from diskport.pipeline.work_files import ImportManifest, WorkFiles
 from diskport.settings import Settings, get_settings
@@ -58,19 +58,16 @@ def register_image(
         )
     snapshots.wait_until_completed(manifest.snapshot_id, timeout_seconds=settings.snapshot_wait_seconds)
 
-    # The job ends SUCCESS before the image turns active. An import stopped meanwhile (MarkFailed's conditional
-    # FAIL wins) then never leaves an active image behind whose snapshot MarkFailed deletes.
-    if not jobs.mark_succeeded(job_id, image_id=manifest.image_id, image_name=manifest.image_name):
+    # The job ends SUCCESS and the image turns active in one transaction: an import stopped meanwhile (MarkFailed's
+    # conditional FAIL wins) leaves neither, and a job never reads SUCCESS while its image is still `saving`.
+    activation = images.activation(manifest.image_id, checksum=contents.aggregate_checksum, size=manifest.virtual_size)
+    if not jobs.mark_succeeded(
+        job_id, image_id=manifest.image_id, image_name=manifest.image_name, together_with=[activation]
+    ):
         ended = jobs.get(job_id)
-        if ended is None or ended.status != "SUCCESS":  # SUCCESS: a re-run of this step, which carries on
+        # SUCCESS: a re-run of this step, whose first run already made the image active; it carries on.
+        if ended is None or ended.status != "SUCCESS":
             raise ImportFailedError(f"Job {job_id} ended before its image was registered.")
-    images.update(
-        manifest.image_id,
-        status="active",
-        active_at=now_iso(),
-        checksum=contents.aggregate_checksum,
-        size=manifest.virtual_size,
-    )
     work_files.delete_all()
     return RegisterResult(image_id=manifest.image_id)
 
