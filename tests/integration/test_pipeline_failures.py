@@ -121,6 +121,52 @@ def test_a_project_at_its_image_quota_fails_with_img_0015(importer: Any, monkeyp
     assert len(importer.snapshot_ids()) == 1
 
 
+def test_a_failed_import_gives_its_place_in_the_image_quota_back(
+    importer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a project allowed one private image, whose first import fails (its image is killed)
+    monkeypatch.setenv("MAX_PRIVATE_IMAGES", "1")
+    get_settings.cache_clear()
+    key_id = boto3.client("kms").create_key()["KeyMetadata"]["KeyId"]
+    boto3.client("kms").disable_key(KeyId=key_id)
+    failed = importer.import_file(DISK, "first.raw", cmk_id=key_id)
+    assert failed["status"] == "FAIL" and failed["error_code"] != "IMG.0015", failed
+    # When it imports again
+    job = importer.import_file(DISK, "second.raw", name="data-disk-2")
+    # Then the killed image does not count: the import succeeds, and so the project is at its quota again
+    assert job["status"] == "SUCCESS", job
+    assert importer.import_file(DISK, "third.raw", name="data-disk-3")["error_code"] == "IMG.0015"
+
+
+def test_concurrent_imports_never_exceed_the_image_quota(importer: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from diskport.errors import ImageQuotaError
+    from diskport.images import ImageRecord, ImageStore
+
+    # Given a project allowed 3 images, and 12 Fetch steps creating an image each at the same moment
+    project_id = "0123456789ab0123456789ab0123456789"
+
+    def create(number: int) -> str:
+        image = ImageRecord.model_validate(
+            {"name": f"disk-{number}", "min_disk": 1, "__data_origin": "file,bucket:disk.raw", "owner": project_id}
+        )
+        try:
+            return ImageStore().create_or_get(image, quota=3).id
+        except ImageQuotaError:
+            return "refused"
+
+    # When they race (the count and the image are one transaction)
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        outcomes = list(pool.map(create, range(12)))
+
+    # Then exactly 3 images exist, and the project's count says so
+    assert len([outcome for outcome in outcomes if outcome != "refused"]) == 3
+    assert len(importer.stack.table("ImagesTable").scan()["Items"]) == 3
+    count = importer.stack.table("ProjectsTable").get_item(Key={"project_id": project_id})["Item"]["images_counted"]
+    assert count == 3
+
+
 def test_a_file_changed_during_import_fails_with_img_0057_and_removes_the_half_written_snapshot(
     importer: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

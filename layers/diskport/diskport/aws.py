@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 # "standard" retries back off with jitter on throttling and 5xx; adaptive mode also rate-limits the
 # client itself, which keeps a burst of convert workers under the EBS and S3 request quotas.
@@ -31,3 +32,11 @@ def forget_clients() -> None:
     """Drop the cached clients, for a process whose endpoints or credentials change (tests, local mode)."""
     client.cache_clear()
     dynamodb_table.cache_clear()
+
+
+def cancelled_by_condition(error: ClientError, item_index: int) -> bool:
+    """Whether a cancelled DynamoDB transaction failed on the condition of its `item_index`-th item."""
+    if error.response["Error"]["Code"] != "TransactionCanceledException":
+        return False
+    reasons = error.response.get("CancellationReasons") or []
+    return len(reasons) > item_index and reasons[item_index].get("Code") == "ConditionalCheckFailed"

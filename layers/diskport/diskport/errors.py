@@ -87,6 +87,12 @@ class NotFoundError(DiskportError):
     http_status = 404
 
 
+class ImageQuotaError(DiskportError):
+    """The project already has as many private images as it may."""
+
+    code = "IMG.0015"
+
+
 class FlowControlError(DiskportError):
     """Too many imports under way for the project."""
 

@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from diskport import aws
-from diskport.errors import NotFoundError
+from diskport.errors import ImageQuotaError, NotFoundError
 from diskport.jobs import _plain, now_iso
 from diskport.settings import get_settings
 
@@ -95,26 +95,70 @@ class ImagePage(BaseModel):
 class ImageStore:
     """The Images table, keyed by image id, indexed by project (`owner`) and creation time."""
 
-    def __init__(self, table: Any | None = None) -> None:
-        self._table = table if table is not None else aws.dynamodb_table(get_settings().images_table)
+    def __init__(self, table: Any | None = None, projects_table: Any | None = None) -> None:
+        settings = get_settings()
+        self._table = table if table is not None else aws.dynamodb_table(settings.images_table)
+        # The Projects table counts each project's images in COUNTED_STATUSES, changed in the transaction that
+        # creates or kills one, so concurrent imports cannot go past the quota between a count and a write.
+        self._projects = projects_table if projects_table is not None else aws.dynamodb_table(settings.projects_table)
 
-    def put(self, image: ImageRecord) -> None:
-        self._table.put_item(Item=image.model_dump(by_alias=True, exclude_none=True))
-
-    def create_or_get(self, image: ImageRecord) -> ImageRecord:
-        """Store a new image; when one with its id exists (a re-run step), answer that one unchanged."""
+    def create_or_get(self, image: ImageRecord, *, quota: int) -> ImageRecord:
+        """Store a new `queued` image, counted against its project's quota of `quota` images in the same transaction;
+        when one with its id exists (a re-run step), answer that one unchanged. ImageQuotaError when the project
+        already has `quota` images that count."""
+        put_image = {
+            "Put": {
+                "TableName": self._table.name,
+                "Item": image.model_dump(by_alias=True, exclude_none=True),
+                "ConditionExpression": "attribute_not_exists(id)",
+            }
+        }
+        count_image = {
+            "Update": {
+                "TableName": self._projects.name,
+                "Key": {"project_id": image.owner},
+                "UpdateExpression": "ADD images_counted :one",
+                "ConditionExpression": "attribute_not_exists(images_counted) OR images_counted < :quota",
+                "ExpressionAttributeValues": {":one": 1, ":quota": quota},
+            }
+        }
         try:
-            self._table.put_item(
-                Item=image.model_dump(by_alias=True, exclude_none=True), ConditionExpression="attribute_not_exists(id)"
+            self._table.meta.client.transact_write_items(TransactItems=[put_image, count_image])
+        except ClientError as error:
+            if aws.cancelled_by_condition(error, 0):
+                existing = self.get(image.id, image.owner)
+                if existing is None:
+                    raise
+                return existing
+            if aws.cancelled_by_condition(error, 1):
+                raise ImageQuotaError(
+                    f"The project has reached its quota of {quota} private images: delete an image, then import again."
+                ) from error
+            raise
+        return image
+
+    def kill(self, image: ImageRecord) -> bool:
+        """Mark an image `killed`, giving its place in the project's quota back; False when it no longer counted."""
+        counted = {f":counted{index}": status for index, status in enumerate(COUNTED_STATUSES)}
+        kill_image = {**self._update_request(image.id, {"status": "killed"}), "TableName": self._table.name}
+        kill_image["ConditionExpression"] = f"attribute_exists(id) AND #status IN ({', '.join(counted)})"
+        kill_image["ExpressionAttributeNames"]["#status"] = "status"
+        kill_image["ExpressionAttributeValues"].update(counted)
+        uncount_image = {
+            "TableName": self._projects.name,
+            "Key": {"project_id": image.owner},
+            "UpdateExpression": "ADD images_counted :minus_one",
+            "ExpressionAttributeValues": {":minus_one": -1},
+        }
+        try:
+            self._table.meta.client.transact_write_items(
+                TransactItems=[{"Update": kill_image}, {"Update": uncount_image}]
             )
         except ClientError as error:
-            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-            existing = self.get(image.id, image.owner)
-            if existing is None:
-                raise
-            return existing
-        return image
+            if aws.cancelled_by_condition(error, 0):
+                return False
+            raise
+        return True
 
     def get(self, image_id: str, project_id: str) -> ImageRecord | None:
         item = self._table.get_item(Key={"id": image_id}, ConsistentRead=True).get("Item")
@@ -145,14 +189,6 @@ class ImageStore:
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }
-
-    def count_counted(self, project_id: str, *, excluding: str | None = None) -> int:
-        """Images of the project that count against its quota (see COUNTED_STATUSES), besides `excluding`."""
-        return sum(
-            1
-            for image in self.list_for_project(project_id)
-            if image.status in COUNTED_STATUSES and image.id != excluding
-        )
 
     def page_for_project(
         self, project_id: str, filters: ImageFilters, *, limit: int, marker: str | None = None
@@ -185,20 +221,4 @@ class ImageStore:
                 images.append(image)
             if "LastEvaluatedKey" not in page:
                 return ImagePage(images=images)
-            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-    def list_for_project(self, project_id: str) -> list[ImageRecord]:
-        """Every image of a project, oldest first."""
-        images: list[ImageRecord] = []
-        query: dict[str, Any] = {
-            "IndexName": PROJECT_INDEX,
-            "KeyConditionExpression": "#owner = :owner",
-            "ExpressionAttributeNames": {"#owner": "owner"},
-            "ExpressionAttributeValues": {":owner": project_id},
-        }
-        while True:
-            page = self._table.query(**query)
-            images.extend(ImageRecord.model_validate(_plain(item)) for item in page["Items"])
-            if "LastEvaluatedKey" not in page:
-                return images
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]

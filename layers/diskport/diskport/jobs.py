@@ -115,7 +115,7 @@ class JobStore:
         try:
             self._table.meta.client.transact_write_items(TransactItems=[take_slot, put_job])
         except ClientError as error:
-            if _cancelled_by_condition(error, 0):
+            if aws.cancelled_by_condition(error, 0):
                 raise FlowControlError(
                     f"The project has {limit} imports under way, as many as may run at once. Retry when one has ended."
                 ) from error
@@ -171,7 +171,7 @@ class JobStore:
                 TransactItems=[{"Update": end_job}, {"Update": give_back_slot}, *together_with]
             )
         except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException" or _cancelled_by_condition(
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException" or aws.cancelled_by_condition(
                 error, 0
             ):
                 return False
@@ -223,11 +223,3 @@ class JobStore:
             {"status": "FAIL", "end_time": now_iso(), "error_code": error_code, "fail_reason": fail_reason},
             ends_job=True,
         )
-
-
-def _cancelled_by_condition(error: ClientError, item_index: int) -> bool:
-    """Whether a cancelled transaction failed on the condition of its `item_index`-th item."""
-    if error.response["Error"]["Code"] != "TransactionCanceledException":
-        return False
-    reasons = error.response.get("CancellationReasons") or []
-    return len(reasons) > item_index and reasons[item_index].get("Code") == "ConditionalCheckFailed"

@@ -123,5 +123,5 @@ def _remove_snapshots(job: Job, images: ImageStore, snapshots: SnapshotStore) ->
 
 def _kill_image(job: Job, images: ImageStore) -> None:
     image = images.get(job.image_id or image_id_for_job(job.job_id), job.project_id)
-    if image is not None and image.status not in ("killed", "deleted"):
-        images.update(image.id, status="killed")
+    if image is not None:
+        images.kill(image)

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from diskport import aws
 from diskport.api_models import CreateDataImageRequest
 from diskport.engine import S3ObjectSource, open_disk
-from diskport.errors import DiskportError, DiskSizeError, ImportFailedError
+from diskport.errors import DiskSizeError, ImportFailedError
 from diskport.images import ImageRecord, ImageStore, image_id_for_job
 from diskport.jobs import Job, JobStore
 from diskport.pipeline.chunk_plan import plan_chunks
@@ -62,9 +62,9 @@ def fetch_source(
 
     job = _running_job(jobs, job_id)
     request = CreateDataImageRequest.model_validate(job.request)
-    _check_quota(images, job.project_id, image_id_for_job(job_id), settings)
     # The image exists from here on, `queued`, so a refused file leaves a `killed` image the user can look at.
-    image = images.create_or_get(_queued_image(job, request))
+    # It takes its place in the project's quota in the same transaction (ImageQuotaError when none is left).
+    image = images.create_or_get(_queued_image(job, request), quota=settings.max_private_images)
 
     inspected = inspect_source(
         request,
@@ -150,16 +150,6 @@ def _running_job(jobs: JobStore, job_id: str) -> Job:
     if job.status != "RUNNING":
         raise ImportFailedError(f"Job {job_id} is {job.status}, not RUNNING; it cannot be imported again.")
     return job
-
-
-def _check_quota(images: ImageStore, project_id: str, image_id: str, settings: Settings) -> None:
-    existing = images.count_counted(project_id, excluding=image_id)
-    if existing >= settings.max_private_images:
-        raise DiskportError(
-            f"The project has {existing} private images; at most {settings.max_private_images} are allowed. "
-            "Delete an image, then import again.",
-            code="IMG.0015",
-        )
 
 
 def _check_disk_size(min_disk_gib: int, virtual_size: int) -> None:
