@@ -7,6 +7,7 @@ snapshot back block by block and compares it with `qemu-img convert -O raw` of t
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -93,19 +94,19 @@ def test_a_job_reads_success_only_once_its_image_is_active(importer: Any, monkey
 
 
 def test_each_converted_chunk_logs_its_blocks_and_how_they_were_hashed(
-    importer: Any, capfd: pytest.CaptureFixture[str]
+    importer: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     from diskport.engine.checksums import hashing_method
 
     # Given a disk of two 512 KiB blocks of data
     # When it is imported
-    job = importer.import_file(b"\x01" * 700_000, "disk.raw")
-    # Then the convert function logged the chunk as JSON: blocks written, and which SHA-256 this CPU used
+    with caplog.at_level(logging.INFO, logger="diskport"):
+        job = importer.import_file(b"\x01" * 700_000, "disk.raw")
+    # Then the convert function logged the chunk: blocks written, and which SHA-256 this CPU used
     assert job["status"] == "SUCCESS"
-    lines = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith("{")]
-    (converted,) = [line for line in lines if line.get("message") == "Chunk converted"]
-    assert converted["blocks_written"] == 2
-    assert converted["block_hashing"] == hashing_method()
+    (converted,) = [record for record in caplog.records if record.getMessage() == "Chunk converted"]
+    assert converted.blocks_written == 2
+    assert converted.block_hashing == hashing_method()
 
 
 def test_images_are_listed_with_filters_and_pages(importer: Any) -> None:
