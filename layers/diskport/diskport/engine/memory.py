@@ -3,7 +3,7 @@
 The engine allocates and frees 512 KiB blocks (and 8 MiB S3 reads) all the time. glibc's defaults adapt its
 thresholds to the largest block freed so far, and give the free top of a thread's heap back to the kernel once more
 than about twice that is free: each job's 8 MiB of blocks then came back as fresh pages, tens of thousands of page
-faults per GiB, about a sixth of the CPU time of a dense import on the reference machine (docs/engine.md). Fixed
+faults per GiB, about a fifth of the CPU time of a dense import on the reference machine (docs/engine.md). Fixed
 thresholds keep that memory for the next job instead. The engine holds only a few jobs in flight, so what stays
 allocated is bounded by that, not by the size of the image.
 """
