@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.unit.engine.crafting import vhdx_metadata_item_offset
+
 KIB = 1024
 MIB = 1024 * KIB
 # Files a hostile image names, which nothing may open while it is imported.
@@ -334,7 +336,7 @@ def vhd_block_table_outside(corpus: CorpusBuilder) -> HostileFile:
 @recipe
 def vhdx_differencing(corpus: CorpusBuilder) -> HostileFile:
     path = corpus.image("diff.vhdx", "vhdx", "-o", "subformat=dynamic")
-    parameters = _vhdx_metadata_item_offset(path, bytes.fromhex("3767a1ca36fa434db3b633f0aa44e76b"))
+    parameters = vhdx_metadata_item_offset(path, bytes.fromhex("3767a1ca36fa434db3b633f0aa44e76b"))
     (flags,) = struct.unpack_from("<I", path.read_bytes(), parameters + 4)
     _patch(path, parameters + 4, struct.pack("<I", flags | 2))
     return _file("vhdx-differencing", path, "IMG.0072", "Differencing")
@@ -488,22 +490,3 @@ def vdi_size_lie_beyond_its_block_map(corpus: CorpusBuilder) -> HostileFile:
 def vmdk_size_lie_beyond_its_grain_tables(corpus: CorpusBuilder) -> HostileFile:
     path = _patch(corpus.image("size-lie.vmdk", "vmdk"), 12, struct.pack("<Q", (100 << 30) // 512))
     return _file("size-lie-vmdk-capacity-100-gib", path, "IMG.0057", "past the end", min_disk=2048)
-
-
-def _vhdx_metadata_item_offset(path: Path, item_guid_le: bytes) -> int:
-    """The file offset of a VHDX metadata item, found through the region and metadata tables."""
-    data = path.read_bytes()
-    region_table = data[192 * KIB : 256 * KIB]
-    (count,) = struct.unpack_from("<I", region_table, 8)
-    metadata_region_le = bytes.fromhex("06a27c8b90479a4bb8fe575f050f886e")
-    for number in range(count):
-        position = 16 + number * 32
-        if region_table[position : position + 16] == metadata_region_le:
-            (region_offset,) = struct.unpack_from("<Q", region_table, position + 16)
-            (items,) = struct.unpack_from("<H", data, region_offset + 10)
-            for item in range(items):
-                entry = region_offset + 32 + item * 32
-                if data[entry : entry + 16] == item_guid_le:
-                    (item_offset,) = struct.unpack_from("<I", data, entry + 16)
-                    return int(region_offset + item_offset)
-    raise LookupError("metadata item not found")
