@@ -15,12 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from diskport import aws
 from diskport.errors import ImageQuotaError, NotFoundError
 from diskport.jobs import _plain, now_iso
+from diskport.project_counters import decrement, increment_below
 from diskport.settings import get_settings
 
 PROJECT_INDEX = "by-project"
 ImageStatus = Literal["queued", "saving", "active", "killed", "deleted"]
 # Images that count against a project's quota of private images: all but the failed and the deleted.
 COUNTED_STATUSES: tuple[ImageStatus, ...] = ("queued", "saving", "active")
+# The Projects table's count of each project's images in COUNTED_STATUSES (project_counters.py).
+IMAGES_COUNTED = "images_counted"
 # The image ids of imports are derived from their job ids, so a re-run step finds the record it made.
 _IMAGE_ID_NAMESPACE = uuid.UUID("5f0c7d1e-8a43-4b6e-9a57-1d2f3c4b5a69")
 
@@ -113,15 +116,7 @@ class ImageStore:
                 "ConditionExpression": "attribute_not_exists(id)",
             }
         }
-        count_image = {
-            "Update": {
-                "TableName": self._projects.name,
-                "Key": {"project_id": image.owner},
-                "UpdateExpression": "ADD images_counted :one",
-                "ConditionExpression": "attribute_not_exists(images_counted) OR images_counted < :quota",
-                "ExpressionAttributeValues": {":one": 1, ":quota": quota},
-            }
-        }
+        count_image = increment_below(self._projects.name, image.owner, IMAGES_COUNTED, quota)
         try:
             self._table.meta.client.transact_write_items(TransactItems=[put_image, count_image])
         except ClientError as error:
@@ -144,16 +139,9 @@ class ImageStore:
         kill_image["ConditionExpression"] = f"attribute_exists(id) AND #status IN ({', '.join(counted)})"
         kill_image["ExpressionAttributeNames"]["#status"] = "status"
         kill_image["ExpressionAttributeValues"].update(counted)
-        uncount_image = {
-            "TableName": self._projects.name,
-            "Key": {"project_id": image.owner},
-            "UpdateExpression": "ADD images_counted :minus_one",
-            "ExpressionAttributeValues": {":minus_one": -1},
-        }
+        uncount_image = decrement(self._projects.name, image.owner, IMAGES_COUNTED)
         try:
-            self._table.meta.client.transact_write_items(
-                TransactItems=[{"Update": kill_image}, {"Update": uncount_image}]
-            )
+            self._table.meta.client.transact_write_items(TransactItems=[{"Update": kill_image}, uncount_image])
         except ClientError as error:
             if aws.cancelled_by_condition(error, 0):
                 return False

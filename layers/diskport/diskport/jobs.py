@@ -20,11 +20,14 @@ from pydantic import BaseModel, Field
 
 from diskport import aws
 from diskport.errors import FlowControlError
+from diskport.project_counters import decrement, increment_below
 from diskport.settings import get_settings
 
 JOB_TYPE = "imsImportDataImageJob"
 JobStatus = Literal["INIT", "RUNNING", "SUCCESS", "FAIL"]
 ENDED: tuple[JobStatus, ...] = ("SUCCESS", "FAIL")
+# The Projects table's count of each project's jobs not yet ended (project_counters.py).
+IMPORTS_UNDER_WAY = "imports_under_way"
 
 
 def now_iso() -> str:
@@ -96,15 +99,7 @@ class JobStore:
             self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(job_id)")
             return
         limit = max_imports_under_way if max_imports_under_way is not None else get_settings().max_active_jobs
-        take_slot = {
-            "Update": {
-                "TableName": self._projects.name,
-                "Key": {"project_id": job.project_id},
-                "UpdateExpression": "ADD imports_under_way :one",
-                "ConditionExpression": "attribute_not_exists(imports_under_way) OR imports_under_way < :limit",
-                "ExpressionAttributeValues": {":one": 1, ":limit": limit},
-            }
-        }
+        take_slot = increment_below(self._projects.name, job.project_id, IMPORTS_UNDER_WAY, limit)
         put_job = {
             "Put": {
                 "TableName": self._table.name,
@@ -127,7 +122,7 @@ class JobStore:
 
     def imports_under_way(self, project_id: str) -> int:
         item = self._projects.get_item(Key={"project_id": project_id}, ConsistentRead=True).get("Item") or {}
-        return int(item.get("imports_under_way", 0))
+        return int(item.get(IMPORTS_UNDER_WAY, 0))
 
     def _update_unless_ended(
         self,
@@ -159,16 +154,11 @@ class JobStore:
             job = self.get(job_id)
             if job is None or job.status in ENDED:
                 return False
-            give_back_slot = {
-                "TableName": self._projects.name,
-                "Key": {"project_id": job.project_id},
-                "UpdateExpression": "ADD imports_under_way :minus_one",
-                "ExpressionAttributeValues": {":minus_one": -1},
-            }
+            give_back_slot = decrement(self._projects.name, job.project_id, IMPORTS_UNDER_WAY)
             end_job = {**update, "TableName": self._table.name}
             # The resource's client takes Python values, as the table does: boto3 serializes them.
             self._table.meta.client.transact_write_items(
-                TransactItems=[{"Update": end_job}, {"Update": give_back_slot}, *together_with]
+                TransactItems=[{"Update": end_job}, give_back_slot, *together_with]
             )
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException" or aws.cancelled_by_condition(
