@@ -40,3 +40,12 @@ def cancelled_by_condition(error: ClientError, item_index: int) -> bool:
         return False
     reasons = error.response.get("CancellationReasons") or []
     return len(reasons) > item_index and reasons[item_index].get("Code") == "ConditionalCheckFailed"
+
+
+def set_attributes(assignments: dict[str, Any]) -> dict[str, Any]:
+    """The UpdateExpression that sets each attribute to its value, with its name and value placeholders."""
+    return {
+        "UpdateExpression": "SET " + ", ".join(f"#f{index} = :v{index}" for index in range(len(assignments))),
+        "ExpressionAttributeNames": {f"#f{index}": name for index, name in enumerate(assignments)},
+        "ExpressionAttributeValues": {f":v{index}": value for index, value in enumerate(assignments.values())},
+    }

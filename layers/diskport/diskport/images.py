@@ -168,14 +168,10 @@ class ImageStore:
         wire_names = {name: (info.alias or name) for name, info in ImageRecord.model_fields.items()}
         assignments = {wire_names.get(name, name): value for name, value in fields.items()}
         assignments["updated_at"] = now_iso()
-        names = {f"#f{index}": name for index, name in enumerate(assignments)}
-        values = {f":v{index}": value for index, value in enumerate(assignments.values())}
         return {
             "Key": {"id": image_id},
-            "UpdateExpression": "SET " + ", ".join(f"#f{index} = :v{index}" for index in range(len(assignments))),
             "ConditionExpression": "attribute_exists(id)",
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
+            **aws.set_attributes(assignments),
         }
 
     def page_for_project(

@@ -137,16 +137,10 @@ class JobStore:
         `ends_job`: the update ends the job, so its project's slot is given back in the same transaction, with the
         `together_with` transaction items (written only if the job is, and failing the job's update if they fail).
         """
-        names = {f"#{index}": name for index, name in enumerate(assignments)}
-        values = {f":{index}": value for index, value in enumerate(assignments.values())}
-        values[":success"], values[":fail"] = "SUCCESS", "FAIL"
-        update = {
-            "Key": {"job_id": job_id},
-            "UpdateExpression": "SET " + ", ".join(f"#{index} = :{index}" for index in range(len(assignments))),
-            "ConditionExpression": "attribute_exists(job_id) AND NOT #status IN (:success, :fail)",
-            "ExpressionAttributeNames": {**names, "#status": "status"},
-            "ExpressionAttributeValues": values,
-        }
+        update = {"Key": {"job_id": job_id}, **aws.set_attributes(assignments)}
+        update["ConditionExpression"] = "attribute_exists(job_id) AND NOT #status IN (:success, :fail)"
+        update["ExpressionAttributeNames"]["#status"] = "status"
+        update["ExpressionAttributeValues"].update({":success": "SUCCESS", ":fail": "FAIL"})
         try:
             if not ends_job:
                 self._table.update_item(**update)
