@@ -36,16 +36,14 @@ def hashing_method() -> str:
 def block_digests(blocks: Sequence[bytes]) -> list[bytes]:
     """The SHA-256 digest of each block, in order. The GIL is released while hashing either way."""
     lane_digests = LANE_DIGESTS
-    if lane_digests is None or len(blocks) < FEWEST_BLOCKS_FOR_LANES:
+    if lane_digests is None:
         return [hashlib.sha256(block).digest() for block in blocks]
     digests: list[bytes] = []
-    position = 0
-    while position < len(blocks):
+    for position in range(0, len(blocks), LANES):
         group = blocks[position : position + LANES]
-        # Lanes hash messages of one length only; a group of unequal ones goes one by one.
+        # Lanes hash messages of one length only; a small group, or one of unequal lengths, goes one by one.
         if len(group) >= FEWEST_BLOCKS_FOR_LANES and all(len(block) == len(group[0]) for block in group):
             digests.extend(lane_digests(group))
         else:
             digests.extend(hashlib.sha256(block).digest() for block in group)
-        position += LANES
     return digests
