@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup qemu-img run demo test test-fast lint build deploy bench load fuzz clean
+.PHONY: setup qemu-img asl-validator run demo test test-fast lint build deploy bench load fuzz clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.13 (or 3.12) is needed: install it, or set PYTHON=/path/to/python3.13"; exit 1; }
@@ -18,7 +18,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP) qemu-img ## create .venv with the service and its development tools
+setup: $(STAMP) qemu-img asl-validator ## create .venv with the service and its development tools
+
+# The state machine validator `make lint` runs (npm, pinned by .ci/package-lock.json).
+ASL_VALIDATOR := .ci/node_modules/.bin/asl-validator
+asl-validator: $(ASL_VALIDATOR)
+$(ASL_VALIDATOR): .ci/package.json .ci/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js) is needed for the state machine validator"; exit 1; }
+	npm ci --prefix .ci --no-audit --no-fund --loglevel=error
+	touch $(ASL_VALIDATOR)
 
 qemu-img: ## tests build their disk images with qemu-img (Debian/Ubuntu package qemu-utils)
 	@command -v qemu-img >/dev/null || { \
@@ -37,11 +45,12 @@ test: setup ## run the whole test suite
 test-fast: setup ## the unit tests alone
 	$(BIN)/pytest -q tests/unit
 
-lint: setup ## ruff, mypy, and the template checks
+lint: setup ## ruff, mypy, and the template checks (as written, SAM-transformed, and the ASL after substitution)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam validate --lint
+	$(BIN)/python scripts/lint_stack.py
 
 build: setup ## sam build (offline apart from the package registry)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build --build-dir .aws-sam/build
