@@ -56,11 +56,16 @@ build: setup ## sam build (offline apart from the package registry)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build --build-dir .aws-sam/build
 	$(BIN)/python scripts/check_layer.py .aws-sam/build/DiskportLayer/python
 
-# First deployment: `make deploy GUIDED=1` (asks for stack name, region and parameters, saves samconfig.toml).
-# Later: `make deploy`, or `make deploy PARAMETERS="SourceBuckets=images-a,images-b MaxActiveJobs=20"`.
-deploy: build ## sam deploy of the built stack
+# `make deploy` deploys stack STACK_NAME (default diskport) to the AWS CLI's region (or REGION=...), with a
+# deployment bucket SAM makes and reuses (--resolve-s3): no samconfig.toml needed (docs/deploying.md).
+# `make deploy GUIDED=1` asks for everything and saves the answers in samconfig.toml, which later runs use.
+# Parameters: `make deploy PARAMETERS="SourceBuckets=images-a,images-b MaxActiveJobs=20"`.
+STACK_NAME ?= diskport
+deploy: build ## sam deploy of the built stack (STACK_NAME, REGION, PARAMETERS, GUIDED=1)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam deploy --template-file .aws-sam/build/template.yaml \
-	  $(if $(GUIDED),--guided,) --capabilities CAPABILITY_IAM \
+	  $(if $(GUIDED),--guided,) --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
+	  $(if $(or $(GUIDED),$(wildcard samconfig.toml)),,--stack-name $(STACK_NAME) --resolve-s3) \
+	  $(if $(REGION),--region $(REGION),) \
 	  $(if $(PARAMETERS),--parameter-overrides $(PARAMETERS),)
 
 bench: setup qemu-img ## engine and import benchmarks; the last line is the engine/qemu-img speed ratio
