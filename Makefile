@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup qemu-img run demo test test-fast lint build deploy bench load fuzz clean
+.PHONY: setup qemu-img asl-validator run demo test test-fast lint build deploy bench load fuzz clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.13 (or 3.12) is needed: install it, or set PYTHON=/path/to/python3.13"; exit 1; }
@@ -18,7 +18,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP) qemu-img ## create .venv with the service and its development tools
+setup: $(STAMP) qemu-img asl-validator ## create .venv with the service and its development tools
+
+# The state machine validator `make lint` runs (npm, pinned by .ci/package-lock.json).
+ASL_VALIDATOR := .ci/node_modules/.bin/asl-validator
+asl-validator: $(ASL_VALIDATOR)
+$(ASL_VALIDATOR): .ci/package.json .ci/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js) is needed for the state machine validator"; exit 1; }
+	npm ci --prefix .ci --no-audit --no-fund --loglevel=error
+	touch $(ASL_VALIDATOR)
 
 qemu-img: ## tests build their disk images with qemu-img (Debian/Ubuntu package qemu-utils)
 	@command -v qemu-img >/dev/null || { \
@@ -37,21 +45,27 @@ test: setup ## run the whole test suite
 test-fast: setup ## the unit tests alone
 	$(BIN)/pytest -q tests/unit
 
-lint: setup ## ruff, mypy, and the template checks
+lint: setup ## ruff, mypy, and the template checks (as written, SAM-transformed, and the ASL after substitution)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam validate --lint
+	$(BIN)/python scripts/lint_stack.py
 
 build: setup ## sam build (offline apart from the package registry)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build --build-dir .aws-sam/build
 	$(BIN)/python scripts/check_layer.py .aws-sam/build/DiskportLayer/python
 
-# First deployment: `make deploy GUIDED=1` (asks for stack name, region and parameters, saves samconfig.toml).
-# Later: `make deploy`, or `make deploy PARAMETERS="SourceBuckets=images-a,images-b MaxActiveJobs=20"`.
-deploy: build ## sam deploy of the built stack
+# `make deploy` deploys stack STACK_NAME (default diskport) to the AWS CLI's region (or REGION=...), with a
+# deployment bucket SAM makes and reuses (--resolve-s3): no samconfig.toml needed (docs/deploying.md).
+# `make deploy GUIDED=1` asks for everything and saves the answers in samconfig.toml, which later runs use.
+# Parameters: `make deploy PARAMETERS="SourceBuckets=images-a,images-b MaxActiveJobs=20"`.
+STACK_NAME ?= diskport
+deploy: build ## sam deploy of the built stack (STACK_NAME, REGION, PARAMETERS, GUIDED=1)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam deploy --template-file .aws-sam/build/template.yaml \
-	  $(if $(GUIDED),--guided,) --capabilities CAPABILITY_IAM \
+	  $(if $(GUIDED),--guided,) --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
+	  $(if $(or $(GUIDED),$(wildcard samconfig.toml)),,--stack-name $(STACK_NAME) --resolve-s3) \
+	  $(if $(REGION),--region $(REGION),) \
 	  $(if $(PARAMETERS),--parameter-overrides $(PARAMETERS),)
 
 bench: setup qemu-img ## engine and import benchmarks; the last line is the engine/qemu-img speed ratio

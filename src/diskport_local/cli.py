@@ -6,6 +6,7 @@
     diskport images [--id ID]                        the project's images
     diskport export IMAGE_ID FILE                    the image's snapshot, written out as a raw disk
     diskport sam-env                                 env.json for `sam local` against local mode's emulator
+    diskport smoke                                   import a generated disk, compare its snapshot, delete it all
 
 Commands talk to local mode (http://127.0.0.1:3000, AWS emulator on :5000) unless `--endpoint` (or
 DISKPORT_ENDPOINT) names a deployed stack; requests to a deployed stack are signed with SigV4 using the
@@ -42,6 +43,7 @@ from diskport_local.server import (
     LocalModeOptions,
     serve,
 )
+from diskport_local.smoke import add_smoke_command
 from diskport_local.template import LOCAL_REGION, LocalStack
 
 ENDED_STATUSES = ("SUCCESS", "FAIL")
@@ -293,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--aws-endpoint", default=DOCKER_HOST_AWS_ENDPOINT, help="local mode's AWS emulator as containers reach it"
     )
     sam_env_command.set_defaults(run=run_sam_env)
+    add_smoke_command(commands, remote)
     return parser
 
 

@@ -102,11 +102,17 @@ def local_environment(stack: LocalStack, project_id: str, aws_endpoint: str, aws
     }
 
 
-def _ensure_free(port: int, what: str) -> None:
-    """A clear error, before anything starts, when a chosen port is taken (0 lets the system choose)."""
+def ensure_port_free(port: int, what: str) -> None:
+    """A clear error, before anything starts, when a chosen port is taken (0 lets the system choose).
+
+    The probe binds as the servers will, with SO_REUSEADDR (http.server and werkzeug set it): connections of a
+    local mode just stopped linger in TIME_WAIT for a minute and must not keep the next one from starting, while
+    a port another process listens on is still refused (Linux lets no two sockets bind it while one listens).
+    """
     if port == 0:
         return
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((LOCAL_HOST, port))
         except OSError as error:
@@ -129,8 +135,8 @@ class LocalMode:
     def start(self) -> None:
         from moto.server import ThreadedMotoServer  # the emulator is a development dependency
 
-        _ensure_free(self.options.aws_port, "AWS emulator")
-        _ensure_free(self.options.api_port, "API front")
+        ensure_port_free(self.options.aws_port, "AWS emulator")
+        ensure_port_free(self.options.api_port, "API front")
         if not self.options.verbose:
             # The emulator would log every AWS call, and a screenful for each failed import (whose job
             # already records why): the functions' own logs say what matters.

@@ -1,6 +1,6 @@
 """Read `template.yaml` and resolve it for a local stack: names, ARNs, environments and resources.
 
-The CloudFormation intrinsics the template uses (Ref, Fn::Sub, Fn::GetAtt, Fn::Join, Fn::Split, Fn::If,
+The CloudFormation intrinsics the template uses (Ref, Fn::Sub, Fn::GetAtt, Fn::Join, Fn::Split, Fn::Select, Fn::If,
 Fn::Not, Fn::Equals) are resolved against local names, so tests and local mode create exactly the
 tables, buckets, queues, functions and state machine the template declares.
 """
@@ -20,6 +20,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
 LOCAL_ACCOUNT_ID = "123456789012"
 LOCAL_REGION = "us-east-1"
+# The id part of the local stack's AWS::StackId, which names the state machine and the watched bucket when deployed.
+LOCAL_STACK_GUID = "00000000-0000-4000-8000-000000000000"
 
 
 class _CloudFormationLoader(yaml.SafeLoader):
@@ -120,6 +122,8 @@ class LocalStack:
             "AWS::AccountId": self.account_id,
             "AWS::Region": self.region,
             "AWS::StackName": self.stack_name,
+            "AWS::StackId": f"arn:aws:cloudformation:{self.region}:{self.account_id}:stack/"
+            f"{self.stack_name}/{LOCAL_STACK_GUID}",
             "AWS::Partition": "aws",
             "AWS::URLSuffix": "amazonaws.com",
             "AWS::NoValue": None,
@@ -168,6 +172,9 @@ class LocalStack:
         if key == "Fn::Split":
             separator, text = argument
             return str(self.resolve(text)).split(str(self.resolve(separator)))
+        if key == "Fn::Select":
+            index, items = argument
+            return self.resolve(items)[int(self.resolve(index))]
         if key == "Fn::If":
             condition_name, when_true, when_false = argument
             return self.resolve(when_true if self.condition(condition_name) else when_false)

@@ -253,3 +253,51 @@ def test_a_project_cannot_import_a_file_from_a_bucket_another_account_owns(
     # And the account that owns the bucket imports the same file
     owned = importer.wait_for_end(importer.start(url, project_id=LOCAL_ACCOUNT_ID), project_id=LOCAL_ACCOUNT_ID)
     assert owned["status"] == "SUCCESS", owned
+
+
+PARTNER = "333333333333"
+PARTNER_BUCKET = "partner-images"
+
+
+@pytest.fixture
+def partner_bucket_of_another_account(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """A bucket owned by another account, listed in SourceBuckets; S3 refuses a request naming another owner.
+
+    Answers the owners requests to that bucket named (S3's check, which moto skips).
+    """
+    boto3.client("s3").create_bucket(Bucket=PARTNER_BUCKET)
+    monkeypatch.setenv("SOURCE_BUCKETS", f"images-a,{PARTNER_BUCKET}")
+    get_settings.cache_clear()
+    serve = BotocoreStubber.__call__
+    named: list[str] = []
+
+    def answer_like_s3(stubber: BotocoreStubber, event_name: str, request: Any, **kwargs: Any) -> Any:
+        owner = request.headers.get("x-amz-expected-bucket-owner")
+        to_partner = stubber.enabled and event_name.startswith("before-send.s3.") and PARTNER_BUCKET in request.url
+        if to_partner and owner is not None:
+            owner = owner.decode() if isinstance(owner, bytes) else str(owner)
+            named.append(owner)
+            if owner != PARTNER:
+                status, headers, body = error_answer("s3", 403, "AccessDenied")
+                return AWSResponse(request.url, status, headers, MockRawResponse(body))  # type: ignore[arg-type]
+        return serve(stubber, event_name, request, **kwargs)
+
+    monkeypatch.setattr(BotocoreStubber, "__call__", answer_like_s3)
+    return named
+
+
+def test_a_file_in_another_accounts_bucket_listed_in_source_buckets_imports(
+    importer: Importer, image_files: dict[str, ImageFile], partner_bucket_of_another_account: list[str]
+) -> None:
+    # Given a file in a partner's bucket the operator listed in SourceBuckets
+    boto3.client("s3").put_object(
+        Bucket=PARTNER_BUCKET, Key="disks/disk.vmdk", Body=image_files["vmdk"].path.read_bytes()
+    )
+
+    # When the stack's own account (every caller of an HTTP API with IAM auth) imports it
+    url = f"{PARTNER_BUCKET}:disks/disk.vmdk"
+    job = importer.wait_for_end(importer.start(url, project_id=LOCAL_ACCOUNT_ID), project_id=LOCAL_ACCOUNT_ID)
+
+    # Then the import succeeds, and no request asked S3 to check that the caller owns the partner's bucket
+    assert job["status"] == "SUCCESS", job
+    assert partner_bucket_of_another_account == []

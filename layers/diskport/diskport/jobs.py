@@ -58,6 +58,9 @@ class Job(BaseModel):
     current_task: str | None = None
     bytes_total: int = 0
     bytes_done: int = 0
+    # Register has called CompleteSnapshot: a snapshot EBS is still completing reads `pending` like one never
+    # sealed, and a second CompleteSnapshot must not be sent.
+    snapshot_sealed: bool = False
 
     @property
     def process_percent(self) -> float:
@@ -170,6 +173,9 @@ class JobStore:
 
     def set_plan(self, job_id: str, *, image_id: str, bytes_total: int) -> bool:
         return self._update_unless_ended(job_id, {"image_id": image_id, "bytes_total": bytes_total})
+
+    def mark_snapshot_sealed(self, job_id: str) -> bool:
+        return self._update_unless_ended(job_id, {"snapshot_sealed": True})
 
     def add_progress(self, job_id: str, chunk_id: str, converted_bytes: int) -> None:
         """Count a converted chunk once, however often it is re-run."""

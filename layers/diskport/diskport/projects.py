@@ -30,14 +30,18 @@ def project_id_of(request_context: dict[str, Any], settings: Settings | None = N
     return str(account_id)
 
 
-def bucket_owner_for(project_id: str, settings: Settings | None = None) -> str | None:
-    """The AWS account that must own a bucket this project imports from: the project itself, deployed.
+def bucket_owner_for(project_id: str, bucket: str, settings: Settings | None = None) -> str | None:
+    """The AWS account that must own `bucket` for this project to import from it: the project itself, deployed.
 
     The service's role may read every source bucket (the watched bucket, SourceBuckets) for every caller; asking
     S3 to check the bucket's owner (ExpectedBucketOwner) keeps one account from importing another's files
-    through the service. In local mode there are no accounts: None, no check.
+    through the service. A bucket the operator listed in SourceBuckets is read whoever owns it: an HTTP API has
+    no resource policy, so every caller signs in with the stack's own account, and a partner's bucket listed
+    there would otherwise never import. In local mode there are no accounts: None, no check.
     """
     settings = settings or get_settings()
     if settings.project_id_source == "local" or not (len(project_id) == 12 and project_id.isdigit()):
+        return None
+    if bucket in settings.source_bucket_names:
         return None
     return project_id

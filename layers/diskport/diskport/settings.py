@@ -22,6 +22,8 @@ class Settings(BaseModel):
     work_bucket: str = Field("", alias="WORK_BUCKET")
     watched_bucket: str = Field("", alias="WATCHED_BUCKET")
     idempotency_table: str = Field("", alias="IDEMPOTENCY_TABLE")
+    # The SourceBuckets parameter, comma separated: buckets the operator chose to read, whoever owns them.
+    source_buckets: str = Field("", alias="SOURCE_BUCKETS")
     max_active_jobs: int = Field(40, alias="MAX_ACTIVE_JOBS", ge=1)
     max_private_images: int = Field(50, alias="MAX_PRIVATE_IMAGES", ge=1)
     # "iam": the project is the AWS account of the SigV4-signed caller (deployed, IAM auth).
@@ -41,6 +43,10 @@ class Settings(BaseModel):
     snapshot_puts_per_second: float = Field(900, alias="SNAPSHOT_PUTS_PER_SECOND", gt=0)
     snapshot_wait_seconds: float = Field(600, alias="SNAPSHOT_WAIT_SECONDS", ge=0)
     retry_base_seconds: float = Field(0.5, alias="RETRY_BASE_SECONDS", ge=0)
+
+    @property
+    def source_bucket_names(self) -> frozenset[str]:
+        return frozenset(name.strip() for name in self.source_buckets.split(",") if name.strip())
 
 
 @cache

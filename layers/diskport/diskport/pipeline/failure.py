@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from diskport.images import ImageStore, image_id_for_job
@@ -19,6 +20,7 @@ from diskport.pipeline.snapshots import SnapshotStore
 from diskport.pipeline.step_errors import (
     UNEXPECTED_CODE,
     StepFailure,
+    as_step_error,
     decoded_failure,
     error_name,
     unexpected_failure,
@@ -57,6 +59,8 @@ class FailureOutcome(BaseModel):
     error_code: str | None
     fail_reason: str | None
     snapshots_deleted: list[str]
+    # Snapshots EBS refused to delete (in use, in a state that cannot be deleted): logged for an operator.
+    snapshots_kept: list[str] = []
 
 
 def mark_import_failed(
@@ -87,11 +91,16 @@ def mark_import_failed(
         if ended is not None and ended.error_code and ended.fail_reason:
             failure = StepFailure(ended.error_code, ended.fail_reason)
 
-    deleted = _remove_snapshots(job, images, snapshots)
+    # The image is killed first: it never reads `saving` or `active` over a snapshot that is already gone.
     _kill_image(job, images)
+    deleted, kept = _remove_snapshots(job, images, snapshots)
     work_files.delete_all()
     return FailureOutcome(
-        job_id=job.job_id, error_code=failure.code, fail_reason=failure.reason, snapshots_deleted=deleted
+        job_id=job.job_id,
+        error_code=failure.code,
+        fail_reason=failure.reason,
+        snapshots_deleted=deleted,
+        snapshots_kept=kept,
     )
 
 
@@ -109,16 +118,34 @@ def job_failure(job: Job, failed: FailedImport, work_files: WorkFiles) -> StepFa
     return unexpected_failure(error_name(failed.error), TASK_NAMES.get(job.current_task or ""))
 
 
-def _remove_snapshots(job: Job, images: ImageStore, snapshots: SnapshotStore) -> list[str]:
-    # The job did not succeed (a SUCCESS job returned earlier), so even an image Register had just made active
-    # (the job ended under it) is undone.
+def _remove_snapshots(job: Job, images: ImageStore, snapshots: SnapshotStore) -> tuple[list[str], list[str]]:
+    """The snapshots deleted, and those EBS would not delete.
+
+    The job did not succeed (a SUCCESS job returned earlier), so even an image Register had just made active
+    (the job ended under it) is undone. One snapshot that cannot be deleted does not keep the others, or the
+    work files, from going; passing trouble (throttling, a 5xx) is raised, so the whole step is retried.
+    """
     image = images.get(job.image_id or image_id_for_job(job.job_id), job.project_id)
     candidates = set(snapshots.ids_tagged(JOB_TAG, job.job_id))
     if image is not None and image.snapshot_id:
         candidates.add(image.snapshot_id)
+    deleted: list[str] = []
+    kept: list[str] = []
     for snapshot_id in sorted(candidates):
-        snapshots.delete(snapshot_id)
-    return sorted(candidates)
+        try:
+            snapshots.delete(snapshot_id)
+        except ClientError as error:
+            if as_step_error(error) is not error:
+                raise
+            code = error.response.get("Error", {}).get("Code")
+            logger.warning(
+                "Snapshot of a failed import not deleted",
+                extra={"job_id": job.job_id, "snapshot_id": snapshot_id, "code": code},
+            )
+            kept.append(snapshot_id)
+        else:
+            deleted.append(snapshot_id)
+    return deleted, kept
 
 
 def _kill_image(job: Job, images: ImageStore) -> None:

@@ -69,7 +69,7 @@ def fetch_source(
     inspected = inspect_source(
         request,
         expected_etag=job.source_etag,
-        bucket_owner=bucket_owner_for(job.project_id, settings),
+        bucket_owner=bucket_owner_for(job.project_id, request.bucket, settings),
         s3_client=s3_client,
     )
     _check_disk_size(request.min_disk, inspected.virtual_size)

@@ -2,7 +2,8 @@
 
 The LINEAR aggregate checksum is folded chunk by chunk from the checksums the chunks saved, in block order,
 so EBS itself confirms it received exactly the blocks the engine produced. Re-running the step after the
-snapshot was sealed skips straight to waiting and recording.
+snapshot was sealed (the job records it, since EBS answers `pending` until it has finished completing) skips
+straight to waiting and recording: CompleteSnapshot is sent once.
 """
 
 from __future__ import annotations
@@ -50,12 +51,15 @@ def register_image(
         # A Map that tolerates (or, in some interpreters, overlooks) a failed chunk must not seal a partial disk.
         raise DiskportError(chunk_failure.reason, code=chunk_failure.code)
     contents = snapshot_contents(manifest, work_files)
-    if snapshots.state(manifest.snapshot_id) != SNAPSHOT_COMPLETED:
+    job = jobs.get(job_id)
+    already_sealed = job is not None and job.snapshot_sealed
+    if not already_sealed and snapshots.state(manifest.snapshot_id) != SNAPSHOT_COMPLETED:
         snapshots.complete(
             manifest.snapshot_id,
             changed_blocks_count=contents.changed_blocks_count,
             aggregate_checksum=contents.aggregate_checksum,
         )
+        jobs.mark_snapshot_sealed(job_id)
     snapshots.wait_until_completed(manifest.snapshot_id, timeout_seconds=settings.snapshot_wait_seconds)
 
     # The job ends SUCCESS and the image turns active in one transaction: an import stopped meanwhile (MarkFailed's

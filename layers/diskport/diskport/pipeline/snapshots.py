@@ -116,14 +116,19 @@ class SnapshotStore:
             raise
 
     def complete(self, snapshot_id: str, *, changed_blocks_count: int, aggregate_checksum: str) -> None:
-        """Seal the snapshot; EBS checks the block count and the aggregate checksum against what it received."""
-        self._ebs.complete_snapshot(
-            SnapshotId=snapshot_id,
-            ChangedBlocksCount=changed_blocks_count,
-            Checksum=aggregate_checksum,
-            ChecksumAlgorithm="SHA256",
-            ChecksumAggregationMethod="LINEAR",
-        )
+        """Seal the snapshot; EBS checks the block count and the aggregate checksum against what it received.
+
+        A snapshot of no block (a disk of zeros) has no block checksums to aggregate: it is sealed with its count
+        alone (the checksum parameters of CompleteSnapshot are optional), not with the SHA-256 of nothing.
+        """
+        checksum: dict[str, Any] = {}
+        if changed_blocks_count > 0:
+            checksum = {
+                "Checksum": aggregate_checksum,
+                "ChecksumAlgorithm": "SHA256",
+                "ChecksumAggregationMethod": "LINEAR",
+            }
+        self._ebs.complete_snapshot(SnapshotId=snapshot_id, ChangedBlocksCount=changed_blocks_count, **checksum)
 
     def state(self, snapshot_id: str) -> str | None:
         """`pending`, `completed`, `error`..., or None when the snapshot does not exist."""

@@ -28,9 +28,21 @@ from diskport.errors import (
 
 UNEXPECTED_CODE = "IMG.1075"
 _ENCODED = re.compile(r"^(IMG\.\d{4}): (.*)$", re.DOTALL)
-# Error codes AWS services answer when a caller goes faster than its quota allows.
+# Error codes AWS services answer when a caller goes faster than its quota allows. EBS answers its own two with
+# HTTP 400 (EBS API reference, Errors): RequestThrottledException when the snapshot's or the account's request rate
+# is exceeded (the account's PutSnapshotBlock quota is shared by every import running in it), and
+# ConcurrentLimitExceededException for too many requests at once; both pass, neither is the image's fault.
 THROTTLING_CODES = frozenset(
-    {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException", "503"}
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "503",
+        "RequestThrottledException",
+        "ConcurrentLimitExceededException",
+    }
 )
 _TRANSIENT_CODES = frozenset({"InternalError", "InternalServerError", "InternalServerException", "ServiceUnavailable"})
 # Step Functions' own error names, told the way a person understands them.
