@@ -132,7 +132,8 @@ def wait_for_job(api: ApiClient, job_id: str, *, poll_seconds: float, timeout_se
             job = api.job(job_id)
             entities = job.get("entities") or {}
             task = entities.get("current_task") or ""
-            bar.show(float(entities.get("process_percent") or 0), f"{job['status']} {task}".strip())
+            # IMS answers process_percent as a fraction of 1.
+            bar.show(100 * float(entities.get("process_percent") or 0), f"{job['status']} {task}".strip())
             if job["status"] in ENDED_STATUSES:
                 return job
             if time.monotonic() > deadline:
