@@ -10,7 +10,7 @@ Starts local mode (`diskport serve`'s LocalMode, on free loopback ports, in a ch
    the p50 / p95 / p99 latency of the create call, and the census: every accepted request has exactly one job,
    every job ends SUCCESS or FAIL.
 2. Imports: `--imports` small images (qcow2, vmdk, vhd, vhdx, vdi, raw in turn, each with its own bytes)
-   created at once; a request refused by flow control (429, IMG.0194) is sent again after a pause, as a client
+   created at once; a request refused by flow control (IMG.0194) is sent again after a pause, as a client
    would. Prints the census: each SUCCESS job has exactly one active image, no image is lost or duplicated,
    and each snapshot read back with the EBS direct API equals `qemu-img convert -O raw` of its file.
 
@@ -239,12 +239,12 @@ def burst(api_url: str, count: int) -> tuple[list[CreateCall], float]:
 
 
 def create_until_accepted(api_url: str, body: dict[str, Any], deadline: float) -> list[CreateCall]:
-    """Send the create again while flow control refuses it (429), as a client would; bounded by the deadline."""
+    """Send the create again while flow control refuses it (IMG.0194), as a client would; bounded by the deadline."""
     attempts = []
     while True:
         created = create_once(api_url, body)
         attempts.append(created)
-        if created.status != 429 or time.monotonic() > deadline:
+        if created.error_code != "IMG.0194" or time.monotonic() > deadline:
             return attempts
         time.sleep(1.0)
 

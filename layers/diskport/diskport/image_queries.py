@@ -141,8 +141,9 @@ class ImageQuery:
         if not 1 <= limit <= MAX_LIMIT:
             raise RequestRejectedError("IMG.0001", f"limit must be from 1 to {MAX_LIMIT}, not {limit}.")
         marker = parameters.get("marker")
-        if marker == "":
-            raise RequestRejectedError("IMG.0001", "marker must be an image id.")
+        for name in ("id", "marker"):
+            if parameters.get(name) == "":
+                raise RequestRejectedError("IMG.0001", f"{name} must be an image id, not empty.")
         tag = None
         if "tag" in parameters:
             key, equals, value = parameters["tag"].partition("=")
