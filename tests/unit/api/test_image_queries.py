@@ -137,7 +137,9 @@ FILTERS = [
 
 
 @pytest.mark.parametrize(("parameters", "expected"), FILTERS, ids=[str(parameters) for parameters, _ in FILTERS])
-def test_each_documented_filter_selects_the_images_it_describes(parameters: dict[str, str], expected: list[str]) -> None:
+def test_each_documented_filter_selects_the_images_it_describes(
+    parameters: dict[str, str], expected: list[str]
+) -> None:
     assert names(parameters) == expected
 
 

@@ -66,9 +66,7 @@ def test_spaces_around_image_tag_keys_and_values_are_trimmed() -> None:
     assert [(tag.key, tag.value) for tag in action.tags] == [("env", "prod")]
 
 
-@pytest.mark.parametrize(
-    ("count", "code"), [(10, None), (11, "IMG.0116")], ids=["10 tags accepted", "11 tags refused"]
-)
+@pytest.mark.parametrize(("count", "code"), [(10, None), (11, "IMG.0116")], ids=["10 tags accepted", "11 tags refused"])
 def test_at_most_ten_tags_in_one_batch_action(count: int, code: str | None) -> None:
     body = {"action": "create", "tags": [{"key": f"k{n}", "value": "v"} for n in range(count)]}
     if code is None:
