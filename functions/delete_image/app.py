@@ -15,7 +15,7 @@ from diskport.observability import logger, metrics, tracer
 app = make_resolver()
 
 
-@app.delete("/v2/images/<image_id>")
+@app.delete("/v2/images/<image_id>", responses={204: {"description": "Done; no body."}})
 @tracer.capture_method
 def delete_data_image(image_id: str, request: Annotated[DeleteImageRequest | None, Body()] = None) -> Response[str]:
     delete_image(image_id, current_project(app))

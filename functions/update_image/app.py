@@ -25,7 +25,7 @@ def patch_image(image_id: str, operations: Annotated[list[ImagePatchOperation], 
     return record
 
 
-@app.post("/v2/<project_id>/images/<image_id>/tags/action")
+@app.post("/v2/<project_id>/images/<image_id>/tags/action", responses={204: {"description": "Done; no body."}})
 @tracer.capture_method
 def batch_tag_action(project_id: str, image_id: str, request: Annotated[TagActionRequest, Body()]) -> Response[str]:
     check_project(project_id, current_project(app))
