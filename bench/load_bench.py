@@ -328,14 +328,14 @@ def run(creates: int, imports: int, max_active_jobs: int, timeout: float) -> dic
             load_images = [image for image in listed["images"] if str(image["name"]).startswith("load-")]
             active = [image for image in load_images if image["status"] == "active"]
             succeeded = {job_id: job for job_id, job in import_jobs.items() if job.get("status") == "SUCCESS"}
-            images_per_job = Counter(image["job_id"] for image in active)
+            images_per_job = Counter(image["diskport_job_id"] for image in active)
             exact = 0
             for number, job_id in job_by_image.items():
                 job = succeeded.get(job_id or "")
                 if job is None:
                     continue
                 (image,) = [image for image in active if image["id"] == job["entities"]["image_id"]] or [None]
-                if image is not None and snapshot_contents(image["snapshot_id"], ebs=ebs) == nonzero_blocks(
+                if image is not None and snapshot_contents(image["diskport_snapshot_id"], ebs=ebs) == nonzero_blocks(
                     images[number].oracle
                 ):
                     exact += 1

@@ -79,7 +79,7 @@ def _describe_ims_errors(document: dict[str, Any]) -> None:
     schemas["ErrorBody"] = error_schema
     error_content = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
     for operations in document["paths"].values():
-        for method, operation in operations.items():
+        for operation in operations.values():
             responses = operation.setdefault("responses", {})
             responses.pop("422", None)
             statuses = {**_ERROR_STATUSES, **(_BODY_STATUSES if "requestBody" in operation else {})}
