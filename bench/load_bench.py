@@ -354,7 +354,7 @@ def run(creates: int, imports: int, max_active_jobs: int, timeout: float) -> dic
             "active_images": len(active),
             "jobs_with_one_image": sum(1 for job_id in succeeded if images_per_job.get(job_id) == 1),
             "jobs_with_several_images": sum(1 for count in images_per_job.values() if count > 1),
-            "images_without_a_success_job": sum(1 for image in active if image["job_id"] not in succeeded),
+            "images_without_a_success_job": sum(1 for image in active if image["diskport_job_id"] not in succeeded),
             "snapshots_exact": exact,
         },
         "settings": {"creates": creates, "imports": imports, "max_active_jobs": max_active_jobs},
