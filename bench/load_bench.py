@@ -10,7 +10,7 @@ Starts local mode (`diskport serve`'s LocalMode, on free loopback ports, in a ch
    the p50 / p95 / p99 latency of the create call, and the census: every accepted request has exactly one job,
    every job ends SUCCESS or FAIL.
 2. Imports: `--imports` small images (qcow2, vmdk, vhd, vhdx, vdi, raw in turn, each with its own bytes)
-   created at once; a request refused by flow control (429, IMG.0194) is sent again after a pause, as a client
+   created at once; a request refused by flow control (IMG.0194) is sent again after a pause, as a client
    would. Prints the census: each SUCCESS job has exactly one active image, no image is lost or duplicated,
    and each snapshot read back with the EBS direct API equals `qemu-img convert -O raw` of its file.
 
@@ -239,12 +239,12 @@ def burst(api_url: str, count: int) -> tuple[list[CreateCall], float]:
 
 
 def create_until_accepted(api_url: str, body: dict[str, Any], deadline: float) -> list[CreateCall]:
-    """Send the create again while flow control refuses it (429), as a client would; bounded by the deadline."""
+    """Send the create again while flow control refuses it (IMG.0194), as a client would; bounded by the deadline."""
     attempts = []
     while True:
         created = create_once(api_url, body)
         attempts.append(created)
-        if created.status != 429 or time.monotonic() > deadline:
+        if created.error_code != "IMG.0194" or time.monotonic() > deadline:
             return attempts
         time.sleep(1.0)
 
@@ -328,14 +328,14 @@ def run(creates: int, imports: int, max_active_jobs: int, timeout: float) -> dic
             load_images = [image for image in listed["images"] if str(image["name"]).startswith("load-")]
             active = [image for image in load_images if image["status"] == "active"]
             succeeded = {job_id: job for job_id, job in import_jobs.items() if job.get("status") == "SUCCESS"}
-            images_per_job = Counter(image["job_id"] for image in active)
+            images_per_job = Counter(image["diskport_job_id"] for image in active)
             exact = 0
             for number, job_id in job_by_image.items():
                 job = succeeded.get(job_id or "")
                 if job is None:
                     continue
                 (image,) = [image for image in active if image["id"] == job["entities"]["image_id"]] or [None]
-                if image is not None and snapshot_contents(image["snapshot_id"], ebs=ebs) == nonzero_blocks(
+                if image is not None and snapshot_contents(image["diskport_snapshot_id"], ebs=ebs) == nonzero_blocks(
                     images[number].oracle
                 ):
                     exact += 1
@@ -354,7 +354,7 @@ def run(creates: int, imports: int, max_active_jobs: int, timeout: float) -> dic
             "active_images": len(active),
             "jobs_with_one_image": sum(1 for job_id in succeeded if images_per_job.get(job_id) == 1),
             "jobs_with_several_images": sum(1 for count in images_per_job.values() if count > 1),
-            "images_without_a_success_job": sum(1 for image in active if image["job_id"] not in succeeded),
+            "images_without_a_success_job": sum(1 for image in active if image["diskport_job_id"] not in succeeded),
             "snapshots_exact": exact,
         },
         "settings": {"creates": creates, "imports": imports, "max_active_jobs": max_active_jobs},

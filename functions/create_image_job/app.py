@@ -1,4 +1,4 @@
-"""POST /v1/cloudimages/dataimages/action: accept an import and answer its job id."""
+"""POST /v1/cloudimages/dataimages/action (and its /v2.1/ alias): accept an import and answer its job id."""
 
 # No `from __future__ import annotations` here: the event handler reads the route annotations at runtime.
 
@@ -16,6 +16,7 @@ app = make_resolver()
 
 
 @app.post("/v1/cloudimages/dataimages/action")
+@app.post("/v2.1/cloudimages/dataimages/action")  # the SDK's create_data_image_in_safe_mode: the same request
 @tracer.capture_method
 def create_data_image(request: Annotated[CreateDataImageRequest, Body()]) -> CreateJobResponse:
     job = start_import(request, current_project(app))

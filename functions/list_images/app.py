@@ -1,34 +1,32 @@
-"""GET /v2/cloudimages: the caller's images (IMS "Querying Images"), filtered and paged."""
+"""GET /v2/cloudimages (IMS "Querying Images") and GET /v2/{project_id}/images/{image_id}/tags: the caller's images."""
 
 # No `from __future__ import annotations` here: the event handler reads the route annotations at runtime.
 
-from typing import Annotated, Any
+from typing import Any
 
-from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from diskport.api import current_project, make_resolver
-from diskport.image_queries import DEFAULT_LIMIT, MAX_LIMIT, ImageList, list_images
-from diskport.images import ImageFilters
+from diskport.image_queries import ImageList, ImageQuery, list_images, query_parameters_openapi
+from diskport.image_tags import ImageTagList, check_project, image_tags
 from diskport.observability import logger, metrics, tracer
 
 app = make_resolver()
 
 
-@app.get("/v2/cloudimages")
+# The filters are read from the raw query, so a parameter IMS does not document is refused, not ignored.
+@app.get("/v2/cloudimages", openapi_extensions={"parameters": query_parameters_openapi()})
 @tracer.capture_method
-def query_images(
-    id: Annotated[str | None, Query(min_length=1, description="Only the image with this id.")] = None,
-    name: Annotated[str | None, Query(description="Only images with this name.")] = None,
-    status: Annotated[str | None, Query(description="queued, saving, active, killed or deleted.")] = None,
-    image_type: Annotated[str | None, Query(alias="__imagetype", description="private for imported images.")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Images per page.")] = DEFAULT_LIMIT,
-    marker: Annotated[
-        str | None, Query(min_length=1, description="The id of the last image of the previous page.")
-    ] = None,
-) -> ImageList:
-    filters = ImageFilters(id=id, name=name, status=status, imagetype=image_type)
-    return ImageList.model_validate(list_images(current_project(app), filters, limit=limit, marker=marker))
+def query_images() -> ImageList:
+    query = ImageQuery.from_parameters(app.current_event.query_string_parameters or {})
+    return list_images(current_project(app), query)
+
+
+@app.get("/v2/<project_id>/images/<image_id>/tags")
+@tracer.capture_method
+def show_image_tags(project_id: str, image_id: str) -> ImageTagList:
+    check_project(project_id, current_project(app))
+    return image_tags(image_id, project_id)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

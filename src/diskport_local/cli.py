@@ -5,6 +5,7 @@
     diskport job JOB_ID                              the job, with its progress
     diskport images [--id ID]                        the project's images
     diskport export IMAGE_ID FILE                    the image's snapshot, written out as a raw disk
+    diskport image update|tags|delete IMAGE_ID       change, tag or delete an image (image_commands.py)
     diskport sam-env                                 env.json for `sam local` against local mode's emulator
     diskport smoke                                   import a generated disk, compare its snapshot, delete it all
 
@@ -32,6 +33,7 @@ from diskport.errors import DiskportError
 
 from diskport_local.client import ApiClient, SigV4Signer, region_of_endpoint
 from diskport_local.export import export_snapshot
+from diskport_local.image_commands import add_image_commands
 from diskport_local.progress import ProgressBar
 from diskport_local.sam_env import DOCKER_HOST_AWS_ENDPOINT, env_json
 from diskport_local.server import (
@@ -134,7 +136,8 @@ def wait_for_job(api: ApiClient, job_id: str, *, poll_seconds: float, timeout_se
             job = api.job(job_id)
             entities = job.get("entities") or {}
             task = entities.get("current_task") or ""
-            bar.show(float(entities.get("process_percent") or 0), f"{job['status']} {task}".strip())
+            # IMS answers process_percent as a fraction of 1.
+            bar.show(100 * float(entities.get("process_percent") or 0), f"{job['status']} {task}".strip())
             if job["status"] in ENDED_STATUSES:
                 return job
             if time.monotonic() > deadline:
@@ -160,13 +163,14 @@ def run_export(arguments: argparse.Namespace) -> int:
     if not images:
         raise CommandError(f"The project has no image {arguments.image_id}.")
     image = images[0]
-    if image.get("status") != "active" or not image.get("snapshot_id") or image.get("virtual_size") is None:
+    snapshot_id, virtual_size = image.get("diskport_snapshot_id"), image.get("diskport_virtual_size_bytes")
+    if image.get("status") != "active" or not snapshot_id or virtual_size is None:
         raise CommandError(f"Image {arguments.image_id} is {image.get('status')}; only active images can be exported.")
     bar = ProgressBar()
     try:
         result = export_snapshot(
-            str(image["snapshot_id"]),
-            int(image["virtual_size"]),
+            str(snapshot_id),
+            int(virtual_size),
             Path(arguments.file),
             ebs=target.aws_client("ebs"),
             on_progress=lambda done, total: bar.show(100 * done / total if total else 100, "exporting"),
@@ -174,8 +178,7 @@ def run_export(arguments: argparse.Namespace) -> int:
     finally:
         bar.finish()
     print(
-        f"wrote {arguments.file}: {result.file_size} bytes, {result.blocks_written} blocks of data "
-        f"from {image['snapshot_id']}",
+        f"wrote {arguments.file}: {result.file_size} bytes, {result.blocks_written} blocks of data from {snapshot_id}",
         file=sys.stderr,
     )
     return 0
@@ -289,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     export_command.add_argument("image_id", metavar="IMAGE_ID")
     export_command.add_argument("file", metavar="FILE")
     export_command.set_defaults(run=run_export)
+
+    add_image_commands(commands, remote)
 
     sam_env_command = commands.add_parser("sam-env", help="print env.json for sam local start-api / invoke")
     sam_env_command.add_argument(

@@ -96,7 +96,9 @@ class ApiFront:
         if failed:
             # API Gateway answers a failed integration with a bare 500; the IMS body keeps clients parsing.
             logger.error("API function failed", extra={"function": route.function, "error": payload})
-            return ims_error_response(DiskportError("The API function failed; see the local mode log."))
+            return ims_error_response(
+                DiskportError("The API function failed; see the local mode log.").with_status(500)
+            )
         return _response_from_proxy_result(json.loads(payload))
 
     def _route_for(self, method: str, path: str) -> tuple[ApiRoute | None, dict[str, str]]:
@@ -153,7 +155,7 @@ class _FrontRequestHandler(BaseHTTPRequestHandler):
                 response = self.front.answer(request)
             except Exception as error:  # the front itself must never take local mode down
                 logger.exception("Local front failed")
-                response = ims_error_response(DiskportError(f"The local front failed: {error}"))
+                response = ims_error_response(DiskportError(f"The local front failed: {error}").with_status(500))
         self.send_response(response.status)
         for name, value in response.headers.items():
             if name not in ("content-length", "connection", "transfer-encoding"):

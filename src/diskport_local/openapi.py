@@ -25,17 +25,16 @@ DESCRIPTION = (
 _POWERTOOLS_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError", "ResponseValidationError")
 
 # What each kind of failure looks like to a caller; all carry {"error": {"code": "IMG.xxxx", "message": ...}}.
+# Every IMG code answers 400, as IMS's error-code table gives it (flow control and IMG.0061 included).
 _ERROR_STATUSES = {
-    "400": "The request breaks an IMS rule (error.code says which).",
+    "400": "The request breaks an IMS rule, or could not be carried out (error.code says which).",
     "401": "The request is not signed (deployed stacks only).",
     "404": "No such job, image or route for this project.",
-    "500": "Unknown system error (IMG.0061).",
-    "503": "A dependency failed; retry later (IMG.0061).",
+    "500": "The function itself failed (API Gateway's answer).",
 }
-_CREATE_ONLY_STATUSES = {
+_BODY_STATUSES = {
     "413": "The request body is larger than 10 MB.",
     "415": "The request body is not JSON.",
-    "429": "Too many imports under way for the project (IMG.0194).",
 }
 
 
@@ -80,10 +79,10 @@ def _describe_ims_errors(document: dict[str, Any]) -> None:
     schemas["ErrorBody"] = error_schema
     error_content = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
     for operations in document["paths"].values():
-        for method, operation in operations.items():
+        for operation in operations.values():
             responses = operation.setdefault("responses", {})
             responses.pop("422", None)
-            statuses = {**_ERROR_STATUSES, **(_CREATE_ONLY_STATUSES if method == "post" else {})}
+            statuses = {**_ERROR_STATUSES, **(_BODY_STATUSES if "requestBody" in operation else {})}
             for status, description in statuses.items():
                 responses.setdefault(status, {"description": description, "content": error_content})
     for name in _POWERTOOLS_VALIDATION_SCHEMAS:

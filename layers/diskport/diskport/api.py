@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from diskport.api_models import ims_code_of
 from diskport.errors import DiskportError, RequestRejectedError
@@ -24,9 +27,27 @@ def error_response(error: DiskportError) -> Response[str]:
     )
 
 
+REQUEST_ID_HEADER = "X-Request-Id"
+
+
+class ImsResolver(APIGatewayHttpResolver):
+    """The HTTP API resolver, answering every response with the `X-Request-Id` header IMS sends.
+
+    Its value is the Lambda request id, which the logger also writes on every line (`function_request_id`), so a
+    request id an SDK reports (its exceptions' `request_id`) finds the request's logs.
+    """
+
+    def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        result = super().resolve(event, context)
+        request_id = getattr(context, "aws_request_id", None)
+        if request_id:
+            result.setdefault("headers", {})[REQUEST_ID_HEADER] = str(request_id)
+        return result
+
+
 def make_resolver() -> APIGatewayHttpResolver:
     """An HTTP API resolver whose failures all answer `{"error": {"code": "IMG.xxxx", "message": ...}}`."""
-    app = APIGatewayHttpResolver(enable_validation=True)
+    app = ImsResolver(enable_validation=True)
 
     def invalid_request(error: RequestValidationError) -> Response[str]:
         return _rejected(_rejection_of(app.current_event.body, error))

@@ -24,7 +24,11 @@ TAG_KEY_MAX_LENGTH = 36
 TAG_VALUE_MAX_LENGTH = 43
 OBJECT_KEY_MAX_BYTES = 1024
 
-_TAG_CHARACTERS = re.compile(r"[A-Za-z0-9_-]*")
+# image_tag_format.rst: keys hold letters, digits, '_', '-' and CJK letters; values also '.' (in `tags`, the text
+# after the first dot is the value, so "os.version.1.2" is key "os", value "version.1.2").
+_TAG_KEY_CHARACTERS = re.compile(r"[A-Za-z0-9_\-\u4e00-\u9fff]+")
+_TAG_VALUE_CHARACTERS = re.compile(r"[A-Za-z0-9_.\-\u4e00-\u9fff]*")
+_ENTERPRISE_PROJECT_ID = re.compile(r"0|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _BUCKET_CHARACTERS = re.compile(r"[a-z0-9.-]+")
 _BUCKET_SHAPE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _IP_ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+")
@@ -44,6 +48,7 @@ _CODE_WHEN_MISSING_OR_MISTYPED = {
     "cmk_id": ("IMG.0095", "IMG.0095"),
     "tags": ("IMG.0115", "IMG.0115"),
     "image_tags": ("IMG.0115", "IMG.0115"),
+    "enterprise_project_id": ("IMG.0001", "IMG.0001"),
 }
 
 
@@ -91,38 +96,23 @@ class CreateDataImageRequest(BaseModel):
         json_schema_extra={"maxItems": MAX_TAGS},
     )
     image_tags: list[ImageTag] | None = Field(
-        None, description="Tags as key/value objects.", json_schema_extra={"maxItems": MAX_TAGS}
+        None,
+        description="Tags as key/value objects; spaces around keys and values are trimmed.",
+        json_schema_extra={"maxItems": MAX_TAGS},
+    )
+    enterprise_project_id: str | None = Field(
+        None, description="The enterprise project of the image: '0' (default) or a UUID."
     )
 
     @field_validator("name", mode="before")
     @classmethod
     def _check_name(cls, name: Any) -> Any:
-        if not isinstance(name, str):
-            raise _reject("IMG.0003", "The image name must be a string.")
-        if name == "":
-            raise _reject("IMG.0013", "The image name is empty.")
-        if len(name) > NAME_MAX_LENGTH:
-            raise _reject("IMG.0002", f"The image name has {len(name)} characters; at most 128 are allowed.")
-        if name != name.strip(" ") or not all(ch.isalnum() or ch in "-_. " for ch in name):
-            raise _reject(
-                "IMG.0003",
-                "The image name may hold letters, digits, '-', '_', '.' and spaces, "
-                "and must not start or end with a space.",
-            )
-        return name
+        return check_image_name(name)
 
     @field_validator("description", mode="before")
     @classmethod
     def _check_description(cls, description: Any) -> Any:
-        if description is None:
-            return None
-        if not isinstance(description, str):
-            raise _reject("IMG.0054", "The description must be a string.")
-        if len(description) > DESCRIPTION_MAX_LENGTH:
-            raise _reject("IMG.0004", f"The description has {len(description)} characters; at most 1024 are allowed.")
-        if any(ch in description for ch in "\r\n<>"):
-            raise _reject("IMG.0054", "The description must not contain line breaks or angle brackets (< >).")
-        return description
+        return None if description is None else check_description(description)
 
     @field_validator("os_type", mode="before")
     @classmethod
@@ -190,29 +180,18 @@ class CreateDataImageRequest(BaseModel):
     def _check_image_tags(cls, image_tags: Any) -> Any:
         if image_tags is None:
             return None
-        if not isinstance(image_tags, list) or not all(
-            isinstance(tag, dict) and set(tag) <= {"key", "value"} for tag in image_tags
-        ):
-            raise _reject("IMG.0115", 'image_tags must be a list of {"key": ..., "value": ...} objects.')
-        for tag in image_tags:
-            key, value = tag.get("key"), tag.get("value", "")
-            if value is None:
-                value = ""
-            if not isinstance(key, str) or not isinstance(value, str):
-                raise _reject("IMG.0115", "Each image tag's key and value must be strings.")
-            _check_tag(key, value)
-        return [{"key": tag["key"], "value": tag.get("value") or ""} for tag in image_tags]
+        return [{"key": key, "value": value} for key, value in trimmed_image_tags(image_tags)]
+
+    @field_validator("enterprise_project_id", mode="before")
+    @classmethod
+    def _check_enterprise_project_id(cls, enterprise_project_id: Any) -> Any:
+        return None if enterprise_project_id is None else check_enterprise_project_id(enterprise_project_id)
 
     @model_validator(mode="after")
     def _check_tag_set(self) -> CreateDataImageRequest:
         if self.tags is not None and self.image_tags is not None:
             raise _reject("IMG.0115", "Use either tags or image_tags, not both.")
-        pairs = self.tag_pairs()
-        if len(pairs) > MAX_TAGS:
-            raise _reject("IMG.0116", f"{len(pairs)} tags given; an image holds at most {MAX_TAGS}.")
-        keys = [key for key, _ in pairs]
-        if len(set(keys)) != len(keys):
-            raise _reject("IMG.0115", "Each tag key may appear only once.")
+        check_tag_set(self.tag_pairs())
         return self
 
     def tag_pairs(self) -> list[tuple[str, str]]:
@@ -234,11 +213,81 @@ class CreateDataImageRequest(BaseModel):
         return self.os_type or "Linux"
 
 
+def check_image_name(name: Any) -> str:
+    """An image name as IMS allows it (IMG.0013 empty, IMG.0002 too long, IMG.0003 bad format)."""
+    if not isinstance(name, str):
+        raise _reject("IMG.0003", "The image name must be a string.")
+    if name == "":
+        raise _reject("IMG.0013", "The image name is empty.")
+    if len(name) > NAME_MAX_LENGTH:
+        raise _reject("IMG.0002", f"The image name has {len(name)} characters; at most 128 are allowed.")
+    if name != name.strip(" ") or not all(ch.isalnum() or ch in "-_. " for ch in name):
+        raise _reject(
+            "IMG.0003",
+            "The image name may hold letters, digits, '-', '_', '.' and spaces, "
+            "and must not start or end with a space.",
+        )
+    return name
+
+
+def check_description(description: Any) -> str:
+    """An image description as IMS allows it (IMG.0004 too long, IMG.0054 bad format)."""
+    if not isinstance(description, str):
+        raise _reject("IMG.0054", "The description must be a string.")
+    if len(description) > DESCRIPTION_MAX_LENGTH:
+        raise _reject("IMG.0004", f"The description has {len(description)} characters; at most 1024 are allowed.")
+    if any(ch in description for ch in "\r\n<>"):
+        raise _reject("IMG.0054", "The description must not contain line breaks or angle brackets (< >).")
+    return description
+
+
+def check_enterprise_project_id(enterprise_project_id: Any) -> str:
+    if not isinstance(enterprise_project_id, str) or not _ENTERPRISE_PROJECT_ID.fullmatch(enterprise_project_id):
+        raise _reject("IMG.0001", "enterprise_project_id must be '0' (the default project) or a UUID.")
+    return enterprise_project_id
+
+
+def check_tag_set(pairs: list[tuple[str, str]]) -> None:
+    """At most MAX_TAGS tags (IMG.0116), each key once (IMG.0115)."""
+    if len(pairs) > MAX_TAGS:
+        raise _reject("IMG.0116", f"{len(pairs)} tags given; an image holds at most {MAX_TAGS}.")
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise _reject("IMG.0115", "Each tag key may appear only once.")
+
+
 def _check_tag(key: str, value: str) -> None:
-    if not 1 <= len(key) <= TAG_KEY_MAX_LENGTH or not _TAG_CHARACTERS.fullmatch(key):
-        raise _reject("IMG.0115", f"Tag key '{key}' must be 1-36 characters of letters, digits, '_' and '-'.")
-    if len(value) > TAG_VALUE_MAX_LENGTH or not _TAG_CHARACTERS.fullmatch(value):
-        raise _reject("IMG.0115", f"Tag value '{value}' must be at most 43 characters of letters, digits, '_' and '-'.")
+    if not 1 <= len(key) <= TAG_KEY_MAX_LENGTH or not _TAG_KEY_CHARACTERS.fullmatch(key):
+        raise _reject(
+            "IMG.0115", f"Tag key '{key}' must be 1-36 characters of letters, digits, '_', '-' and CJK letters."
+        )
+    if len(value) > TAG_VALUE_MAX_LENGTH or not _TAG_VALUE_CHARACTERS.fullmatch(value):
+        raise _reject(
+            "IMG.0115",
+            f"Tag value '{value}' must be at most 43 characters of letters, digits, '_', '.', '-' and CJK letters.",
+        )
+
+
+def trimmed_image_tags(image_tags: Any) -> list[tuple[str, str]]:
+    """`[{"key": ..., "value": ...}]` as checked (key, value) pairs, spaces around each trimmed as IMS does.
+
+    An absent or null value is the empty value. Refuses (IMG.0115) anything that is not such a list of valid tags.
+    """
+    if not isinstance(image_tags, list) or not all(
+        isinstance(tag, dict) and set(tag) <= {"key", "value"} for tag in image_tags
+    ):
+        raise _reject("IMG.0115", 'image_tags must be a list of {"key": ..., "value": ...} objects.')
+    pairs = []
+    for tag in image_tags:
+        key, value = tag.get("key"), tag.get("value")
+        if value is None:
+            value = ""
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise _reject("IMG.0115", "Each image tag's key and value must be strings.")
+        key, value = key.strip(" "), value.strip(" ")
+        _check_tag(key, value)
+        pairs.append((key, value))
+    return pairs
 
 
 def ims_code_of(error: ValidationError | list[dict[str, Any]]) -> RequestRejectedError:
@@ -288,8 +337,8 @@ class JobView(BaseModel):
 
 
 class JobProgressEntities(JobEntities):
-    process_percent: float = 0
-    current_task: str | None = None
+    process_percent: float = Field(0, ge=0, le=1, description="How much of the job is done, from 0 to 1.")
+    current_task: str = Field("", description="The step under way; empty once the job has ended.")
 
 
 class JobProgressView(JobView):

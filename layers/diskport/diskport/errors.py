@@ -3,6 +3,10 @@
 Every error the service raises on purpose is a `DiskportError` carrying an IMS code (`IMG.xxxx`), the
 HTTP status an API caller sees, and a `reason` a person can act on. A job that fails stores `code` as
 its `error_code` and `reason` as its `fail_reason`.
+
+The HTTP status is the one IMS's error-code table (`error_codes.rst`) gives: 400 for every IMG code it lists,
+flow control and IMG.0061 included (403 for IMG.0026 alone). Only what the table does not cover differs: a job or
+image the caller cannot see (IMG.0404, 404, as IMS's "Returned Values" list it) and an unsigned request (401).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ IMS_MESSAGES: dict[str, str] = {
     "IMG.0013": "The image name is not specified.",
     "IMG.0015": "The number of private images has reached the maximum allowed.",
     "IMG.0017": "The URL format is incorrect.",
+    "IMG.0027": "The image ID in the request does not exist.",
+    "IMG.0046": "The image is unavailable.",
     "IMG.0054": "The image description format is invalid.",
     "IMG.0055": "The memory or disk size is invalid.",
     "IMG.0057": (
@@ -29,6 +35,7 @@ IMS_MESSAGES: dict[str, str] = {
     "IMG.0068": "The specified bucket name is empty.",
     "IMG.0069": "The specified bucket cannot be accessed.",
     "IMG.0072": "The specified image format is not supported.",
+    "IMG.0090": "The image being created cannot be deleted.",
     "IMG.0095": "The KMS key does not exist.",
     "IMG.0097": "The key is not enabled.",
     "IMG.0099": "You do not have the permission to access the key.",
@@ -49,7 +56,7 @@ class DiskportError(Exception):
     """Base of every deliberate error. `reason` is for people; `code` and `message` are IMS's."""
 
     code: str = "IMG.0061"
-    http_status: int = 500
+    http_status: int = 400
 
     def __init__(self, reason: str | None = None, *, code: str | None = None) -> None:
         if code is not None:
@@ -97,21 +104,30 @@ class FlowControlError(DiskportError):
     """Too many imports under way for the project."""
 
     code = "IMG.0194"
-    http_status = 429
 
 
 class ServiceUnavailableError(DiskportError):
     """A dependency failed while accepting a request; the caller may retry."""
 
     code = "IMG.0061"
-    http_status = 503
+
+
+class ImageBusyError(DiskportError):
+    """An image still being imported (`queued` or `saving`) cannot be deleted."""
+
+    code = "IMG.0090"
+
+
+class ImageUnavailableError(DiskportError):
+    """Only an `active` image can be updated."""
+
+    code = "IMG.0046"
 
 
 class ImportFailedError(DiskportError):
     """An import step failed for a reason the job reports (job FAIL, error_code = code)."""
 
     code = "IMG.1075"
-    http_status = 400
 
 
 class SourceError(ImportFailedError):

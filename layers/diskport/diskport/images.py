@@ -32,8 +32,20 @@ def image_id_for_job(job_id: str) -> str:
     return str(uuid.uuid5(_IMAGE_ID_NAMESPACE, job_id))
 
 
+# The IMS attributes a user may change with PATCH /v2/cloudimages/{image_id} (updating_an_image.rst) that mean
+# something for a data disk image, by their IMS names. The rest of that page's list describes how an ECS boots.
+UPDATABLE_ATTRIBUTES = ("name", "__description", "enterprise_project_id", "min_ram", "max_ram")
+# What a data disk image imported from a file answers for the IMS attributes that describe a system disk.
+DATA_IMAGE_PLATFORM = "Other"
+DATA_IMAGE_OS_BIT = "64"
+# The image is kept as an EBS snapshot: raw blocks, whatever format the file was in (diskport_source_format).
+STORED_DISK_FORMAT = "raw"
+# Our own facts in the record, beside IMS's attributes: named so no IMS client mistakes them for IMS's.
+EXTENSION_PREFIX = "diskport_"
+
+
 class ImageRecord(BaseModel):
-    """One image, as `GET /v2/cloudimages` answers it."""
+    """One image as the Images table stores it; `to_wire` is the record `GET /v2/cloudimages` answers."""
 
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
@@ -46,17 +58,20 @@ class ImageRecord(BaseModel):
     virtual_env_type: str = "DataImage"
     image_source_type: str = Field("uds", alias="__image_source_type")
     os_type: str = Field("Linux", alias="__os_type")
-    disk_format: str = ""
     min_disk: int
     min_ram: int = 0
+    max_ram: str | None = None
     image_size: str = Field("0", alias="__image_size")
     data_origin: str = Field(alias="__data_origin")
     cmk_id: str | None = Field(None, alias="__system__cmkid")
+    enterprise_project_id: str = "0"
     tags: list[str] = Field(default_factory=list)
     created_at: str = Field(default_factory=now_iso)
     updated_at: str = Field(default_factory=now_iso)
     active_at: str | None = None
+    # The snapshot's EBS LINEAR aggregate checksum: not IMS's `checksum` (an MD5 of the image file in Glance).
     checksum: str = ""
+    # The virtual disk's size in bytes, once active.
     size: int = 0
     protected: bool = False
     owner: str = Field(description="The project the image belongs to.")
@@ -66,33 +81,69 @@ class ImageRecord(BaseModel):
     virtual_size: int | None = None
     job_id: str | None = None
 
+    @property
+    def tag_pairs(self) -> list[tuple[str, str]]:
+        """The tags as (key, value): stored as IMS's "key.value", split at the first dot (keys hold no dots)."""
+        return [(key, value) for key, _, value in (tag.partition(".") for tag in self.tags)]
+
     def to_wire(self) -> dict[str, Any]:
-        """The record with IMS's attribute names (`__os_type`, ...), without unset optional fields."""
-        return {key: value for key, value in self.model_dump(by_alias=True).items() if value is not None}
+        """The record as IMS answers it (querying_images.rst, Table 2), decodable by the Python and Go SDKs.
 
-
-class ImageFilters(BaseModel):
-    """The filters of IMS "Querying Images" this service answers; unset filters match every image."""
-
-    model_config = ConfigDict(populate_by_name=True)
-
-    id: str | None = None
-    name: str | None = None
-    status: str | None = None
-    imagetype: str | None = Field(None, alias="__imagetype")
-
-    def matches(self, image: ImageRecord) -> bool:
-        return (
-            (self.id is None or image.id == self.id)
-            and (self.name is None or image.name == self.name)
-            and (self.status is None or image.status == self.status)
-            and (self.imagetype is None or image.imagetype == self.imagetype)
-        )
-
-
-class ImagePage(BaseModel):
-    images: list[ImageRecord]
-    next_marker: str | None = None
+        `size` and `virtual_size` are 0 and null as IMS documents them ("unavailable"): the Go SDK reads both as
+        32-bit integers, which a disk over 2 GiB would overflow. The byte sizes are in the extension fields.
+        """
+        record: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "__description": self.description,
+            "status": self.status,
+            "visibility": self.visibility,
+            "__imagetype": self.imagetype,
+            "virtual_env_type": self.virtual_env_type,
+            "__image_source_type": self.image_source_type,
+            "__os_type": self.os_type,
+            "__os_bit": DATA_IMAGE_OS_BIT,
+            "__os_version": f"Other {self.os_type}({DATA_IMAGE_OS_BIT} bit)",
+            "__platform": DATA_IMAGE_PLATFORM,
+            "__isregistered": "true",
+            "__lazyloading": "false",
+            "__root_origin": "file",
+            "__data_origin": self.data_origin,
+            "__originalimagename": "",
+            "__backup_id": "",
+            "__image_size": self.image_size,
+            "disk_format": STORED_DISK_FORMAT,
+            "container_format": "bare",
+            "min_disk": self.min_disk,
+            "min_ram": self.min_ram,
+            "enterprise_project_id": self.enterprise_project_id,
+            "tags": list(self.tags),
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "checksum": "",
+            "size": 0,
+            "virtual_size": None,
+            "protected": self.protected,
+            "owner": self.owner,
+            "file": f"/v2/images/{self.id}/file",
+            "self": f"/v2/images/{self.id}",
+            "schema": "/v2/schemas/image",
+        }
+        if self.active_at is not None:
+            record["active_at"] = self.active_at
+        if self.cmk_id is not None:
+            record["__system__cmkid"] = self.cmk_id
+        if self.max_ram is not None:
+            record["max_ram"] = self.max_ram
+        extensions = {
+            "snapshot_id": self.snapshot_id,
+            "source_format": self.source_format,
+            "virtual_size_bytes": self.virtual_size,
+            "snapshot_checksum": self.checksum or None,
+            "job_id": self.job_id,
+        }
+        record.update({EXTENSION_PREFIX + name: value for name, value in extensions.items() if value is not None})
+        return record
 
 
 class ImageStore:
@@ -174,35 +225,66 @@ class ImageStore:
             **aws.set_attributes(assignments),
         }
 
-    def page_for_project(
-        self, project_id: str, filters: ImageFilters, *, limit: int, marker: str | None = None
-    ) -> ImagePage:
-        """Up to `limit` of the project's images matching the filters, newest first, after the image `marker`."""
-        if filters.id is not None:
-            image = self.get(filters.id, project_id)
-            return ImagePage(images=[image] if image is not None and filters.matches(image) and marker is None else [])
+    def for_project(self, project_id: str) -> list[ImageRecord]:
+        """Every image of the project that has not been deleted, newest first."""
         query: dict[str, Any] = {
             "IndexName": PROJECT_INDEX,
             "KeyConditionExpression": "#owner = :owner",
-            "ExpressionAttributeNames": {"#owner": "owner"},
-            "ExpressionAttributeValues": {":owner": project_id},
+            "FilterExpression": "#status <> :deleted",
+            "ExpressionAttributeNames": {"#owner": "owner", "#status": "status"},
+            "ExpressionAttributeValues": {":owner": project_id, ":deleted": "deleted"},
             "ScanIndexForward": False,
         }
-        if marker is not None:
-            after = self.get(marker, project_id)
-            if after is None:
-                raise NotFoundError(f"The marker {marker} is not an image of this project.")
-            query["ExclusiveStartKey"] = {"id": after.id, "owner": project_id, "created_at": after.created_at}
         images: list[ImageRecord] = []
         while True:
             page = self._table.query(**query)
-            for item in page["Items"]:
-                image = ImageRecord.model_validate(_plain(item))
-                if not filters.matches(image):
-                    continue
-                if len(images) == limit:
-                    return ImagePage(images=images, next_marker=images[-1].id)
-                images.append(image)
+            images.extend(ImageRecord.model_validate(_plain(item)) for item in page["Items"])
             if "LastEvaluatedKey" not in page:
-                return ImagePage(images=images)
+                return images
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def existing(self, image_id: str, project_id: str) -> ImageRecord:
+        """The project's image, unless deleted; NotFoundError otherwise, whoever's it is."""
+        image = self.get(image_id, project_id)
+        if image is None or image.status == "deleted":
+            raise NotFoundError(f"Image {image_id} does not exist.")
+        return image
+
+    def images_counted(self, project_id: str) -> int:
+        """How many of the project's images count against its quota (the Projects table's counter)."""
+        item = self._projects.get_item(Key={"project_id": project_id}, ConsistentRead=True).get("Item") or {}
+        return int(item.get(IMAGES_COUNTED, 0))
+
+    def update_if_unchanged(self, image: ImageRecord, **fields: Any) -> bool:
+        """Set fields of an active image that nobody changed since `image` was read; False when it was changed,
+        or is no longer active (the caller reads it again, or refuses)."""
+        request = self._update_request(image.id, fields)
+        request["ConditionExpression"] = "attribute_exists(id) AND #status = :active AND #read_at = :read_at"
+        request["ExpressionAttributeNames"].update({"#status": "status", "#read_at": "updated_at"})
+        request["ExpressionAttributeValues"].update({":active": "active", ":read_at": image.updated_at})
+        try:
+            self._table.update_item(**request)
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def mark_deleted(self, image: ImageRecord) -> bool:
+        """Mark an `active` or `killed` image `deleted`: it leaves every listing, and an active one gives its place in
+        the project's quota back in the same transaction. False when it was not in the status read (deleted already,
+        or changed meanwhile)."""
+        delete_image = {**self._update_request(image.id, {"status": "deleted"}), "TableName": self._table.name}
+        delete_image["ConditionExpression"] = "attribute_exists(id) AND #status = :read_status"
+        delete_image["ExpressionAttributeNames"]["#status"] = "status"
+        delete_image["ExpressionAttributeValues"][":read_status"] = image.status
+        items: list[dict[str, Any]] = [{"Update": delete_image}]
+        if image.status in COUNTED_STATUSES:
+            items.append(decrement(self._projects.name, image.owner, IMAGES_COUNTED))
+        try:
+            self._table.meta.client.transact_write_items(TransactItems=items)
+        except ClientError as error:
+            if aws.cancelled_by_condition(error, 0):
+                return False
+            raise
+        return True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from diskport.api_models import JobEntities, JobProgressEntities, JobProgressView, JobView
 from diskport.errors import NotFoundError
-from diskport.jobs import Job, JobStore
+from diskport.jobs import ENDED, Job, JobStore
 
 # The step a running job is in, as `current_task` names it.
 TASK_NAMES = {
@@ -42,10 +42,23 @@ def job_progress_view(job: Job) -> JobProgressView:
         entities=JobProgressEntities(
             image_id=job.image_id,
             image_name=_image_name(job),
-            process_percent=job.process_percent,
-            current_task=job.current_task,
+            process_percent=progress_fraction(job),
+            current_task=_current_task(job),
         ),
     )
+
+
+def progress_fraction(job: Job) -> float:
+    """`process_percent` as IMS answers it (querying_the_progress_of_an_asynchronous_job.rst): a fraction of 1,
+    which is 1 exactly once the job has succeeded. The job counts its progress in percent."""
+    return round(min(100.0, max(0.0, job.process_percent)) / 100, 4)
+
+
+def _current_task(job: Job) -> str:
+    # IMS's example of an ended imsImportDataImageJob answers "current_task": "".
+    if job.status in ENDED:
+        return ""
+    return job.current_task or ""
 
 
 def _image_id_when_done(job: Job) -> str | None:

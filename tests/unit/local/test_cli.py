@@ -39,7 +39,7 @@ class AnsweringFunctions:
         elif function == "ListImagesFunction":
             body = {"images": [{"id": "image-1", "status": "active"}]}
         else:
-            body = {"job_id": "0" * 32, "status": "RUNNING", "entities": {"process_percent": 50}}
+            body = {"job_id": "0" * 32, "status": "RUNNING", "entities": {"process_percent": 0.5}}
         return json.dumps({"statusCode": 200, "body": json.dumps(body)}), False
 
 

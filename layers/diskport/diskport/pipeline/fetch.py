@@ -80,7 +80,6 @@ def fetch_source(
     images.update(
         image.id,
         status="saving",
-        disk_format=inspected.format,
         image_size=str(inspected.source.size),
         source_format=inspected.format,
         virtual_size=inspected.virtual_size,
@@ -173,6 +172,7 @@ def _queued_image(job: Job, request: CreateDataImageRequest) -> ImageRecord:
             "__data_origin": f"file,{request.bucket}:{request.object_key}",
             "__system__cmkid": request.cmk_id,
             "tags": [f"{key}.{value}" for key, value in request.tag_pairs()],
+            "enterprise_project_id": request.enterprise_project_id or "0",
             "owner": job.project_id,
             "job_id": job.job_id,
         }

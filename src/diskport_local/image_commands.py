@@ -1,0 +1,114 @@
+"""`diskport image delete|update|tags`: the rest of an image's life, through the same IMS calls as the SDKs.
+
+    diskport image update IMAGE_ID [--name N] [--description D]     PATCH /v2/cloudimages/{image_id}
+    diskport image tags IMAGE_ID [--set KEY=VALUE]... [--unset KEY]...  the image's tags, changed first if asked
+    diskport image delete IMAGE_ID                                    DELETE /v2/images/{image_id}
+
+Each prints what the API answered; `--json` prints it as JSON instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+from diskport_local.server import DEFAULT_PROJECT_ID
+
+
+def add_image_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], remote: argparse.ArgumentParser
+) -> None:
+    """The `image` command and its subcommands, on the CLI's parser."""
+    image_command = commands.add_parser("image", help="update, tag or delete an image")
+    actions = image_command.add_subparsers(dest="image_command", required=True, metavar="ACTION")
+    output = argparse.ArgumentParser(add_help=False)
+    output.add_argument("--json", action="store_true", help="print the API's answer as JSON")
+
+    update = actions.add_parser("update", parents=[remote, output], help="change an active image's name or description")
+    update.add_argument("image_id", metavar="IMAGE_ID")
+    update.add_argument("--name", help="the new name (1-128 characters)")
+    update.add_argument("--description", help="the new description ('' removes it)")
+    update.set_defaults(run=run_update)
+
+    tags = actions.add_parser(
+        "tags", parents=[remote, output], help="show an image's tags, setting or removing some first"
+    )
+    tags.add_argument("image_id", metavar="IMAGE_ID")
+    tags.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="add or change a tag (repeatable)"
+    )
+    tags.add_argument("--unset", action="append", default=[], metavar="KEY", help="remove a tag (repeatable)")
+    tags.add_argument("--project-id", help="the project in the tags path (default: your credentials' project)")
+    tags.set_defaults(run=run_tags)
+
+    delete = actions.add_parser("delete", parents=[remote, output], help="delete an image and its snapshot")
+    delete.add_argument("image_id", metavar="IMAGE_ID")
+    delete.set_defaults(run=run_delete)
+
+
+def run_update(arguments: argparse.Namespace) -> int:
+    from diskport_local.cli import CommandError, target_of
+
+    patch: list[dict[str, Any]] = []
+    if arguments.name is not None:
+        patch.append({"op": "replace", "path": "/name", "value": arguments.name})
+    if arguments.description is not None:
+        if arguments.description == "":
+            patch.append({"op": "remove", "path": "/__description"})
+        else:
+            patch.append({"op": "replace", "path": "/__description", "value": arguments.description})
+    if not patch:
+        raise CommandError("Name what to change: --name and/or --description.")
+    record = target_of(arguments).api.call("PATCH", f"/v2/cloudimages/{arguments.image_id}", body=patch)
+    if arguments.json:
+        _print_json(record)
+    else:
+        print(f"{record['id']}  {record['status']}  {record['name']}  {record.get('__description', '')}".rstrip())
+    return 0
+
+
+def run_tags(arguments: argparse.Namespace) -> int:
+    from diskport_local.cli import CommandError, target_of
+
+    target = target_of(arguments)
+    project_id = arguments.project_id or _project_of(target)
+    path = f"/v2/{project_id}/images/{arguments.image_id}/tags"
+    if arguments.unset:
+        removed = [{"key": key, "value": ""} for key in arguments.unset]
+        target.api.call("POST", f"{path}/action", body={"action": "delete", "tags": removed})
+    if arguments.set:
+        if any("=" not in text for text in arguments.set):
+            raise CommandError("Give each tag to set as KEY=VALUE.")
+        added = [dict(zip(("key", "value"), text.split("=", 1), strict=True)) for text in arguments.set]
+        target.api.call("POST", f"{path}/action", body={"action": "create", "tags": added})
+    answer = target.api.call("GET", path)
+    if arguments.json:
+        _print_json(answer)
+    else:
+        for tag in answer["tags"]:
+            print(f"{tag['key']}={tag['value']}")
+    return 0
+
+
+def run_delete(arguments: argparse.Namespace) -> int:
+    from diskport_local.cli import target_of
+
+    target_of(arguments).api.call("DELETE", f"/v2/images/{arguments.image_id}")
+    if arguments.json:
+        _print_json({"image_id": arguments.image_id, "deleted": True})
+    else:
+        print(f"deleted {arguments.image_id}")
+    return 0
+
+
+def _project_of(target: Any) -> str:
+    """The caller's project: local mode's (LOCAL_PROJECT_ID), or the AWS account of the credentials when deployed."""
+    if target.is_local:
+        return os.environ.get("LOCAL_PROJECT_ID") or DEFAULT_PROJECT_ID
+    return str(target.session.client("sts").get_caller_identity()["Account"])
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
