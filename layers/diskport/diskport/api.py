@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
@@ -13,7 +15,10 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from diskport.api_models import ims_code_of
 from diskport.errors import DiskportError, RequestRejectedError
 from diskport.observability import logger, metrics
-from diskport.projects import project_id_of
+from diskport.projects import project_of_event
+from diskport.signatures import SignatureRejectedError
+
+CALLER_PROJECT = "caller_project"
 
 
 def error_response(error: DiskportError) -> Response[str]:
@@ -24,9 +29,39 @@ def error_response(error: DiskportError) -> Response[str]:
     )
 
 
+class _CallerCheckingResolver(APIGatewayHttpResolver):
+    """Finds (and, with access keys, verifies) the caller's project before any route or validation runs.
+
+    Every route of every API function goes through this, including routes added later: a request whose AK/SK
+    signature does not stand is answered 401 before its body is even parsed, so nothing is written.
+    """
+
+    def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        try:
+            project_id = project_of_event(event)
+        except SignatureRejectedError as refused:
+            logger.warning("Signature refused", extra={"code": refused.code, "reason": refused.log_reason})
+            metrics.add_metric(name="SignaturesRefused", unit="Count", value=1)
+            return _proxy_result(refused)
+        except DiskportError as refused:  # IAM mode without IAM credentials
+            logger.warning("Caller refused", extra={"code": refused.code, "reason": refused.reason})
+            return _proxy_result(refused)
+        self.context[CALLER_PROJECT] = project_id  # cleared by Powertools once the request is answered
+        return super().resolve(event, context)
+
+
+def _proxy_result(error: DiskportError) -> dict[str, Any]:
+    return {
+        "statusCode": error.http_status,
+        "headers": {"Content-Type": content_types.APPLICATION_JSON},
+        "body": json.dumps(error.to_body()),
+        "isBase64Encoded": False,
+    }
+
+
 def make_resolver() -> APIGatewayHttpResolver:
     """An HTTP API resolver whose failures all answer `{"error": {"code": "IMG.xxxx", "message": ...}}`."""
-    app = APIGatewayHttpResolver(enable_validation=True)
+    app = _CallerCheckingResolver(enable_validation=True)
 
     def invalid_request(error: RequestValidationError) -> Response[str]:
         return _rejected(_rejection_of(app.current_event.body, error))
@@ -67,7 +102,9 @@ def make_resolver() -> APIGatewayHttpResolver:
 
 
 def current_project(app: APIGatewayHttpResolver) -> str:
-    return project_id_of(app.current_event.raw_event.get("requestContext") or {})
+    """The caller's project, as the resolver found it before the route ran."""
+    known = app.context.get(CALLER_PROJECT)
+    return str(known) if known is not None else project_of_event(app.current_event.raw_event)
 
 
 def _is_json(content_type: str) -> bool:
