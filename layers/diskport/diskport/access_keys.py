@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from diskport import aws
 from diskport.errors import RequestRejectedError
@@ -55,6 +55,16 @@ class AccessKeyView(BaseModel):
     created_at: str
     last_used_at: str | None = None
     revoked_at: str | None = None
+
+
+class AccessKeyList(BaseModel):
+    access_keys: list[AccessKeyView]
+
+
+class NewAccessKeyRequest(BaseModel):
+    project_id: str = Field(
+        min_length=1, max_length=64, pattern=PROJECT_ID_PATTERN.pattern, description="The project the key signs for."
+    )
 
 
 class CreatedAccessKey(BaseModel):

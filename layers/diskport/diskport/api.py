@@ -15,10 +15,11 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from diskport.api_models import ims_code_of
 from diskport.errors import DiskportError, RequestRejectedError
 from diskport.observability import logger, metrics
-from diskport.projects import project_of_event
+from diskport.projects import operator_of_event, project_of_event
 from diskport.signatures import SignatureRejectedError
 
 CALLER_PROJECT = "caller_project"
+OPERATOR = "operator"
 
 
 def error_response(error: DiskportError) -> Response[str]:
@@ -36,8 +37,13 @@ class _CallerCheckingResolver(APIGatewayHttpResolver):
     signature does not stand is answered 401 before its body is even parsed, so nothing is written.
     """
 
+    for_operators = False
+
     def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         try:
+            if self.for_operators:
+                self.context[OPERATOR] = operator_of_event(event)
+                return super().resolve(event, context)
             project_id = project_of_event(event)
         except SignatureRejectedError as refused:
             logger.warning("Signature refused", extra={"code": refused.code, "reason": refused.log_reason})
@@ -59,9 +65,14 @@ def _proxy_result(error: DiskportError) -> dict[str, Any]:
     }
 
 
-def make_resolver() -> APIGatewayHttpResolver:
-    """An HTTP API resolver whose failures all answer `{"error": {"code": "IMG.xxxx", "message": ...}}`."""
+def make_resolver(*, for_operators: bool = False) -> APIGatewayHttpResolver:
+    """An HTTP API resolver whose failures all answer `{"error": {"code": "IMG.xxxx", "message": ...}}`.
+
+    Its routes serve projects (the caller's project is found, or its signature verified, first); with
+    `for_operators` they serve the stack's operator instead (IAM-signed callers, whatever the Authentication).
+    """
     app = _CallerCheckingResolver(enable_validation=True)
+    app.for_operators = for_operators
 
     def invalid_request(error: RequestValidationError) -> Response[str]:
         return _rejected(_rejection_of(app.current_event.body, error))

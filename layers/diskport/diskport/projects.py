@@ -54,6 +54,17 @@ def project_of_event(event: Mapping[str, Any], settings: Settings | None = None)
     return project_id
 
 
+def operator_of_event(event: Mapping[str, Any], settings: Settings | None = None) -> str:
+    """Who calls an operator route (access keys): the IAM principal, or "local" in local mode."""
+    settings = settings or get_settings()
+    if settings.operator_auth == "open":
+        return "local"
+    iam = ((event.get("requestContext") or {}).get("authorizer") or {}).get("iam") or {}
+    if not iam.get("accountId"):
+        raise UnauthenticatedError("Access keys are managed with IAM credentials (SigV4), not with an access key.")
+    return str(iam.get("userArn") or iam["accountId"])
+
+
 def bucket_owner_for(project_id: str, settings: Settings | None = None) -> str | None:
     """The AWS account that must own a bucket this project imports from: the project itself, deployed.
 

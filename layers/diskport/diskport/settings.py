@@ -48,6 +48,9 @@ class Settings(BaseModel):
     access_keys_kms_key: str = Field("alias/diskport-access-keys", alias="ACCESS_KEYS_KMS_KEY")
     signature_max_skew_seconds: float = Field(900, alias="SIGNATURE_MAX_SKEW_SECONDS", gt=0)
     access_key_cache_seconds: float = Field(10, alias="ACCESS_KEY_CACHE_SECONDS", ge=0)
+    # Who may create, list and revoke access keys: "iam" - callers signed in with IAM (API Gateway's IAM
+    # authorizer guards those routes); "open" - anyone reaching the API (local mode, which listens on loopback).
+    operator_auth: Literal["iam", "open"] = Field("iam", alias="OPERATOR_AUTH")
 
 
 @cache
