@@ -6,6 +6,7 @@
     diskport images [--id ID]                        the project's images
     diskport export IMAGE_ID FILE                    the image's snapshot, written out as a raw disk
     diskport sam-env                                 env.json for `sam local` against local mode's emulator
+    diskport access-key create|list|revoke           IMS access keys (AK/SK), see access_key_commands.py
 
 Commands talk to local mode (http://127.0.0.1:3000, AWS emulator on :5000) unless `--endpoint` (or
 DISKPORT_ENDPOINT) names a deployed stack; requests to a deployed stack are signed with SigV4 using the
@@ -29,6 +30,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from diskport.errors import DiskportError
 
+from diskport_local.access_key_commands import add_access_key_commands
 from diskport_local.client import ApiClient, SigV4Signer, region_of_endpoint
 from diskport_local.export import export_snapshot
 from diskport_local.progress import ProgressBar
@@ -98,6 +100,7 @@ def run_serve(arguments: argparse.Namespace) -> int:
             aws_port=arguments.aws_port if arguments.aws_port is not None else defaults.aws_port,
             project_id=arguments.project_id or defaults.project_id,
             verbose=arguments.verbose,
+            auth=arguments.auth or defaults.auth,
         )
     )
 
@@ -260,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve_command.add_argument("--aws-port", type=int, help=f"the emulator's port (LOCAL_AWS_PORT, {DEFAULT_AWS_PORT})")
     serve_command.add_argument("--project-id", help="the project every caller acts for (LOCAL_PROJECT_ID)")
     serve_command.add_argument("--verbose", action="store_true", help="also log every emulated AWS call")
+    serve_command.add_argument(
+        "--auth", choices=["open", "aksk"], help="aksk: require IMS AK/SK signatures, as deployed (LOCAL_AUTH, open)"
+    )
     serve_command.set_defaults(run=run_serve)
 
     import_command = commands.add_parser("import", parents=[remote], help="import a virtual disk file as a data image")
@@ -293,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--aws-endpoint", default=DOCKER_HOST_AWS_ENDPOINT, help="local mode's AWS emulator as containers reach it"
     )
     sam_env_command.set_defaults(run=run_sam_env)
+    add_access_key_commands(commands, remote, target_of)
     return parser
 
 

@@ -42,7 +42,8 @@ def provision(stack: LocalStack, session: boto3.session.Session | None = None, *
     for spec in stack.resources_of_type("AWS::KMS::Alias").values():
         target = spec["Properties"]["TargetKeyId"]["Ref"]
         clients.get("kms").create_alias(
-            AliasName=str(stack.resolve(spec["Properties"]["AliasName"])), TargetKeyId=keys[target]["KeyMetadata"]["KeyId"]
+            AliasName=str(stack.resolve(spec["Properties"]["AliasName"])),
+            TargetKeyId=keys[target]["KeyMetadata"]["KeyId"],
         )
     if any(stack.resources_of_type("AWS::Serverless::Function")):
         _create_functions(clients.get("lambda"), clients.get("iam"), stack)
