@@ -31,7 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from diskport.errors import DiskportError
 
 from diskport_local.access_key_commands import add_access_key_commands
-from diskport_local.client import ApiClient, SigV4Signer, region_of_endpoint
+from diskport_local.client import AkSkSigner, ApiClient, SigV4Signer, region_of_endpoint
 from diskport_local.export import export_snapshot
 from diskport_local.progress import ProgressBar
 from diskport_local.sam_env import DOCKER_HOST_AWS_ENDPOINT, env_json
@@ -71,6 +71,7 @@ class Target:
 
 def target_of(arguments: argparse.Namespace) -> Target:
     endpoint = arguments.endpoint or os.environ.get("DISKPORT_ENDPOINT")
+    access_key_signer = _access_key_signer()
     if endpoint:
         region = arguments.region or region_of_endpoint(endpoint) or boto3.session.Session().region_name
         if not region:
@@ -79,6 +80,8 @@ def target_of(arguments: argparse.Namespace) -> Target:
         credentials = session.get_credentials()
         if credentials is None:
             raise CommandError("No AWS credentials found to sign requests to the deployed stack.")
+        if access_key_signer is not None and not _is_operator_command(arguments):
+            return Target(ApiClient(endpoint, access_key_signer), session, arguments.aws_endpoint, False)
         return Target(ApiClient(endpoint, SigV4Signer(credentials, region)), session, arguments.aws_endpoint, False)
     api_port = int(os.environ.get("LOCAL_API_PORT") or DEFAULT_API_PORT)
     aws_port = int(os.environ.get("LOCAL_AWS_PORT") or DEFAULT_AWS_PORT)
@@ -88,7 +91,22 @@ def target_of(arguments: argparse.Namespace) -> Target:
         region_name=LOCAL_REGION,
     )
     aws_endpoint = arguments.aws_endpoint or f"http://{LOCAL_HOST}:{aws_port}"
-    return Target(ApiClient(f"http://{LOCAL_HOST}:{api_port}"), session, aws_endpoint, True)
+    signer = None if _is_operator_command(arguments) else access_key_signer
+    return Target(ApiClient(f"http://{LOCAL_HOST}:{api_port}", signer), session, aws_endpoint, True)
+
+
+def _access_key_signer() -> AkSkSigner | None:
+    """An IMS access key from DISKPORT_ACCESS_KEY, DISKPORT_SECRET_KEY and DISKPORT_PROJECT_ID, when all are set."""
+    names = ("DISKPORT_ACCESS_KEY", "DISKPORT_SECRET_KEY", "DISKPORT_PROJECT_ID")
+    values = [os.environ.get(name) for name in names]
+    if not all(values):
+        return None
+    return AkSkSigner(*(str(value) for value in values))
+
+
+def _is_operator_command(arguments: argparse.Namespace) -> bool:
+    """access-key commands are the operator's: never signed with an access key."""
+    return getattr(arguments, "command", None) == "access-key"
 
 
 # ---------------------------------------------------------------------------------------------- commands

@@ -312,3 +312,31 @@ def test_two_keys_of_two_projects_cannot_see_change_or_delete_each_others_jobs_a
     assert a_view() == before
     listed_by_b = signed_call(verifying_local_mode, key_b, "GET", "/v2/cloudimages")
     assert all(image["owner"] == PROJECT_B for image in listed_by_b.body["images"])
+
+
+def test_the_cli_signs_with_an_access_key_from_its_environment(
+    verifying_local_mode: LocalModeProcess, key_a: dict[str, str], sample_disk: SampleDisk
+) -> None:
+    # Given the key in the environment, as a user of a verifying stack sets it
+    signed_as_a = {
+        "DISKPORT_ACCESS_KEY": key_a["access_key"],
+        "DISKPORT_SECRET_KEY": key_a["secret_key"],
+        "DISKPORT_PROJECT_ID": PROJECT_A,
+    }
+    cli = LocalModeProcess(
+        verifying_local_mode.api_url,
+        verifying_local_mode.aws_url,
+        {**verifying_local_mode.environment, **signed_as_a},
+        verifying_local_mode.log,
+    )
+    # When the CLI imports a file and lists the project's images
+    imported = cli.cli("import", str(sample_disk.qcow2), "--name", "cli-signed", "--min-disk", "40", "--wait")
+    assert imported.returncode == 0, imported.stderr
+    image_id = json.loads(imported.stdout)["entities"]["image_id"]
+    listed = cli.cli("images", "--id", image_id)
+    # Then both were accepted as project A's
+    assert listed.returncode == 0, listed.stderr
+    assert [(image["id"], image["owner"]) for image in json.loads(listed.stdout)] == [(image_id, PROJECT_A)]
+    # and without the key the same command is refused
+    refused = verifying_local_mode.cli("images")
+    assert refused.returncode == 1 and "APIGW.0301" in refused.stderr
