@@ -33,7 +33,7 @@ qemu-img: ## tests build their disk images with qemu-img (Debian/Ubuntu package 
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq qemu-utils; }
 
-run: setup ## local mode in the foreground: the API on 127.0.0.1:3000, the AWS emulator on :5000 (LOCAL_API_PORT, LOCAL_AWS_PORT)
+run: setup ## local mode in the foreground: the API on 127.0.0.1:3000, the AWS emulator on :5000 (LOCAL_API_PORT, LOCAL_AWS_PORT); LOCAL_AUTH=aksk verifies IMS AK/SK signatures
 	$(BIN)/diskport serve
 
 demo: setup ## import a sample image through the CLI, export it, and compare the bytes (starts local mode if none runs)

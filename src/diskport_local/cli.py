@@ -8,6 +8,7 @@
     diskport image update|tags|delete IMAGE_ID       change, tag or delete an image (image_commands.py)
     diskport sam-env                                 env.json for `sam local` against local mode's emulator
     diskport smoke                                   import a generated disk, compare its snapshot, delete it all
+    diskport access-key create|list|revoke           IMS access keys (AK/SK), see access_key_commands.py
 
 Commands talk to local mode (http://127.0.0.1:3000, AWS emulator on :5000) unless `--endpoint` (or
 DISKPORT_ENDPOINT) names a deployed stack; requests to a deployed stack are signed with SigV4 using the
@@ -31,7 +32,8 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from diskport.errors import DiskportError
 
-from diskport_local.client import ApiClient, SigV4Signer, region_of_endpoint
+from diskport_local.access_key_commands import add_access_key_commands
+from diskport_local.client import AkSkSigner, ApiClient, SigV4Signer, region_of_endpoint
 from diskport_local.export import export_snapshot
 from diskport_local.image_commands import add_image_commands
 from diskport_local.progress import ProgressBar
@@ -73,6 +75,7 @@ class Target:
 
 def target_of(arguments: argparse.Namespace) -> Target:
     endpoint = arguments.endpoint or os.environ.get("DISKPORT_ENDPOINT")
+    access_key_signer = _access_key_signer()
     if endpoint:
         region = arguments.region or region_of_endpoint(endpoint) or boto3.session.Session().region_name
         if not region:
@@ -81,6 +84,8 @@ def target_of(arguments: argparse.Namespace) -> Target:
         credentials = session.get_credentials()
         if credentials is None:
             raise CommandError("No AWS credentials found to sign requests to the deployed stack.")
+        if access_key_signer is not None and not _is_operator_command(arguments):
+            return Target(ApiClient(endpoint, access_key_signer), session, arguments.aws_endpoint, False)
         return Target(ApiClient(endpoint, SigV4Signer(credentials, region)), session, arguments.aws_endpoint, False)
     api_port = int(os.environ.get("LOCAL_API_PORT") or DEFAULT_API_PORT)
     aws_port = int(os.environ.get("LOCAL_AWS_PORT") or DEFAULT_AWS_PORT)
@@ -90,7 +95,22 @@ def target_of(arguments: argparse.Namespace) -> Target:
         region_name=LOCAL_REGION,
     )
     aws_endpoint = arguments.aws_endpoint or f"http://{LOCAL_HOST}:{aws_port}"
-    return Target(ApiClient(f"http://{LOCAL_HOST}:{api_port}"), session, aws_endpoint, True)
+    signer = None if _is_operator_command(arguments) else access_key_signer
+    return Target(ApiClient(f"http://{LOCAL_HOST}:{api_port}", signer), session, aws_endpoint, True)
+
+
+def _access_key_signer() -> AkSkSigner | None:
+    """An IMS access key from DISKPORT_ACCESS_KEY, DISKPORT_SECRET_KEY and DISKPORT_PROJECT_ID, when all are set."""
+    names = ("DISKPORT_ACCESS_KEY", "DISKPORT_SECRET_KEY", "DISKPORT_PROJECT_ID")
+    values = [os.environ.get(name) for name in names]
+    if not all(values):
+        return None
+    return AkSkSigner(*(str(value) for value in values))
+
+
+def _is_operator_command(arguments: argparse.Namespace) -> bool:
+    """access-key commands are the operator's: never signed with an access key."""
+    return getattr(arguments, "command", None) == "access-key"
 
 
 # ---------------------------------------------------------------------------------------------- commands
@@ -102,6 +122,7 @@ def run_serve(arguments: argparse.Namespace) -> int:
             aws_port=arguments.aws_port if arguments.aws_port is not None else defaults.aws_port,
             project_id=arguments.project_id or defaults.project_id,
             verbose=arguments.verbose,
+            auth=arguments.auth or defaults.auth,
         )
     )
 
@@ -265,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve_command.add_argument("--aws-port", type=int, help=f"the emulator's port (LOCAL_AWS_PORT, {DEFAULT_AWS_PORT})")
     serve_command.add_argument("--project-id", help="the project every caller acts for (LOCAL_PROJECT_ID)")
     serve_command.add_argument("--verbose", action="store_true", help="also log every emulated AWS call")
+    serve_command.add_argument(
+        "--auth", choices=["open", "aksk"], help="aksk: require IMS AK/SK signatures, as deployed (LOCAL_AUTH, open)"
+    )
     serve_command.set_defaults(run=run_serve)
 
     import_command = commands.add_parser("import", parents=[remote], help="import a virtual disk file as a data image")
@@ -301,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sam_env_command.set_defaults(run=run_sam_env)
     add_smoke_command(commands, remote)
+    add_access_key_commands(commands, remote, target_of)
     return parser
 
 

@@ -11,13 +11,15 @@ import json
 import re
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from diskport.errors import DiskportError, ServiceUnavailableError
+from diskport.signatures import DATE_FORMAT, SignedRequest, signature_of
 
 _REGION_IN_API_HOST = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com")
 
@@ -40,10 +42,35 @@ class SigV4Signer:
         return dict(request.headers.items())
 
 
+class AkSkSigner:
+    """Signs requests with an IMS access key (SDK-HMAC-SHA256), as the Huawei Cloud SDKs do."""
+
+    def __init__(self, access_key: str, secret_key: str, project_id: str) -> None:
+        self._access_key, self._secret_key, self._project_id = access_key, secret_key, project_id
+
+    def signed_headers(self, method: str, url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
+        split = urlsplit(url)
+        signed = {
+            **{name.lower(): value for name, value in headers.items()},
+            "host": split.netloc,
+            "x-project-id": self._project_id,
+            "x-sdk-date": datetime.now(UTC).strftime(DATE_FORMAT),
+        }
+        names = sorted(signed)
+        request = SignedRequest(method, unquote(split.path or "/"), split.query, signed, body)
+        signature = signature_of(request, names, signed["x-sdk-date"], self._secret_key)
+        authorization = (
+            f"SDK-HMAC-SHA256 Access={self._access_key}, SignedHeaders={';'.join(names)}, Signature={signature}"
+        )
+        return {**signed, "authorization": authorization}
+
+
 class ApiClient:
     """The IMS calls diskport serves, over HTTP."""
 
-    def __init__(self, endpoint: str, signer: SigV4Signer | None = None, timeout_seconds: float = 30) -> None:
+    def __init__(
+        self, endpoint: str, signer: SigV4Signer | AkSkSigner | None = None, timeout_seconds: float = 30
+    ) -> None:
         self.endpoint = endpoint.rstrip("/")
         self._signer = signer
         self._timeout = timeout_seconds

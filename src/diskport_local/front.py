@@ -85,7 +85,7 @@ class ApiFront:
             )
         event = http_api_event(
             route,
-            path=path,
+            path=unquote(path),  # API Gateway's HTTP API hands functions the path percent-decoded
             path_parameters=path_parameters or None,
             query=_query_parameters(raw_query),
             raw_query=raw_query,

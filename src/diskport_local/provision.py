@@ -35,6 +35,16 @@ def provision(stack: LocalStack, session: boto3.session.Session | None = None, *
             _create_queue(clients.get("sqs"), stack, logical_id)
     for logical_id in stack.resources_of_type("AWS::S3::Bucket"):
         _create_bucket(clients.get("s3"), stack, logical_id)
+    keys = {
+        logical_id: clients.get("kms").create_key(Description=str(spec["Properties"].get("Description", "")))
+        for logical_id, spec in stack.resources_of_type("AWS::KMS::Key").items()
+    }
+    for spec in stack.resources_of_type("AWS::KMS::Alias").values():
+        target = spec["Properties"]["TargetKeyId"]["Ref"]
+        clients.get("kms").create_alias(
+            AliasName=str(stack.resolve(spec["Properties"]["AliasName"])),
+            TargetKeyId=keys[target]["KeyMetadata"]["KeyId"],
+        )
     if any(stack.resources_of_type("AWS::Serverless::Function")):
         _create_functions(clients.get("lambda"), clients.get("iam"), stack)
     for logical_id in stack.resources_of_type("AWS::Serverless::StateMachine"):

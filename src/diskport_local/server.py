@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from types import FrameType
-from typing import Any
+from typing import Any, Literal
 
 from diskport import aws
 from diskport.observability import logger
@@ -53,15 +53,32 @@ class LocalModeOptions:
     project_id: str = DEFAULT_PROJECT_ID
     # Keep the emulator's own logs: every AWS call, and the interpreter's account of each failed state.
     verbose: bool = False
+    # "open": every caller acts for project_id. "aksk": every request must carry an IMS AK/SK signature of a key
+    # made with `diskport access-key create`, and acts for that key's project, as a stack deployed with
+    # Authentication=AccessKey does.
+    auth: Literal["open", "aksk"] = "open"
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> LocalModeOptions:
-        """LOCAL_API_PORT, LOCAL_AWS_PORT and LOCAL_PROJECT_ID, each optional."""
+        """LOCAL_API_PORT, LOCAL_AWS_PORT, LOCAL_PROJECT_ID and LOCAL_AUTH (open or aksk), each optional."""
         return cls(
             api_port=int(environ.get("LOCAL_API_PORT") or DEFAULT_API_PORT),
             aws_port=int(environ.get("LOCAL_AWS_PORT") or DEFAULT_AWS_PORT),
             project_id=environ.get("LOCAL_PROJECT_ID") or DEFAULT_PROJECT_ID,
+            auth=local_auth_of(environ.get("LOCAL_AUTH") or "open"),
         )
+
+
+def local_auth_of(text: str) -> Literal["open", "aksk"]:
+    if text not in ("open", "aksk"):
+        raise ValueError(f"LOCAL_AUTH is open or aksk, not {text!r}")
+    return "aksk" if text == "aksk" else "open"
+
+
+def access_key_environment() -> dict[str, str]:
+    """What local mode sets on top of local_environment when it verifies AK/SK signatures."""
+    # The operator's key routes are IAM-guarded when deployed; local mode has no IAM and listens on loopback only.
+    return {"PROJECT_ID_SOURCE": "access_key", "OPERATOR_AUTH": "open"}
 
 
 class ConflictingEnvironmentError(RuntimeError):
@@ -132,6 +149,12 @@ class LocalMode:
     _pollers: list[SqsPoller] = field(default_factory=list)
     _watchers: list[ExecutionStatusWatcher] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if self.options.auth == "aksk" and "Authentication" not in self.stack.parameters:
+            self.stack = LocalStack(
+                stack_name=self.stack.stack_name, parameters={**self.stack.parameters, "Authentication": "AccessKey"}
+            )
+
     def start(self) -> None:
         from moto.server import ThreadedMotoServer  # the emulator is a development dependency
 
@@ -148,6 +171,8 @@ class LocalMode:
         aws_port = int(self._moto_server.get_host_and_port()[1])  # the one the system chose, for port 0
         self.aws_url = f"http://{LOCAL_HOST}:{aws_port}"
         os.environ.update(local_environment(self.stack, self.options.project_id, self.aws_url, aws_port))
+        if self.options.auth == "aksk":
+            os.environ.update(access_key_environment())
         get_settings.cache_clear()
         aws.forget_clients()
 
@@ -203,6 +228,22 @@ class LocalMode:
             if (api_port, aws_port) == (str(DEFAULT_API_PORT), str(DEFAULT_AWS_PORT))
             else f"LOCAL_API_PORT={api_port} LOCAL_AWS_PORT={aws_port} "
         )
+        if self.options.auth == "aksk":
+            return "\n".join(
+                [
+                    "diskport local mode is running (Ctrl-C stops it), verifying IMS AK/SK signatures.",
+                    f"  IMS API        {self.api_url}    OpenAPI: {self.api_url}/openapi.json",
+                    f"  AWS emulator   {self.aws_url}    S3, DynamoDB, SQS, KMS, EBS, Step Functions (moto)",
+                    "  projects       each access key's own; unsigned requests are refused (401)",
+                    "",
+                    "Make a first access key (its secret is shown once):",
+                    f"  {cli_ports}.venv/bin/diskport access-key create --project {self.options.project_id}",
+                    "then sign with it as IMS clients do, e.g. the Python SDK:",
+                    "  BasicCredentials(ACCESS_KEY, SECRET_KEY, PROJECT_ID) and ImsClient...with_endpoints"
+                    f"(['{self.api_url}'])",
+                    f"  {cli_ports}.venv/bin/diskport access-key list     # ids, projects, created, last used",
+                ]
+            )
         return "\n".join(
             [
                 "diskport local mode is running (Ctrl-C stops it).",

@@ -1,7 +1,7 @@
 """Read `template.yaml` and resolve it for a local stack: names, ARNs, environments and resources.
 
 The CloudFormation intrinsics the template uses (Ref, Fn::Sub, Fn::GetAtt, Fn::Join, Fn::Split, Fn::Select, Fn::If,
-Fn::Not, Fn::Equals) are resolved against local names, so tests and local mode create exactly the
+Fn::Not, Fn::Equals, Fn::FindInMap) are resolved against local names, so tests and local mode create exactly the
 tables, buckets, queues, functions and state machine the template declares.
 """
 
@@ -67,7 +67,12 @@ class LocalStack:
 
     @property
     def resources(self) -> dict[str, dict[str, Any]]:
-        return dict(self.template["Resources"])
+        """The resources this stack has: those whose Condition is false under its parameters are left out."""
+        return {
+            name: spec
+            for name, spec in self.template["Resources"].items()
+            if "Condition" not in spec or self.condition(spec["Condition"])
+        }
 
     def resources_of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
         return {name: spec for name, spec in self.resources.items() if spec["Type"] == resource_type}
@@ -98,6 +103,8 @@ class LocalStack:
             return f"arn:aws:s3:::{name}"
         if kind == "AWS::DynamoDB::Table":
             return f"{prefix.format('dynamodb')}:table/{name}"
+        if kind == "AWS::KMS::Key":
+            return f"{prefix.format('kms')}:key/{name}"
         if kind == "AWS::Serverless::LayerVersion":
             return f"{prefix.format('lambda')}:layer:{name}:1"
         return f"{prefix.format('cloudformation')}:{kind}/{name}"
@@ -185,6 +192,9 @@ class LocalStack:
             return left == right
         if key == "Condition":
             return self.condition(argument)
+        if key == "Fn::FindInMap":
+            map_name, top_key, second_key = self.resolve(argument[:3])
+            return self.template["Mappings"][map_name][top_key][second_key]
         return {key: self.resolve(argument)}
 
     def _substitute(self, expression: str, variables: dict[str, Any]) -> str:

@@ -16,7 +16,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from diskport.api_models import ims_code_of
 from diskport.errors import DiskportError, RequestRejectedError
 from diskport.observability import logger, metrics
-from diskport.projects import project_id_of
+from diskport.projects import operator_of_event, project_of_event
+from diskport.signatures import SignatureRejectedError
+
+CALLER_PROJECT = "caller_project"
+OPERATOR = "operator"
 
 
 def error_response(error: DiskportError) -> Response[str]:
@@ -31,23 +35,59 @@ REQUEST_ID_HEADER = "X-Request-Id"
 
 
 class ImsResolver(APIGatewayHttpResolver):
-    """The HTTP API resolver, answering every response with the `X-Request-Id` header IMS sends.
+    """The HTTP API resolver: finds (and, with access keys, verifies) the caller first; answers `X-Request-Id`.
 
-    Its value is the Lambda request id, which the logger also writes on every line (`function_request_id`), so a
-    request id an SDK reports (its exceptions' `request_id`) finds the request's logs.
+    Every route of every API function goes through this, including routes added later: a request whose AK/SK
+    signature does not stand is answered 401 before its body is even parsed, so nothing is written.
+
+    Every answer, a refusal included, carries the `X-Request-Id` header IMS sends. Its value is the Lambda request
+    id, which the logger also writes on every line (`function_request_id`), so a request id an SDK reports (its
+    exceptions' `request_id`) finds the request's logs.
     """
 
+    for_operators = False
+
     def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
-        result = super().resolve(event, context)
+        result = self._resolve_for_caller(event, context)
         request_id = getattr(context, "aws_request_id", None)
         if request_id:
             result.setdefault("headers", {})[REQUEST_ID_HEADER] = str(request_id)
         return result
 
+    def _resolve_for_caller(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        try:
+            if self.for_operators:
+                self.context[OPERATOR] = operator_of_event(event)
+                return super().resolve(event, context)
+            project_id = project_of_event(event)
+        except SignatureRejectedError as refused:
+            logger.warning("Signature refused", extra={"code": refused.code, "reason": refused.log_reason})
+            metrics.add_metric(name="SignaturesRefused", unit="Count", value=1)
+            return _proxy_result(refused)
+        except DiskportError as refused:  # IAM mode without IAM credentials
+            logger.warning("Caller refused", extra={"code": refused.code, "reason": refused.reason})
+            return _proxy_result(refused)
+        self.context[CALLER_PROJECT] = project_id  # cleared by Powertools once the request is answered
+        return super().resolve(event, context)
 
-def make_resolver() -> APIGatewayHttpResolver:
-    """An HTTP API resolver whose failures all answer `{"error": {"code": "IMG.xxxx", "message": ...}}`."""
+
+def _proxy_result(error: DiskportError) -> dict[str, Any]:
+    return {
+        "statusCode": error.http_status,
+        "headers": {"Content-Type": content_types.APPLICATION_JSON},
+        "body": json.dumps(error.to_body()),
+        "isBase64Encoded": False,
+    }
+
+
+def make_resolver(*, for_operators: bool = False) -> APIGatewayHttpResolver:
+    """An HTTP API resolver whose failures all answer `{"error": {"code": "IMG.xxxx", "message": ...}}`.
+
+    Its routes serve projects (the caller's project is found, or its signature verified, first); with
+    `for_operators` they serve the stack's operator instead (IAM-signed callers, whatever the Authentication).
+    """
     app = ImsResolver(enable_validation=True)
+    app.for_operators = for_operators
 
     def invalid_request(error: RequestValidationError) -> Response[str]:
         return _rejected(_rejection_of(app.current_event.body, error))
@@ -88,7 +128,9 @@ def make_resolver() -> APIGatewayHttpResolver:
 
 
 def current_project(app: APIGatewayHttpResolver) -> str:
-    return project_id_of(app.current_event.raw_event.get("requestContext") or {})
+    """The caller's project, as the resolver found it before the route ran."""
+    known = app.context.get(CALLER_PROJECT)
+    return str(known) if known is not None else project_of_event(app.current_event.raw_event)
 
 
 def _is_json(content_type: str) -> bool:

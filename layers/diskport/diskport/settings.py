@@ -28,7 +28,8 @@ class Settings(BaseModel):
     max_private_images: int = Field(50, alias="MAX_PRIVATE_IMAGES", ge=1)
     # "iam": the project is the AWS account of the SigV4-signed caller (deployed, IAM auth).
     # "local": every caller is LOCAL_PROJECT_ID (local mode, sam local).
-    project_id_source: Literal["iam", "local"] = Field("iam", alias="PROJECT_ID_SOURCE")
+    # "access_key": every request carries an IMS AK/SK signature; the project is the access key's (signatures.py).
+    project_id_source: Literal["iam", "local", "access_key"] = Field("iam", alias="PROJECT_ID_SOURCE")
     local_project_id: str = Field("0123456789abcdef0123456789abcdef", alias="LOCAL_PROJECT_ID")
     # The project that owns imports started by uploads to the watched bucket (the stack's account).
     upload_project_id: str = Field("0123456789abcdef0123456789abcdef", alias="UPLOAD_PROJECT_ID")
@@ -43,6 +44,15 @@ class Settings(BaseModel):
     snapshot_puts_per_second: float = Field(900, alias="SNAPSHOT_PUTS_PER_SECOND", gt=0)
     snapshot_wait_seconds: float = Field(600, alias="SNAPSHOT_WAIT_SECONDS", ge=0)
     retry_base_seconds: float = Field(0.5, alias="RETRY_BASE_SECONDS", ge=0)
+    # IMS access keys (access_keys.py): their table, the KMS key their secrets are sealed under, how far the
+    # X-Sdk-Date of a signed request may be from now, and how long a function instance keeps a key it looked up.
+    access_keys_table: str = Field("diskport-access-keys", alias="ACCESS_KEYS_TABLE")
+    access_keys_kms_key: str = Field("alias/diskport-access-keys", alias="ACCESS_KEYS_KMS_KEY")
+    signature_max_skew_seconds: float = Field(900, alias="SIGNATURE_MAX_SKEW_SECONDS", gt=0)
+    access_key_cache_seconds: float = Field(10, alias="ACCESS_KEY_CACHE_SECONDS", ge=0)
+    # Who may create, list and revoke access keys: "iam" - callers signed in with IAM (API Gateway's IAM
+    # authorizer guards those routes); "open" - anyone reaching the API (local mode, which listens on loopback).
+    operator_auth: Literal["iam", "open"] = Field("iam", alias="OPERATOR_AUTH")
 
     @property
     def source_bucket_names(self) -> frozenset[str]:

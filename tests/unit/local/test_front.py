@@ -61,7 +61,8 @@ def test_a_request_becomes_the_http_api_proxy_event_api_gateway_would_send() -> 
     assert function == "GetJobFunction"
     assert event["version"] == "2.0"
     assert event["routeKey"] == "GET /v1/{project_id}/jobs/{job_id}"
-    assert event["rawPath"] == "/v1/my%20project/jobs/abc"
+    # (an HTTP API hands functions the path percent-decoded, rawPath included: the AK/SK verifier relies on it)
+    assert event["rawPath"] == "/v1/my project/jobs/abc"
     assert event["pathParameters"] == {"project_id": "my project", "job_id": "abc"}
     assert event["rawQueryString"] == "x=1&x=2&y="
     assert event["queryStringParameters"] == {"x": "1,2", "y": ""}

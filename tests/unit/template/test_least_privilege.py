@@ -8,6 +8,7 @@ A template change that grows a wildcard fails this test, and so the build.
 from __future__ import annotations
 
 import copy
+import json
 import re
 from typing import Any
 
@@ -31,17 +32,56 @@ class _NoManagedPolicies:
         return {}
 
 
+AUTHENTICATION_MODES = ["AwsIam", "AccessKey"]
+
+
+def with_language_extensions(value: Any, stack: LocalStack) -> Any:
+    """The template as AWS::LanguageExtensions hands it to SAM: each Fn::FindInMap replaced by its value."""
+    if isinstance(value, list):
+        return [with_language_extensions(item, stack) for item in value]
+    if isinstance(value, dict):
+        if list(value) == ["Fn::FindInMap"]:
+            return stack.resolve(value)
+        return {key: with_language_extensions(inner, stack) for key, inner in value.items()}
+    return value
+
+
+def chosen(value: Any, stack: LocalStack) -> Any:
+    """A value with CloudFormation's Fn::If decided under the stack's parameters (AWS::NoValue dropped)."""
+    if isinstance(value, list):
+        return [chosen(item, stack) for item in value if chosen(item, stack) is not None]
+    if isinstance(value, dict):
+        if list(value) == ["Fn::If"]:
+            condition, when_true, when_false = value["Fn::If"]
+            return chosen(when_true if stack.condition(condition) else when_false, stack)
+        if value == {"Ref": "AWS::NoValue"}:
+            return None
+        return {key: chosen(inner, stack) for key, inner in value.items()}
+    return value
+
+
+@pytest.fixture(scope="module", params=AUTHENTICATION_MODES)
+def authentication(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def deployed_roles(monkeypatch_module: pytest.MonkeyPatch) -> dict[str, dict[str, Any]]:
+def deployed_roles(monkeypatch_module: pytest.MonkeyPatch, authentication: str) -> dict[str, dict[str, Any]]:
+    """The IAM roles of a stack deployed with this Authentication, conditions decided."""
     monkeypatch_module.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    template = copy.deepcopy(load_template())
+    stack = LocalStack(parameters={"Authentication": authentication})
+    template = with_language_extensions(copy.deepcopy(load_template()), stack)
     for resource in template["Resources"].values():
         properties = resource.get("Properties", {})
         for local_path in ("CodeUri", "DefinitionUri", "ContentUri"):
             if local_path in properties:  # sam package would upload these; the transform wants S3 URIs
                 properties[local_path] = "s3://artifacts/placeholder.zip"
-    transformed = transform(template, {}, _NoManagedPolicies())
-    return {name: spec for name, spec in transformed["Resources"].items() if spec["Type"] == "AWS::IAM::Role"}
+    transformed = transform(template, {"Authentication": authentication}, _NoManagedPolicies())
+    return {
+        name: chosen(spec, stack)
+        for name, spec in transformed["Resources"].items()
+        if spec["Type"] == "AWS::IAM::Role" and ("Condition" not in spec or stack.condition(spec["Condition"]))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -62,11 +102,11 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def test_every_function_and_the_state_machine_have_a_role(deployed_roles: dict[str, Any]) -> None:
-    template = load_template()
+def test_every_function_and_the_state_machine_have_a_role(deployed_roles: dict[str, Any], authentication: str) -> None:
+    stack = LocalStack(parameters={"Authentication": authentication})
     expected = {
         f"{name}Role"
-        for name, spec in template["Resources"].items()
+        for name, spec in stack.resources.items()
         if spec["Type"] in ("AWS::Serverless::Function", "AWS::Serverless::StateMachine")
     }
     assert expected <= set(deployed_roles)
@@ -96,10 +136,10 @@ def test_only_known_managed_policies_are_attached(deployed_roles: dict[str, Any]
 
 @pytest.mark.parametrize("source_buckets", [[""], ["images-a"], ["images-a", "images-b"]])
 def test_functions_read_only_the_buckets_named_by_the_source_buckets_parameter(
-    deployed_roles: dict[str, Any], source_buckets: list[str]
+    deployed_roles: dict[str, Any], source_buckets: list[str], authentication: str
 ) -> None:
     # Given a stack deployed with these SourceBuckets
-    stack = LocalStack(parameters={"SourceBuckets": source_buckets})  # type: ignore[dict-item]
+    stack = LocalStack(parameters={"SourceBuckets": source_buckets, "Authentication": authentication})  # type: ignore[dict-item]
     own_buckets = {stack.physical_name(name) for name in stack.resources_of_type("AWS::S3::Bucket")}
     allowed = own_buckets | {name for name in source_buckets if name}
 
@@ -145,8 +185,10 @@ def test_no_role_may_change_a_buckets_configuration_or_acls(deployed_roles: dict
             assert not granted, f"{role_name} may {sorted(granted)}"
 
 
-def test_work_files_are_reached_only_under_the_imports_prefix(deployed_roles: dict[str, Any]) -> None:
-    stack = LocalStack()
+def test_work_files_are_reached_only_under_the_imports_prefix(
+    deployed_roles: dict[str, Any], authentication: str
+) -> None:
+    stack = LocalStack(parameters={"Authentication": authentication})
     work_bucket = stack.physical_name("WorkBucket")
     for role_name, role in deployed_roles.items():
         for statement in statements(role):
@@ -159,17 +201,97 @@ def test_work_files_are_reached_only_under_the_imports_prefix(deployed_roles: di
 # layer also deletes its own records. No role may scan, batch-write or delete jobs and images.
 TABLE_ITEM_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"}
 IDEMPOTENCY_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+# The access keys: the verifier reads a key and notes its last use; the operator's function creates, lists (a Scan
+# of a small table) and revokes keys. Nobody deletes one: a revoked key stays, for the record.
+ACCESS_KEY_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Scan"}
 
 
-def test_dynamodb_grants_are_the_item_operations_the_code_calls(deployed_roles: dict[str, Any]) -> None:
-    stack = LocalStack()
+def test_dynamodb_grants_are_the_item_operations_the_code_calls(
+    deployed_roles: dict[str, Any], authentication: str
+) -> None:
+    stack = LocalStack(parameters={"Authentication": authentication})
     idempotency_table = stack.arn("IdempotencyTable")
+    access_keys_table = stack.arn("AccessKeysTable") if stack.condition("UsesAccessKeys") else None
     for role_name, role in deployed_roles.items():
         for statement in statements(role):
             actions = {action for action in as_list(statement["Action"]) if action.startswith("dynamodb:")}
             if not actions:
                 continue
             resources = [str(resource) for resource in as_list(stack.resolve(statement["Resource"]))]
-            allowed = IDEMPOTENCY_ACTIONS if resources == [idempotency_table] else TABLE_ITEM_ACTIONS
+            allowed = (
+                IDEMPOTENCY_ACTIONS
+                if resources == [idempotency_table]
+                else ACCESS_KEY_ACTIONS
+                if resources == [access_keys_table]
+                else TABLE_ITEM_ACTIONS
+            )
             assert actions <= allowed, f"{role_name} is granted {sorted(actions - allowed)} on {resources}"
             assert all(resource.startswith("arn:aws:dynamodb:") for resource in resources), role_name
+
+
+# ---------------------------------------------------------------------------------------------- access keys
+def api_function_roles(stack: LocalStack) -> set[str]:
+    return {f"{route.function}Role" for route in stack.api_routes()} - {"ManageAccessKeysFunctionRole"}
+
+
+def kms_grants_on(role: dict[str, Any], stack: LocalStack, key_arn: str) -> set[str]:
+    return {
+        action
+        for statement in statements(role)
+        if key_arn in as_list(stack.resolve(statement["Resource"]))
+        for action in as_list(statement["Action"])
+    }
+
+
+def test_only_the_functions_serving_ims_routes_may_open_access_key_secrets(deployed_roles: dict[str, Any]) -> None:
+    # Given a stack that authenticates with access keys (with AwsIam the key does not exist: see below)
+    stack = LocalStack(parameters={"Authentication": "AccessKey"})
+    if "ManageAccessKeysFunctionRole" not in deployed_roles:
+        assert all("AccessKeys" not in json.dumps(role) for role in deployed_roles.values())
+        return
+    key_arn = stack.arn("AccessKeysKey")
+    verifiers = api_function_roles(stack)
+    for role_name, role in deployed_roles.items():
+        granted = kms_grants_on(role, stack, key_arn)
+        if role_name in verifiers:
+            # Then every function behind an IMS route verifies signatures, so it may decrypt, and only that
+            assert granted == {"kms:Decrypt"}, role_name
+            tags = {tag["Key"]: tag["Value"] for tag in role["Properties"].get("Tags", [])}
+            assert tags.get("diskport-access-key-verifier") == {"Ref": "AWS::StackName"}, role_name
+        elif role_name == "ManageAccessKeysFunctionRole":
+            # And the operator's function seals new secrets but can never read one back
+            assert granted == {"kms:GenerateDataKey"}
+        else:
+            assert granted == set(), f"{role_name} reaches the access keys' KMS key: {sorted(granted)}"
+
+
+def test_the_access_keys_kms_key_lets_only_tagged_verifiers_decrypt() -> None:
+    stack = LocalStack(parameters={"Authentication": "AccessKey"})
+    policy = stack.resources["AccessKeysKey"]["Properties"]["KeyPolicy"]["Statement"]
+    decrypting = [statement for statement in policy if "kms:Decrypt" in as_list(statement["Action"])]
+    assert len(decrypting) == 1
+    assert decrypting[0]["Condition"] == {
+        "StringEquals": {"aws:PrincipalTag/diskport-access-key-verifier": {"Ref": "AWS::StackName"}}
+    }
+    assert all("*" not in action for statement in policy for action in as_list(statement["Action"]))
+
+
+def test_with_aws_iam_the_stack_has_no_access_keys_and_the_gateway_checks_sigv4() -> None:
+    stack = LocalStack(parameters={"Authentication": "AwsIam"})
+    assert "AccessKeysTable" not in stack.resources and "AccessKeysKey" not in stack.resources
+    auth = stack.resolve(stack.resources["ImsApi"]["Properties"]["Auth"])
+    assert auth["DefaultAuthorizer"] == "AWS_IAM"
+    assert stack.function_environment("GetJobFunction")["PROJECT_ID_SOURCE"] == "iam"
+
+
+def test_with_access_keys_the_functions_verify_and_only_the_key_routes_need_iam() -> None:
+    stack = LocalStack(parameters={"Authentication": "AccessKey"})
+    auth = stack.resolve(stack.resources["ImsApi"]["Properties"]["Auth"])
+    assert auth["DefaultAuthorizer"] == ""
+    for route in stack.api_routes():
+        environment = stack.function_environment(route.function)
+        if route.function == "ManageAccessKeysFunction":
+            event = stack.resources[route.function]["Properties"]["Events"][route.event_name]
+            assert event["Properties"]["Auth"] == {"Authorizer": "AWS_IAM"}
+        else:
+            assert environment["PROJECT_ID_SOURCE"] == "access_key", route

@@ -1,0 +1,100 @@
+"""`diskport access-key create|list|revoke`: the IMS access keys IMS clients sign with (AK/SK).
+
+    diskport access-key create --project P [--json]   a new key for project P; its secret is printed this once
+    diskport access-key list [--json]                 every key: id, project, status, created, last used
+    diskport access-key revoke ACCESS_KEY             disable a key: requests it signs are refused from now on
+
+Like the other commands they talk to local mode (started with LOCAL_AUTH=aksk) unless `--endpoint` names a stack
+deployed with Authentication=AccessKey; there they are signed with the operator's AWS credentials (SigV4), since
+managing keys is the account's business, not a project's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from diskport.errors import DiskportError
+
+ACCESS_KEYS_PATH = "/diskport/access-keys"
+NOT_MANAGED = (
+    "This endpoint does not manage access keys: start local mode with LOCAL_AUTH=aksk (diskport serve --auth aksk), "
+    "or deploy the stack with Authentication=AccessKey."
+)
+
+# cli.target_of: where the command goes (local mode or --endpoint), passed in to keep this module apart from cli.py.
+TargetOf = Callable[[argparse.Namespace], Any]
+
+
+class AccessKeyCommandError(DiskportError):
+    code = "IMG.0001"
+    http_status = 400
+
+
+def _call(target_of: TargetOf, arguments: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
+    try:
+        return target_of(arguments).api.call(method, path, body=body)
+    except DiskportError as error:
+        if error.code == "IMG.0404" and error.http_status == 404 and "route" in error.reason.lower():
+            raise AccessKeyCommandError(NOT_MANAGED) from None
+        raise
+
+
+def run_create(target_of: TargetOf, arguments: argparse.Namespace) -> int:
+    created = _call(target_of, arguments, "POST", ACCESS_KEYS_PATH, {"project_id": arguments.project})
+    if arguments.json:
+        pair = {name: created[name] for name in ("access_key", "secret_key", "project_id")}
+        print(json.dumps(pair))
+        return 0
+    print(f"access key  {created['access_key']}")
+    print(f"secret key  {created['secret_key']}")
+    print(f"project id  {created['project_id']}")
+    print("The secret key is shown this once and cannot be read back: keep it now.", file=sys.stderr)
+    return 0
+
+
+def run_list(target_of: TargetOf, arguments: argparse.Namespace) -> int:
+    keys = list(_call(target_of, arguments, "GET", ACCESS_KEYS_PATH)["access_keys"])
+    if arguments.json:
+        print(json.dumps(keys, indent=2))
+        return 0
+    columns = ("access_key", "project_id", "status", "created_at", "last_used_at")
+    rows: list[list[str]] = [["ACCESS KEY", "PROJECT", "STATUS", "CREATED", "LAST USED"]]
+    rows += [[str(key.get(column) or "-") for column in columns] for key in keys]
+    widths = [max(len(row[index]) for row in rows) for index in range(len(columns))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def run_revoke(target_of: TargetOf, arguments: argparse.Namespace) -> int:
+    revoked = _call(target_of, arguments, "DELETE", f"{ACCESS_KEYS_PATH}/{arguments.access_key}")
+    print(f"revoked {revoked['access_key']} (project {revoked['project_id']}) at {revoked['revoked_at']}")
+    return 0
+
+
+def add_access_key_commands(
+    commands: Any, remote: argparse.ArgumentParser, target_of: TargetOf
+) -> argparse.ArgumentParser:
+    """The `access-key` command and its three subcommands, on the CLI's parser."""
+    access_key: argparse.ArgumentParser = commands.add_parser(
+        "access-key", help="create, list and revoke IMS access keys (AK/SK)"
+    )
+    actions = access_key.add_subparsers(dest="access_key_command", required=True, metavar="ACTION")
+
+    create = actions.add_parser("create", parents=[remote], help="a new access key for a project (secret shown once)")
+    create.add_argument("--project", required=True, help="the project id the key signs for")
+    create.add_argument("--json", action="store_true", help='print {"access_key", "secret_key", "project_id"}')
+    create.set_defaults(run=lambda arguments: run_create(target_of, arguments))
+
+    listing = actions.add_parser("list", parents=[remote], help="every key: id, project, created, last used")
+    listing.add_argument("--json", action="store_true", help="print the keys as JSON")
+    listing.set_defaults(run=lambda arguments: run_list(target_of, arguments))
+
+    revoke = actions.add_parser("revoke", parents=[remote], help="disable a key at once")
+    revoke.add_argument("access_key", metavar="ACCESS_KEY")
+    revoke.set_defaults(run=lambda arguments: run_revoke(target_of, arguments))
+    return access_key
