@@ -33,7 +33,7 @@ class Settings(BaseModel):
     # Allocated bytes one convert invocation handles at most; sized to finish well inside 15 minutes.
     chunk_bytes: int = Field(8 * 1024**3, alias="CHUNK_BYTES", ge=524_288)
     # The least allocated data worth starting a convert worker for (pipeline/chunk_plan.py).
-    min_chunk_bytes: int = Field(256 * 1024**2, alias="MIN_CHUNK_BYTES", ge=524_288)
+    min_chunk_bytes: int = Field(128 * 1024**2, alias="MIN_CHUNK_BYTES", ge=524_288)
     # PutSnapshotBlock requests a convert invocation keeps in flight at most: enough to carry one function's
     # ~75 MiB/s (150 requests/s) at ~100-150 ms per request.
     writers_per_chunk: int = Field(24, alias="WRITERS_PER_CHUNK", ge=1)

@@ -36,21 +36,35 @@ QUOTA_MARGIN = 0.95
 
 @dataclass(frozen=True)
 class Lease:
-    """A holder's announcement: `weight` writers, claiming `rate` requests/s, alive until `expires_at`."""
+    """A holder's announcement: `weight` writers claiming `rate` requests/s, written at `renewed_at`, alive until
+    `expires_at`; the holder first announced itself at `since`."""
 
     rate: float
     expires_at: float
     weight: int = 1
+    since: float = 0.0
+    renewed_at: float = 0.0
 
     def to_item(self) -> dict[str, float | int]:
-        return {"rate": round(self.rate, 3), "expires_at": round(self.expires_at, 3), "weight": self.weight}
+        return {
+            "rate": round(self.rate, 3),
+            "expires_at": round(self.expires_at, 3),
+            "weight": self.weight,
+            "since": round(self.since, 3),
+            "renewed_at": round(self.renewed_at, 3),
+        }
 
     @classmethod
     def from_item(cls, item: Mapping[str, object]) -> Lease:
+        def number(name: str, default: float = 0.0) -> float:
+            return float(str(item.get(name, default)))
+
         return cls(
-            rate=float(str(item.get("rate", 0))),
-            expires_at=float(str(item.get("expires_at", 0))),
-            weight=int(float(str(item.get("weight", 1)))),
+            rate=number("rate"),
+            expires_at=number("expires_at"),
+            weight=int(number("weight", 1)),
+            since=number("since"),
+            renewed_at=number("renewed_at"),
         )
 
 
@@ -64,12 +78,22 @@ class Share:
     weight: int
 
 
-def share_of(limit: float, holder: str, weight: int, leases: Mapping[str, Lease], now: float) -> Share:
-    """The holder's fair share of `limit` and the part of it the other live leases leave free."""
+def share_of(limit: float, holder: str, weight: int, leases: Mapping[str, Lease], now: float, since: float) -> Share:
+    """The holder's fair share of `limit` and the part of it the other live leases leave free.
+
+    Another holder uses at most its claim, and at most its fair share among the holders its own renewal answered
+    (those that had announced themselves by then): a claim made while it saw fewer holders does not lock the
+    newcomers out until it renews again.
+    """
     others = {name: lease for name, lease in leases.items() if name != holder and lease.expires_at > now}
     total_weight = weight + sum(lease.weight for lease in others.values())
     fair = limit * weight / total_weight if total_weight > 0 else limit
-    free = max(0.0, limit - sum(lease.rate for lease in others.values()))
+    announced = [(since, weight), *((lease.since, lease.weight) for lease in others.values())]
+    used_by_others = 0.0
+    for lease in others.values():
+        seen_weight = sum(held_weight for held_since, held_weight in announced if held_since <= lease.renewed_at)
+        used_by_others += min(lease.rate, limit * lease.weight / max(lease.weight, seen_weight))
+    free = max(0.0, limit - used_by_others)
     return Share(fair=fair, usable=min(fair, free), holders=len(others) + 1, weight=total_weight)
 
 
@@ -92,6 +116,7 @@ class Aimd:
         self._hold = hold_seconds
         self._factor = 1.0
         self._since = clock()
+        self._import_first = clock()
         self._last_decrease = float("-inf")
 
     def factor(self) -> float:
@@ -143,6 +168,11 @@ class WriteRate:
         self._lock = threading.Lock()
         # Until the first renewal answers, assume the plan's workers all run: a safe, slow start.
         self._fair = min(limits.snapshot, limits.account) / max(1, planned_workers)
+        self._starting_rate = self._fair
+        self._sent = 0
+        self._claimed_at = clock()
+        self._since = clock()
+        self._import_first = clock()
         self._rate = 0.0
         self._claimed = 0.0
         self._import_workers = max(1, planned_workers)
@@ -160,22 +190,40 @@ class WriteRate:
         return self._import_workers
 
     def claim(self) -> float:
-        """The rate this worker asks for at its next renewal: its fair share, less what throttling took."""
-        return self._fair * self.aimd.factor()
+        """The rate this worker asks for at its next renewal: its fair share, less what throttling took, and no
+        more than twice what it sent since the last claim (at least its starting share), so that a worker that
+        cannot use its share (one function's network carries ~150 requests/s) leaves the rest to the others."""
+        now = self._clock()
+        with self._lock:
+            elapsed = now - self._claimed_at
+            used = self._sent / elapsed if elapsed > 0 else 0.0
+            self._sent, self._claimed_at = 0, now
+            ceiling = max(self._starting_rate, 2 * used)
+        return min(self._fair, ceiling) * self.aimd.factor()
 
     def worker_lease(self, claim: float) -> Lease:
         """This worker's lease in its import, published with `claim`."""
         self._claimed = claim
-        return Lease(rate=claim, expires_at=self._clock() + self.lease_seconds)
+        now = self._clock()
+        return Lease(rate=claim, expires_at=now + self.lease_seconds, since=self._since, renewed_at=now)
 
     def import_lease(self) -> Lease:
         """Its import's lease in the account: the import's running workers and the rate they claim together."""
         self._import_published = self._import_claim
+        now = self._clock()
         return Lease(
             rate=self._import_claim,
-            expires_at=self._clock() + self.lease_seconds,
+            expires_at=now + self.lease_seconds,
             weight=self._import_workers,
+            since=self._import_since(),
+            renewed_at=now,
         )
+
+    def _import_since(self, account_leases: Mapping[str, Lease] | None = None) -> float:
+        """When this worker's import first announced itself in the account (as far as this worker knows)."""
+        if account_leases is not None and self.import_id in account_leases:
+            self._import_first = min(self._import_first, account_leases[self.import_id].since)
+        return self._import_first
 
     def renewed(self, import_leases: Mapping[str, Lease], account_leases: Mapping[str, Lease] | None) -> None:
         """Take the views the renewal answered: the rate to use now and the fair share to claim next time."""
@@ -187,10 +235,12 @@ class WriteRate:
         if account_leases is not None:
             # The import's part of the account's limit: by its workers' weight among all imports' workers, and no
             # more than the other imports' claims leave free nor than the import claimed.
-            account = share_of(self.limits.account, self.import_id, workers, account_leases, now)
+            account = share_of(
+                self.limits.account, self.import_id, workers, account_leases, now, self._import_since(account_leases)
+            )
             import_claim = min(import_claim, account.fair)
             budget = min(budget, account.usable, self._import_published)
-        within_import = share_of(budget, self.holder, 1, live_workers, now)
+        within_import = share_of(budget, self.holder, 1, live_workers, now, self._since)
         with self._lock:
             self._import_workers = workers
             self._import_claim = import_claim
@@ -215,4 +265,5 @@ class WriteRate:
             now = self._clock()
             slot = max(now, self._next_slot)
             self._next_slot = slot + 1.0 / self._rate
+            self._sent += 1
             return slot - now
