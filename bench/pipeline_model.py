@@ -63,6 +63,9 @@ class Environment:
     register_seconds_per_chunk: float = 0.010
     snapshot_quota: float = EBS_SNAPSHOT_QUOTA
     account_quota: float = 1000.0
+    # PutSnapshotBlock requests/s other software in the account sends meanwhile, unseen by the leases: only
+    # throttling answers tell the workers about them.
+    foreign_load: float = 0.0
 
 
 class Simulation:
@@ -178,12 +181,10 @@ class Worker:
         self.model.sim.at(self.model.settings.renew_seconds, self._periodic_renewal)
 
     def _renew(self) -> None:
-        now = self.model.sim.now
         self.run.leases[self.chunk.chunk_id] = self.rate.worker_lease(self.rate.claim()).to_item()
         account = self.model.account.leases
         account[self.run.name] = self.rate.import_lease().to_item()
         self.rate.renewed(_leases(self.run.leases), _leases(account))
-        del now
 
     def _writer_ready(self) -> None:
         if self.to_send == 0:
@@ -196,7 +197,7 @@ class Worker:
         self.model.sim.at(wait, self._send)
 
     def _send(self) -> None:
-        sim, environment = self.model.sim, self.model.environment
+        sim = self.model.sim
         sent = max(sim.now, self.link_free_at) + self.transfer_seconds
         self.link_free_at = sent
         sim.at(sent - sim.now, self._arrive)
@@ -250,6 +251,19 @@ class PipelineModel:
         self.sim = Simulation(seed)
         self.account = Account(QuotaWindow(environment.account_quota))
         self.runs: list[ImportRun] = []
+        self.foreign_throttled = 0
+        if environment.foreign_load > 0:
+            self.sim.at(0.0, self._foreign_request)
+
+    def _foreign_request(self) -> None:
+        window = self.account.window
+        window.arrive(self.sim.now)
+        if window.admits(self.sim.now):
+            window.accept(self.sim.now)
+        else:
+            self.foreign_throttled += 1
+        if any(run.ended == 0.0 for run in self.runs):
+            self.sim.at(1.0 / self.environment.foreign_load, self._foreign_request)
 
     def start_import(self, name: str, data_bytes: int) -> ImportRun:
         size = chunk_size_for(
@@ -350,6 +364,7 @@ def main() -> int:
     parser.add_argument("--child-start", type=float, default=defaults.child_start)
     parser.add_argument("--bandwidth-mib", type=float, default=defaults.bandwidth_mib)
     parser.add_argument("--account-quota", type=float, default=defaults.account_quota)
+    parser.add_argument("--foreign-load", type=float, default=0.0, help="requests/s of other writers in the account")
     parser.add_argument("--min-chunk-mib", type=int, help="MIN_CHUNK_BYTES in MiB (default: the service's)")
     parser.add_argument("--min-chunk-sweep", action="store_true", help="compare minimum chunk sizes")
     parser.add_argument("--concurrent", type=int, default=10, help="imports of 16 GiB started together")
@@ -361,6 +376,7 @@ def main() -> int:
         child_start=options.child_start,
         bandwidth_mib=options.bandwidth_mib,
         account_quota=options.account_quota,
+        foreign_load=options.foreign_load,
     )
     settings = get_settings()
     if options.min_chunk_mib:

@@ -91,7 +91,8 @@ def share_of(limit: float, holder: str, weight: int, leases: Mapping[str, Lease]
     announced = [(since, weight), *((lease.since, lease.weight) for lease in others.values())]
     used_by_others = 0.0
     for lease in others.values():
-        seen_weight = sum(held_weight for held_since, held_weight in announced if held_since <= lease.renewed_at)
+        # Announced strictly before its renewal: a tie counts as unseen (the safe side).
+        seen_weight = sum(held_weight for held_since, held_weight in announced if held_since < lease.renewed_at)
         used_by_others += min(lease.rate, limit * lease.weight / max(lease.weight, seen_weight))
     free = max(0.0, limit - used_by_others)
     return Share(fair=fair, usable=min(fair, free), holders=len(others) + 1, weight=total_weight)
@@ -117,6 +118,7 @@ class Aimd:
         self._factor = 1.0
         self._since = clock()
         self._import_first = clock()
+        self._import_lease_expires = clock()
         self._last_decrease = float("-inf")
 
     def factor(self) -> float:
@@ -173,17 +175,21 @@ class WriteRate:
         self._claimed_at = clock()
         self._since = clock()
         self._import_first = clock()
+        self._import_lease_expires = clock()
         self._rate = 0.0
         self._claimed = 0.0
         self._import_workers = max(1, planned_workers)
         self._import_claim = limits.snapshot
         self._import_published = limits.snapshot
         self._next_slot = clock()
+        self._lease_expires = clock()
         self.throttles = 0
 
     @property
     def rate(self) -> float:
-        return self._rate
+        """Requests/s this worker may send now: none once its lease has expired unrenewed, since the others no
+        longer count it."""
+        return self._rate if self._clock() < self._lease_expires else 0.0
 
     @property
     def import_workers(self) -> int:
@@ -205,15 +211,22 @@ class WriteRate:
         """This worker's lease in its import, published with `claim`."""
         self._claimed = claim
         now = self._clock()
-        return Lease(rate=claim, expires_at=now + self.lease_seconds, since=self._since, renewed_at=now)
+        if now >= self._lease_expires:
+            # First announced, or again after the lease lapsed: the others count it as a newcomer.
+            self._since = now
+        self._lease_expires = now + self.lease_seconds
+        return Lease(rate=claim, expires_at=self._lease_expires, since=self._since, renewed_at=now)
 
     def import_lease(self) -> Lease:
         """Its import's lease in the account: the import's running workers and the rate they claim together."""
         self._import_published = self._import_claim
         now = self._clock()
+        if now >= self._import_lease_expires:
+            self._import_first = now
+        self._import_lease_expires = now + self.lease_seconds
         return Lease(
             rate=self._import_claim,
-            expires_at=now + self.lease_seconds,
+            expires_at=self._import_lease_expires,
             weight=self._import_workers,
             since=self._import_since(),
             renewed_at=now,
@@ -221,8 +234,10 @@ class WriteRate:
 
     def _import_since(self, account_leases: Mapping[str, Lease] | None = None) -> float:
         """When this worker's import first announced itself in the account (as far as this worker knows)."""
-        if account_leases is not None and self.import_id in account_leases:
-            self._import_first = min(self._import_first, account_leases[self.import_id].since)
+        held = account_leases.get(self.import_id) if account_leases is not None else None
+        if held is not None and held.expires_at > self._clock():
+            # Another worker of the import may have announced it earlier.
+            self._import_first = min(self._import_first, held.since)
         return self._import_first
 
     def renewed(self, import_leases: Mapping[str, Lease], account_leases: Mapping[str, Lease] | None) -> None:
@@ -258,11 +273,12 @@ class WriteRate:
                 self._rate *= self.aimd.factor() / before
 
     def wait_seconds(self) -> float | None:
-        """Seconds until this worker's next request may go (spaced at its rate); None while its rate is zero."""
+        """Seconds until this worker's next request may go (spaced at its rate); None while its rate is zero or
+        its lease has expired (the caller asks again a moment later)."""
         with self._lock:
-            if self._rate <= 0:
-                return None
             now = self._clock()
+            if self._rate <= 0 or now >= self._lease_expires:
+                return None
             slot = max(now, self._next_slot)
             self._next_slot = slot + 1.0 / self._rate
             self._sent += 1
