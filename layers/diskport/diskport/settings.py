@@ -35,8 +35,8 @@ class Settings(BaseModel):
     # The least allocated data worth starting a convert worker for (pipeline/chunk_plan.py).
     min_chunk_bytes: int = Field(128 * 1024**2, alias="MIN_CHUNK_BYTES", ge=524_288)
     # PutSnapshotBlock requests a convert invocation keeps in flight at most: enough to carry one function's
-    # ~75 MiB/s (150 requests/s) at ~100-150 ms per request.
-    writers_per_chunk: int = Field(24, alias="WRITERS_PER_CHUNK", ge=1)
+    # ~75 MiB/s (150 requests/s) at up to ~200 ms per request.
+    writers_per_chunk: int = Field(32, alias="WRITERS_PER_CHUNK", ge=1)
     # Convert workers one import runs at once (the Map's MaxConcurrency, the ConvertConcurrency parameter).
     convert_concurrency: int = Field(16, alias="CONVERT_CONCURRENCY", ge=1)
     # PutSnapshotBlock requests per second one import may send, shared by the convert workers running at the

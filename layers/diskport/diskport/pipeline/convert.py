@@ -8,7 +8,7 @@ worker of the Map, and by default 1,000 per account, shared by every import. Eve
 renews its lease (`rate_control`, `write_leases`): the same write counts the chunk's progress so far, and its
 answer tells the worker how many others run, so it takes its share of what they leave free. A throttling answer
 slows the worker down (it recovers afterwards) and the block is sent again; it never fails the chunk. The writer
-threads only hide each request's latency: at ~100 ms each, 24 in flight carry up to ~240 requests/s, more than
+threads only hide each request's latency: at ~100 ms each, 32 in flight carry up to ~320 requests/s, more than
 one function's ~75 MiB/s of network.
 
 Re-running a chunk (a Lambda retry) writes the same blocks with the same data at the same indexes, which
@@ -214,9 +214,28 @@ class ChunkLeases:
         thread.start()
         try:
             yield
+        except BaseException:
+            stop.set()
+            thread.join()
+            self._release_after_failure()
+            raise
         finally:
             stop.set()
             thread.join()
+
+    def _release_after_failure(self) -> None:
+        """Give the share back at once when the chunk failed (it is retried later), keeping the progress made."""
+        try:
+            with self._lock:
+                self._counted, _ = self._jobs.renew_chunk(
+                    self._job_id,
+                    self._chunk.chunk_id,
+                    lease=None,
+                    counted_bytes=self._counted,
+                    bytes_done=self.bytes_done(),
+                )
+        except Exception:
+            logger.warning("Could not give back the failed chunk's lease; it expires by itself", exc_info=True)
 
     def finish(self) -> None:
         """Count the whole chunk and give its share of the quota back to the workers still running."""
