@@ -107,3 +107,69 @@ def test_a_chunk_is_written_by_several_writers_with_only_a_few_blocks_held_at_on
     # And the chunk's checksums are saved for Register, its progress counted
     assert len(WorkFiles(job_id).chunk_checksums(0)) == BLOCKS
     assert JobStore().get(job_id).bytes_done == len(disk)  # type: ignore[union-attr]
+
+
+def _dense_chunk_job(stack: Any, blocks: int) -> tuple[str, Chunk, bytes]:
+    """A RUNNING job whose manifest names a raw disk of `blocks` random blocks, and the one chunk covering it."""
+    disk = os.urandom(blocks * BLOCK_SIZE)
+    bucket = stack.local.physical_name("WatchedBucket")
+    etag = boto3.client("s3").put_object(Bucket=bucket, Key="dense.raw", Body=disk)["ETag"]
+    job_id = stack.call_api(
+        "POST",
+        "/v1/cloudimages/dataimages/action",
+        body={"name": "d", "image_url": f"{bucket}:dense.raw", "min_disk": 40},
+    ).body["job_id"]
+    JobStore().mark_running(job_id)
+    JobStore().set_plan(job_id, image_id="image", bytes_total=len(disk))
+    WorkFiles(job_id).save_manifest(
+        ImportManifest(
+            job_id=job_id,
+            project_id="0123456789ab",
+            image_id="image",
+            image_name="d",
+            source=SourceObject(bucket=bucket, key="dense.raw", etag=etag, size=len(disk)),
+            source_format="raw",
+            virtual_size=len(disk),
+            min_disk=40,
+            snapshot_id="snap-0",
+            chunk_count=1,
+            allocated_bytes=len(disk),
+        )
+    )
+    return job_id, Chunk(index=0, start=0, end=len(disk), allocated_bytes=len(disk)), disk
+
+
+def test_a_chunks_progress_moves_while_it_is_written_and_counts_once_when_it_is_rerun(
+    stack: Any, monkeypatch: Any
+) -> None:
+    # Given a chunk of 48 blocks written at about 60 blocks/s, its worker renewing its lease every 0.1 s
+    job_id, chunk, disk = _dense_chunk_job(stack, BLOCKS)
+    monkeypatch.setenv("SNAPSHOT_PUTS_PER_SECOND", "60")
+    monkeypatch.setenv("RENEW_SECONDS", "0.1")
+    get_settings.cache_clear()
+    snapshot = SlowSnapshot(seconds_per_write=0.001)
+    seen: list[float] = []
+    done = threading.Event()
+
+    def watch_progress() -> None:
+        while not done.is_set():
+            seen.append(JobStore().get(job_id).process_percent)  # type: ignore[union-attr]
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch_progress)
+    watcher.start()
+    # When the chunk is converted
+    try:
+        convert.convert_chunk(job_id, chunk, snapshots=snapshot)
+    finally:
+        done.set()
+        watcher.join()
+    # Then the job's progress took several values between 0 and 100 on the way, and ends at all of the data
+    assert len({percent for percent in seen if 0 < percent < 100}) >= 3, seen
+    assert JobStore().get(job_id).bytes_done == len(disk)  # type: ignore[union-attr]
+    # And running the chunk again (a Lambda retry) counts nothing twice
+    convert.convert_chunk(job_id, chunk, snapshots=snapshot)
+    assert JobStore().get(job_id).bytes_done == len(disk)  # type: ignore[union-attr]
+    # And the worker's lease is gone, so the others may take its share
+    stored = stack.table("JobsTable").get_item(Key={"job_id": job_id})["Item"]
+    assert stored["writers"] == {}

@@ -20,7 +20,12 @@ CLIENT_CONFIG = Config(retries={"max_attempts": 8, "mode": "adaptive"}, connect_
 
 @cache
 def client(service: str) -> Any:
-    return boto3.session.Session().client(service, config=CLIENT_CONFIG)  # type: ignore[call-overload]
+    config = _SERVICE_CONFIGS.get(service, CLIENT_CONFIG)
+    return boto3.session.Session().client(service, config=config)  # type: ignore[call-overload]
+
+
+# EBS direct: a connection for every writer thread of a convert worker (botocore keeps 10 by default).
+_SERVICE_CONFIGS = {"ebs": CLIENT_CONFIG.merge(Config(max_pool_connections=64))}
 
 
 @cache

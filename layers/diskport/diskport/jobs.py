@@ -28,6 +28,9 @@ JobStatus = Literal["INIT", "RUNNING", "SUCCESS", "FAIL"]
 ENDED: tuple[JobStatus, ...] = ("SUCCESS", "FAIL")
 # The Projects table's count of each project's jobs not yet ended (project_counters.py).
 IMPORTS_UNDER_WAY = "imports_under_way"
+# Per chunk (by chunk id): the bytes its convert worker has counted, and the worker's rate lease (rate_control.py).
+CHUNK_BYTES = "chunk_bytes_done"
+WRITERS = "writers"
 
 
 def now_iso() -> str:
@@ -73,6 +76,15 @@ class Job(BaseModel):
 
 def _from_item(item: dict[str, Any]) -> Job:
     return Job.model_validate(_plain(item))
+
+
+def _decimals(value: Any) -> Any:
+    """Floats as the Decimals DynamoDB takes."""
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {key: _decimals(inner) for key, inner in value.items()}
+    return value
 
 
 def _plain(value: Any) -> Any:
@@ -172,23 +184,96 @@ class JobStore:
         return self._update_unless_ended(job_id, {"current_task": task})
 
     def set_plan(self, job_id: str, *, image_id: str, bytes_total: int) -> bool:
-        return self._update_unless_ended(job_id, {"image_id": image_id, "bytes_total": bytes_total})
+        if not self._update_unless_ended(job_id, {"image_id": image_id, "bytes_total": bytes_total}):
+            return False
+        self._make_chunk_maps(job_id)
+        return True
 
     def mark_snapshot_sealed(self, job_id: str) -> bool:
         return self._update_unless_ended(job_id, {"snapshot_sealed": True})
 
-    def add_progress(self, job_id: str, chunk_id: str, converted_bytes: int) -> None:
-        """Count a converted chunk once, however often it is re-run."""
-        try:
-            self._table.update_item(
-                Key={"job_id": job_id},
-                UpdateExpression="ADD bytes_done :bytes, chunks_done :chunk",
-                ConditionExpression="attribute_exists(job_id) AND NOT contains(chunks_done, :chunk_id)",
-                ExpressionAttributeValues={":bytes": converted_bytes, ":chunk": {chunk_id}, ":chunk_id": chunk_id},
-            )
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+    def _make_chunk_maps(self, job_id: str) -> None:
+        """The maps the convert workers write their progress and leases into, made once (a re-run keeps them)."""
+        self._table.update_item(
+            Key={"job_id": job_id},
+            UpdateExpression=f"SET {CHUNK_BYTES} = if_not_exists({CHUNK_BYTES}, :empty), "
+            f"{WRITERS} = if_not_exists({WRITERS}, :empty)",
+            ConditionExpression="attribute_exists(job_id)",
+            ExpressionAttributeValues={":empty": {}},
+        )
+
+    def chunk_bytes_done(self, job_id: str, chunk_id: str) -> int:
+        """The bytes of the chunk its workers have counted so far (a re-run goes on from there)."""
+        item = self._table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item") or {}
+        return int((item.get(CHUNK_BYTES) or {}).get(chunk_id, 0))
+
+    def renew_chunk(
+        self,
+        job_id: str,
+        chunk_id: str,
+        *,
+        lease: dict[str, Any] | None,
+        counted_bytes: int,
+        bytes_done: int,
+    ) -> tuple[int, dict[str, Any]]:
+        """Renew (or, with None, drop) a chunk's writer lease, and count its progress from `counted_bytes` up to
+        `bytes_done`, in one write. Answers the bytes now counted for the chunk and the import's writer leases.
+
+        Progress is added once: the write counts the difference only if the chunk's record still holds
+        `counted_bytes`; a record another run of the chunk moved meanwhile is read back and the write is redone.
+        """
+        maps_made = False
+        while True:
+            names: dict[str, str] = {"#chunk": chunk_id}
+            values: dict[str, Any] = {}
+            sets: list[str] = []
+            condition = "attribute_exists(job_id)"
+            if lease is not None:
+                sets.append(f"{WRITERS}.#chunk = :lease")
+                values[":lease"] = _decimals(lease)
+            removes = [] if lease is not None else [f"{WRITERS}.#chunk"]
+            adds = []
+            if bytes_done > counted_bytes:
+                sets.append(f"{CHUNK_BYTES}.#chunk = :done")
+                adds.append("bytes_done :delta")
+                values.update({":done": bytes_done, ":delta": bytes_done - counted_bytes})
+                if counted_bytes == 0:
+                    condition += f" AND (attribute_not_exists({CHUNK_BYTES}.#chunk) OR {CHUNK_BYTES}.#chunk = :zero)"
+                    values[":zero"] = 0
+                else:
+                    condition += f" AND {CHUNK_BYTES}.#chunk = :counted"
+                    values[":counted"] = counted_bytes
+            clauses = [f"SET {', '.join(sets)}" if sets else "", f"REMOVE {', '.join(removes)}" if removes else ""]
+            clauses.append(f"ADD {', '.join(adds)}" if adds else "")
+            if not any(clauses):
+                return counted_bytes, {}
+            request: dict[str, Any] = {
+                "Key": {"job_id": job_id},
+                "UpdateExpression": " ".join(clause for clause in clauses if clause),
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": names,
+                "ReturnValues": "ALL_NEW",
+            }
+            if values:
+                request["ExpressionAttributeValues"] = values
+            try:
+                item = self._table.update_item(**request)["Attributes"]
+            except ClientError as error:
+                if error.response["Error"]["Code"] == "ValidationException" and not maps_made:
+                    # A job planned before the maps existed (or by a test that skipped Fetch).
+                    self._make_chunk_maps(job_id)
+                    maps_made = True
+                    continue
+                if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+                recorded = self.chunk_bytes_done(job_id, chunk_id)
+                if recorded >= bytes_done:
+                    # Another run of the chunk got further: nothing to add, but the lease still renews.
+                    counted_bytes = bytes_done = recorded
+                else:
+                    counted_bytes = recorded
+                continue
+            return bytes_done, _plain(item.get(WRITERS) or {})
 
     def mark_succeeded(
         self, job_id: str, *, image_id: str, image_name: str, together_with: Sequence[dict[str, Any]] = ()

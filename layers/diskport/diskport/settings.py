@@ -33,15 +33,25 @@ class Settings(BaseModel):
     local_project_id: str = Field("0123456789abcdef0123456789abcdef", alias="LOCAL_PROJECT_ID")
     # The project that owns imports started by uploads to the watched bucket (the stack's account).
     upload_project_id: str = Field("0123456789abcdef0123456789abcdef", alias="UPLOAD_PROJECT_ID")
-    # Bytes of virtual disk one convert invocation handles; sized to finish well inside 15 minutes.
+    # Allocated bytes one convert invocation handles at most; sized to finish well inside 15 minutes.
     chunk_bytes: int = Field(8 * 1024**3, alias="CHUNK_BYTES", ge=524_288)
-    # PutSnapshotBlock requests a convert invocation keeps in flight.
-    writers_per_chunk: int = Field(8, alias="WRITERS_PER_CHUNK", ge=1)
+    # The least allocated data worth starting a convert worker for (pipeline/chunk_plan.py).
+    min_chunk_bytes: int = Field(128 * 1024**2, alias="MIN_CHUNK_BYTES", ge=524_288)
+    # PutSnapshotBlock requests a convert invocation keeps in flight at most: enough to carry one function's
+    # ~75 MiB/s (150 requests/s) at up to ~200 ms per request.
+    writers_per_chunk: int = Field(32, alias="WRITERS_PER_CHUNK", ge=1)
     # Convert workers one import runs at once (the Map's MaxConcurrency, the ConvertConcurrency parameter).
     convert_concurrency: int = Field(16, alias="CONVERT_CONCURRENCY", ge=1)
-    # PutSnapshotBlock requests per second one import may send, shared by all its convert workers: EBS allows
-    # 1,000 per snapshot (not adjustable); the margin absorbs retries and clock skew between workers.
-    snapshot_puts_per_second: float = Field(900, alias="SNAPSHOT_PUTS_PER_SECOND", gt=0)
+    # PutSnapshotBlock requests per second one import may send, shared by the convert workers running at the
+    # moment: EBS allows 1,000 per snapshot (not adjustable); the margin absorbs a joining worker's first seconds
+    # and requests EBS counts in a different second than the worker (pipeline/rate_control.py).
+    snapshot_puts_per_second: float = Field(950, alias="SNAPSHOT_PUTS_PER_SECOND", gt=0)
+    # The account's PutSnapshotBlock quota (the AccountPutSnapshotBlockQuota parameter; EBS's default 1,000/s),
+    # shared by the imports running at the moment, and the table where the imports announce themselves for it.
+    account_put_quota: float = Field(1000, alias="ACCOUNT_PUT_QUOTA", gt=0)
+    writer_leases_table: str = Field("", alias="WRITER_LEASES_TABLE")
+    # How often a convert worker renews its lease and records its chunk's progress.
+    renew_seconds: float = Field(2.0, alias="RENEW_SECONDS", gt=0)
     snapshot_wait_seconds: float = Field(600, alias="SNAPSHOT_WAIT_SECONDS", ge=0)
     retry_base_seconds: float = Field(0.5, alias="RETRY_BASE_SECONDS", ge=0)
     # IMS access keys (access_keys.py): their table, the KMS key their secrets are sealed under, how far the

@@ -7,7 +7,8 @@ import hashlib
 import threading
 import time
 
-from diskport.pipeline.snapshots import LinearChecksum, RequestPacer, linear_aggregate_checksum
+from diskport.pipeline.rate_control import Lease, Limits, WriteRate
+from diskport.pipeline.snapshots import LinearChecksum, linear_aggregate_checksum
 
 
 def b64_sha256(data: bytes) -> str:
@@ -31,12 +32,14 @@ def test_an_aggregate_fed_block_by_block_counts_the_blocks() -> None:
 
 
 def test_the_pacer_holds_all_threads_together_to_its_rate() -> None:
-    # Given a pacer of 200 requests/s shared by four threads
-    pacer = RequestPacer(200)
+    # Given a worker whose rate is 200 requests/s, shared by four threads
+    pacer = WriteRate(time.monotonic, holder="a", import_id="job", limits=Limits(200, 1000), planned_workers=1)
+    pacer.worker_lease(pacer.claim())
+    pacer.renewed({"a": Lease(200, time.monotonic() + 60)}, None)
 
     def take_slots() -> None:
         for _ in range(10):
-            pacer.wait_for_slot()
+            time.sleep(pacer.wait_seconds() or 0)
 
     threads = [threading.Thread(target=take_slots) for _ in range(4)]
     started = time.monotonic()

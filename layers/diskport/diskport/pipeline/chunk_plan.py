@@ -1,15 +1,20 @@
 """How the virtual disk is cut into chunks, one convert invocation each.
 
-A chunk is a block-aligned range of the virtual disk holding at most `chunk_bytes` of allocated data. Only
+A chunk is a block-aligned range of the virtual disk holding at most a chunk size of allocated data. Only
 allocated data costs time (unallocated ranges are skipped from the format's tables without a read), so a chunk
 may span much more of the disk than it holds. Chunks never share a 512 KiB block, so two workers never write
 the same snapshot block.
 
-Sizing: a convert worker writes at most its share of the snapshot's PutSnapshotBlock quota, 900 / 16 workers
-≈ 56 blocks/s ≈ 28 MiB/s (see `convert`). The engine decodes faster than that: `bench/engine_bench.py` measures
-95 MB/s for its slowest format (zlib-compressed qcow2) on one shared core, so even a Lambda at half that speed
-keeps up. The default 8 GiB chunk therefore takes about 5 minutes (8 GiB / 28 MiB/s), a third of Lambda's
-15-minute limit, leaving room for a retried chunk to start over within its own invocation.
+Sizing (`chunk_size_for`): one import's speed is bound by EBS's 1,000 PutSnapshotBlock requests/s per snapshot
+(500 MiB/s), and one function's network carries ~75 MiB/s, so a disk must run several workers to reach the
+quota: the data is cut into min(`ConvertConcurrency`, data / `min_chunk_bytes`) equal chunks, as many as run
+at once, so they finish together. `min_chunk_bytes` is the least data worth starting a worker for (its start
+costs about a second: a Map child execution and a Lambda start); `bench/pipeline_model.py` measured where
+smaller chunks stop paying. A disk with more data than `ConvertConcurrency` chunks of `ChunkBytes` is cut
+into whole waves of `ConvertConcurrency` equal chunks of at most `ChunkBytes`: at the smallest share of the
+snapshot quota a worker gets (950/s / 16 workers, ~30 MiB/s) an 8 GiB chunk takes ~4.6 minutes, a third of
+Lambda's 15, which leaves room for a slower share when other imports run in the account and for a retried
+chunk to start over within its own invocation.
 """
 
 from __future__ import annotations
@@ -35,6 +40,24 @@ class Chunk(BaseModel):
 def chunk_id_of(index: int) -> str:
     """A chunk's name in work files and progress records: its index, zero-padded so names sort in disk order."""
     return f"{index:06d}"
+
+
+def chunk_size_for(data_bytes: int, *, workers: int, min_chunk_bytes: int, max_chunk_bytes: int) -> int:
+    """The allocated bytes per chunk (whole blocks) that cut `data_bytes` into equal chunks, as described above."""
+    data_blocks = -(-data_bytes // BLOCK_SIZE)
+    max_blocks = max(1, max_chunk_bytes // BLOCK_SIZE)
+    min_blocks = min(max_blocks, max(1, min_chunk_bytes // BLOCK_SIZE))
+    workers = max(1, workers)
+    waves = max(1, -(-data_blocks // (workers * max_blocks)))
+    chunks = max(1, min(-(-data_blocks // min_blocks), workers * waves))
+    return max(1, -(-data_blocks // chunks)) * BLOCK_SIZE
+
+
+def allocated_blocks_bytes(allocated_ranges: list[tuple[int, int]], virtual_size: int) -> int:
+    """The bytes of the whole blocks that hold allocated data: what the chunks will cover."""
+    return sum(
+        -(-(end - start) // BLOCK_SIZE) * BLOCK_SIZE for start, end in _block_aligned(allocated_ranges, virtual_size)
+    )
 
 
 def plan_chunks(allocated_ranges: list[tuple[int, int]], virtual_size: int, chunk_bytes: int) -> list[Chunk]:

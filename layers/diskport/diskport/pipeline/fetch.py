@@ -18,7 +18,7 @@ from diskport.engine import S3ObjectSource, open_disk
 from diskport.errors import DiskSizeError, ImportFailedError
 from diskport.images import ImageRecord, ImageStore, image_id_for_job
 from diskport.jobs import Job, JobStore
-from diskport.pipeline.chunk_plan import plan_chunks
+from diskport.pipeline.chunk_plan import allocated_blocks_bytes, chunk_size_for, plan_chunks
 from diskport.pipeline.encryption_keys import usable_key_arn
 from diskport.pipeline.snapshots import SnapshotStore
 from diskport.pipeline.source_objects import SourceObject, find_source
@@ -74,7 +74,13 @@ def fetch_source(
     )
     _check_disk_size(request.min_disk, inspected.virtual_size)
     kms_key_arn = usable_key_arn(request.cmk_id, kms_client) if request.cmk_id else None
-    chunks = plan_chunks(inspected.allocated_ranges, inspected.virtual_size, settings.chunk_bytes)
+    chunk_bytes = chunk_size_for(
+        allocated_blocks_bytes(inspected.allocated_ranges, inspected.virtual_size),
+        workers=settings.convert_concurrency,
+        min_chunk_bytes=settings.min_chunk_bytes,
+        max_chunk_bytes=settings.chunk_bytes,
+    )
+    chunks = plan_chunks(inspected.allocated_ranges, inspected.virtual_size, chunk_bytes)
     allocated_bytes = sum(chunk.allocated_bytes for chunk in chunks)
 
     images.update(

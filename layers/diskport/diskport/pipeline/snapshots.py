@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
@@ -48,22 +47,12 @@ def linear_aggregate_checksum(block_checksums: Iterable[str]) -> str:
     return aggregate.value()
 
 
-class RequestPacer:
-    """Spaces calls at most `per_second` apart across threads, so a worker stays inside its share of a quota."""
+# EBS direct answers these when a snapshot's or the account's PutSnapshotBlock quota is exceeded.
+THROTTLED_CODES = frozenset({"ThrottlingException", "RequestThrottledException", "Throttling", "SlowDown"})
 
-    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._interval = 1.0 / per_second
-        self._clock = clock
-        self._next_slot = 0.0
-        self._lock = threading.Lock()
 
-    def wait_for_slot(self) -> None:
-        with self._lock:
-            now = self._clock()
-            slot = max(now, self._next_slot)
-            self._next_slot = slot + self._interval
-        if slot > now:
-            time.sleep(slot - now)
+class SnapshotThrottledError(Exception):
+    """EBS refused a block for the request rate; the writer slows down and sends the block again."""
 
 
 class BlockWriter(Protocol):
@@ -100,6 +89,8 @@ class SnapshotStore:
         return str(self._ebs.start_snapshot(**request)["SnapshotId"])
 
     def put_block(self, snapshot_id: str, block: Block) -> None:
+        """Write one block; SnapshotThrottledError when EBS still answers that the rate is too high once the
+        client's own retries are spent (the writer then slows down and sends the block again)."""
         try:
             self._ebs.put_snapshot_block(
                 SnapshotId=snapshot_id,
@@ -110,8 +101,11 @@ class SnapshotStore:
                 ChecksumAlgorithm="SHA256",
             )
         except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            if code in THROTTLED_CODES:
+                raise SnapshotThrottledError(f"EBS throttled a block of {snapshot_id} ({code}).") from error
             # Right after StartSnapshot EBS may answer "does not exist" for about two minutes.
-            if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            if code == "ResourceNotFoundException":
                 raise SnapshotNotReadyError(f"Snapshot {snapshot_id} does not accept blocks yet.") from error
             raise
 
