@@ -103,7 +103,7 @@ def run_smoke_test(target: Any, bucket: str, *, poll_seconds: float, wait_for_jo
         if job["status"] != "SUCCESS" or not result.image_id:
             raise SmokeTestError(f"The import failed: {job.get('error_code')}: {job.get('fail_reason')}")
         (image,) = target.api.images(result.image_id)
-        result.snapshot_id = str(image["snapshot_id"])
+        result.snapshot_id = str(image["diskport_snapshot_id"])
 
         started = time.monotonic()
         stored = snapshot_contents(result.snapshot_id, ebs=ebs)
