@@ -18,9 +18,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP) qemu-img asl-validator ## create .venv with the service and its development tools
+setup: $(STAMP) qemu-img ## create .venv with the service and its development tools
 
-# The state machine validator `make lint` runs (npm, pinned by .ci/package-lock.json).
+# The state machine validator `make lint` runs (npm, pinned by .ci/package-lock.json); `make run` needs no Node.js.
 ASL_VALIDATOR := .ci/node_modules/.bin/asl-validator
 asl-validator: $(ASL_VALIDATOR)
 $(ASL_VALIDATOR): .ci/package.json .ci/package-lock.json
@@ -45,7 +45,7 @@ test: setup ## run the whole test suite
 test-fast: setup ## the unit tests alone
 	$(BIN)/pytest -q tests/unit
 
-lint: setup ## ruff, mypy, and the template checks (as written, SAM-transformed, and the ASL after substitution)
+lint: setup asl-validator ## ruff, mypy, and the template checks (as written, SAM-transformed, and the ASL after substitution)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

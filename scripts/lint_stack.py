@@ -137,7 +137,7 @@ def main() -> int:
         ).returncode
 
     if not ASL_VALIDATOR.exists():
-        print(f"{ASL_VALIDATOR} is missing: `make setup` installs it (npm ci in .ci/)", file=sys.stderr)
+        print(f"{ASL_VALIDATOR} is missing: `make lint` installs it (npm ci in .ci/)", file=sys.stderr)
         return 1
     for logical_id, definition in substituted_definitions().items():
         definition_path = arguments.out / f"{logical_id}.asl.json"

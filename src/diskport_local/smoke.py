@@ -128,9 +128,10 @@ def _clean_up(target: Any, result: SmokeResult, s3: Any, ec2: Any, bucket: str, 
         try:
             target.api.call("DELETE", f"/v2/images/{result.image_id}")
             result.deleted.append(f"image {result.image_id}")
-        except DiskportError:
-            # A stack without IMS's delete route keeps the record; its snapshot goes below all the same.
-            result.left_behind.append(f"image record {result.image_id} (the stack has no DELETE /v2/images)")
+        except DiskportError as error:
+            # A stack without IMS's delete route (404) keeps the record; its snapshot goes below all the same.
+            why = "the stack has no DELETE /v2/images" if error.http_status == 404 else f"{error.code}: {error.reason}"
+            result.left_behind.append(f"image record {result.image_id} ({why})")
     if result.snapshot_id is not None:
         try:
             ec2.delete_snapshot(SnapshotId=result.snapshot_id)

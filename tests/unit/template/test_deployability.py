@@ -160,3 +160,44 @@ def test_the_api_writes_access_logs_that_expire() -> None:
     assert stack.resources[log_group]["Properties"]["RetentionInDays"] > 0
     assert "$context.requestId" in settings["Format"] and "$context.identity.accountId" in settings["Format"]
     json.loads(settings["Format"].replace("\n", ""))  # one JSON object per request
+
+
+# The key permissions the EBS direct APIs documentation lists for encrypted snapshots (ebsapi-permissions).
+EBS_DIRECT_KEY_ACTIONS = {
+    "kms:Encrypt",
+    "kms:Decrypt",
+    "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext",
+    "kms:ReEncryptFrom",
+    "kms:ReEncryptTo",
+    "kms:CreateGrant",
+    "kms:DescribeKey",
+}
+
+
+def own_statements(function: str) -> list[dict[str, Any]]:
+    policies = load_template()["Resources"][function]["Properties"]["Policies"]
+    return [statement for policy in policies if "Statement" in policy for statement in policy["Statement"]]
+
+
+def test_tagging_the_new_snapshot_is_allowed_as_aws_documents_it_for_start_snapshot() -> None:
+    (tagging,) = [s for s in own_statements("FetchSourceFunction") if "ec2:CreateTags" in s["Action"]]
+    assert "Condition" not in tagging  # no ec2:CreateAction value is documented for ebs:StartSnapshot
+    assert LocalStack().resolve(tagging["Resource"]) == "arn:aws:ec2:us-east-1::snapshot/*"
+
+
+def test_every_function_writing_snapshots_holds_the_documented_key_permissions_with_no_via_service() -> None:
+    for function in ("FetchSourceFunction", "ConvertChunkFunction", "RegisterImageFunction"):
+        key_statements = [s for s in own_statements(function) if any(a.startswith("kms:") for a in s["Action"])]
+        granted = {action for statement in key_statements for action in statement["Action"]}
+        assert granted >= EBS_DIRECT_KEY_ACTIONS, function
+        assert all("Condition" not in statement for statement in key_statements), function
+
+
+def test_the_state_machine_may_watch_and_stop_its_distributed_map_runs_as_aws_example_grants() -> None:
+    stack = LocalStack()
+    name = stack.physical_name("ImportDataImageStateMachine")
+    (watch,) = [s for s in own_statements("ImportDataImageStateMachine") if s.get("Sid") == "WatchDistributedMap"]
+    resources = stack.resolve(watch["Resource"])
+    execution = f"arn:aws:states:us-east-1:{stack.account_id}:execution:{name}"
+    assert f"{execution}:*" in resources and f"{execution}/*" in resources
