@@ -23,7 +23,6 @@ import string
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
@@ -84,7 +83,6 @@ class VerifiableKey:
     project_id: str
     active: bool
     secret_key: str
-    last_used_at: str | None
 
     def __repr__(self) -> str:  # a stray log of this object must not print the secret
         return f"VerifiableKey(access_key={self.access_key!r}, project_id={self.project_id!r}, active={self.active})"
@@ -205,24 +203,31 @@ class AccessKeyStore:
             project_id=str(item["project_id"]),
             active=item.get("status") == "active",
             secret_key=secret.decode("utf-8"),
-            last_used_at=item.get("last_used_at"),
         )
 
-    def note_use(self, key: VerifiableKey) -> None:
-        """Record that the key signed a request, at most once per LAST_USED_RESOLUTION_SECONDS."""
-        now = now_iso()
-        if key.last_used_at and _seconds_between(key.last_used_at, now) < LAST_USED_RESOLUTION_SECONDS:
-            return
+    def note_use(self, access_key: str) -> None:
+        """Record that the key signed a request that was accepted."""
         self.table.update_item(
-            Key={"access_key": key.access_key},
+            Key={"access_key": access_key},
             UpdateExpression="SET last_used_at = :now",
             ConditionExpression="attribute_exists(access_key)",
-            ExpressionAttributeValues={":now": now},
+            ExpressionAttributeValues={":now": now_iso()},
         )
 
 
-def _seconds_between(earlier: str, later: str) -> float:
-    return (datetime.fromisoformat(later) - datetime.fromisoformat(earlier)).total_seconds()
+_last_noted: dict[str, float] = {}
+
+
+def note_use_when_due(access_key: str, store: AccessKeyStore) -> None:
+    """Write the key's last use after an accepted request, at most once per LAST_USED_RESOLUTION_SECONDS here."""
+    now = time.monotonic()
+    with _cache_lock:
+        if now - _last_noted.get(access_key, -LAST_USED_RESOLUTION_SECONDS) < LAST_USED_RESOLUTION_SECONDS:
+            return
+        if len(_last_noted) >= MAX_CACHED_KEYS:
+            _last_noted.clear()
+        _last_noted[access_key] = now
+    store.note_use(access_key)
 
 
 # ---------------------------------------------------------------------------------------------- lookup cache
@@ -250,9 +255,6 @@ def cached_key(access_key: str, store: AccessKeyStore, ttl_seconds: float) -> Ve
         if entry is not None and entry.expires > now:
             return entry.key
     key = store.verifiable(access_key)
-    if key is not None and key.active:
-        store.note_use(key)
-        key = VerifiableKey(key.access_key, key.project_id, key.active, key.secret_key, now_iso())
     with _cache_lock:
         if len(_cache) >= MAX_CACHED_KEYS:
             _cache.clear()
@@ -265,5 +267,6 @@ def forget_cached_key(access_key: str | None = None) -> None:
     with _cache_lock:
         if access_key is None:
             _cache.clear()
+            _last_noted.clear()
         else:
             _cache.pop(access_key, None)

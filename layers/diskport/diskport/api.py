@@ -56,10 +56,7 @@ class ImsResolver(APIGatewayHttpResolver):
 
     def _resolve_for_caller(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
         try:
-            if self.for_operators:
-                self.context[OPERATOR] = operator_of_event(event)
-                return super().resolve(event, context)
-            project_id = project_of_event(event)
+            caller = operator_of_event(event) if self.for_operators else project_of_event(event)
         except SignatureRejectedError as refused:
             logger.warning("Signature refused", extra={"code": refused.code, "reason": refused.log_reason})
             metrics.add_metric(name="SignaturesRefused", unit="Count", value=1)
@@ -67,7 +64,8 @@ class ImsResolver(APIGatewayHttpResolver):
         except DiskportError as refused:  # IAM mode without IAM credentials
             logger.warning("Caller refused", extra={"code": refused.code, "reason": refused.reason})
             return _proxy_result(refused)
-        self.context[CALLER_PROJECT] = project_id  # cleared by Powertools once the request is answered
+        # Powertools clears its context once the request is answered (a Lambda instance serves one at a time).
+        self.context[OPERATOR if self.for_operators else CALLER_PROJECT] = caller
         return super().resolve(event, context)
 
 

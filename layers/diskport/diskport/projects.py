@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from diskport.access_keys import AccessKeyStore, cached_key
+from diskport.access_keys import AccessKeyStore, cached_key, note_use_when_due
 from diskport.errors import DiskportError
 from diskport.settings import Settings, get_settings
 from diskport.signatures import SignedRequest, verified_project
@@ -45,12 +45,13 @@ def project_of_event(event: Mapping[str, Any], settings: Settings | None = None)
     if settings.project_id_source != "access_key":
         return project_id_of(dict(event.get("requestContext") or {}), settings)
     store = AccessKeyStore(settings)
-    project_id, _ = verified_project(
+    project_id, access_key = verified_project(
         SignedRequest.from_http_api_event(event),
         lambda access_key: cached_key(access_key, store, settings.access_key_cache_seconds),
         max_skew_seconds=settings.signature_max_skew_seconds,
         path_project_id=(event.get("pathParameters") or {}).get("project_id"),
     )
+    note_use_when_due(access_key, store)
     return project_id
 
 

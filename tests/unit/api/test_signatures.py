@@ -33,7 +33,7 @@ SECRET_KEY = "s3cr3tS3CR3Ts3cr3tS3CR3Ts3cr3tS3CR3Tabcd"
 PROJECT = "0123456789abcdef0123456789abcdef"
 HOST = "ims.example.com:8443"
 SKEW = 900.0
-KEYS = {ACCESS_KEY: VerifiableKey(ACCESS_KEY, PROJECT, True, SECRET_KEY, None)}
+KEYS = {ACCESS_KEY: VerifiableKey(ACCESS_KEY, PROJECT, True, SECRET_KEY)}
 
 
 def find_key(access_key: str) -> VerifiableKey | None:
@@ -179,7 +179,7 @@ def test_an_unknown_access_key_is_refused_like_a_wrong_secret() -> None:
 
 
 def test_a_revoked_key_is_refused() -> None:
-    KEYS["HSTREVOKEDKEY0000000"] = VerifiableKey("HSTREVOKEDKEY0000000", PROJECT, False, SECRET_KEY, None)
+    KEYS["HSTREVOKEDKEY0000000"] = VerifiableKey("HSTREVOKEDKEY0000000", PROJECT, False, SECRET_KEY)
     request = delivered(sdk_signed("GET", ["v2", "cloudimages"], [], None))
     headers = dict(request.headers)
     headers["authorization"] = headers["authorization"].replace(ACCESS_KEY, "HSTREVOKEDKEY0000000")
