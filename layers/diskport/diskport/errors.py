@@ -20,7 +20,6 @@ IMS_MESSAGES: dict[str, str] = {
     "IMG.0013": "The image name is not specified.",
     "IMG.0015": "The number of private images has reached the maximum allowed.",
     "IMG.0017": "The URL format is incorrect.",
-    "IMG.0027": "The image ID in the request does not exist.",
     "IMG.0046": "The image is unavailable.",
     "IMG.0054": "The image description format is invalid.",
     "IMG.0055": "The memory or disk size is invalid.",

@@ -65,7 +65,7 @@ TIME_FILTERS: dict[str, str] = {
     "updated_at": "operator:time, the operator gt, gte, lt, lte, eq or neq; time yyyy-MM-ddThh:mm:ssZ.",
 }
 OTHER_PARAMETERS: dict[str, str] = {
-    "tag": "key=value: only images with this tag (key alone: any value).",
+    "tag": "key=value: only images with this tag (key alone: any value); repeated, images with every one.",
     "enterprise_project_id": "0 (the default project), a UUID, or all_granted_eps for every enterprise project.",
     "sort_key": "name, container_format, disk_format, status, id, size or created_at (default).",
     "sort_dir": "asc or desc (default).",
@@ -104,7 +104,7 @@ class ImageQuery:
 
     equal_to: dict[str, Any] = field(default_factory=dict)
     times: list[TimeCondition] = field(default_factory=list)
-    tag: tuple[str, str | None] | None = None
+    tags: list[tuple[str, str | None]] = field(default_factory=list)
     enterprise_project_id: str | None = None
     sort_key: SortKey = "created_at"
     sort_descending: bool = True
@@ -144,14 +144,16 @@ class ImageQuery:
         for name in ("id", "marker"):
             if parameters.get(name) == "":
                 raise RequestRejectedError("IMG.0001", f"{name} must be an image id, not empty.")
-        tag = None
+        tags: list[tuple[str, str | None]] = []
         if "tag" in parameters:
-            key, equals, value = parameters["tag"].partition("=")
-            tag = (key, value if equals else None)
+            # API Gateway joins a repeated `tag` with commas, which no tag key or value holds: each must match.
+            for condition in parameters["tag"].split(","):
+                key, equals, value = condition.partition("=")
+                tags.append((key, value if equals else None))
         return cls(
             equal_to=equal_to,
             times=[condition for name in TIME_FILTERS if name in parameters for condition in _times(name, parameters)],
-            tag=tag,
+            tags=tags,
             enterprise_project_id=parameters.get("enterprise_project_id"),
             sort_key=sort_key,
             sort_descending=sort_dir == "desc",
@@ -168,8 +170,7 @@ class ImageQuery:
                     return False
             elif record.get(name) != wanted:
                 return False
-        if self.tag is not None:
-            key, value = self.tag
+        for key, value in self.tags:
             if not any(key == tag_key and value in (None, tag_value) for tag_key, tag_value in image.tag_pairs):
                 return False
         epid = self.enterprise_project_id

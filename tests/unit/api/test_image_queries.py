@@ -121,6 +121,8 @@ FILTERS = [
     ({"tag": "os=version.1.2"}, ["alpha"]),
     ({"tag": "os=version"}, []),
     ({"tag": "team"}, ["beta"]),
+    ({"tag": "team=storage,os=version.1.2"}, []),  # a repeated parameter: every tag must match
+    ({"tag": "os=version.1.2,os"}, ["alpha"]),
     ({"enterprise_project_id": "0"}, ["beta", "alpha"]),
     ({"enterprise_project_id": "6f5e4d3c-2b1a-4098-8765-43210fedcba9"}, ["gamma"]),
     ({"enterprise_project_id": "all_granted_eps"}, ["gamma", "beta", "alpha"]),
