@@ -23,6 +23,7 @@ MAX_TAGS = 10
 TAG_KEY_MAX_LENGTH = 36
 TAG_VALUE_MAX_LENGTH = 43
 OBJECT_KEY_MAX_BYTES = 1024
+OVA_DISK_MAX_LENGTH = 255
 
 _TAG_CHARACTERS = re.compile(r"[A-Za-z0-9_-]*")
 _BUCKET_CHARACTERS = re.compile(r"[a-z0-9.-]+")
@@ -44,6 +45,7 @@ _CODE_WHEN_MISSING_OR_MISTYPED = {
     "cmk_id": ("IMG.0095", "IMG.0095"),
     "tags": ("IMG.0115", "IMG.0115"),
     "image_tags": ("IMG.0115", "IMG.0115"),
+    "ova_disk": ("IMG.0017", "IMG.0017"),
 }
 
 
@@ -92,6 +94,12 @@ class CreateDataImageRequest(BaseModel):
     )
     image_tags: list[ImageTag] | None = Field(
         None, description="Tags as key/value objects.", json_schema_extra={"maxItems": MAX_TAGS}
+    )
+    ova_disk: str | None = Field(
+        None,
+        description="diskport extension, not in IMS: when image_url is an OVA holding several disks, the one to "
+        "import, by its OVF disk id (vmdisk2) or file name (disk2.vmdk).",
+        json_schema_extra={"minLength": 1, "maxLength": OVA_DISK_MAX_LENGTH},
     )
 
     @field_validator("name", mode="before")
@@ -156,6 +164,20 @@ class CreateDataImageRequest(BaseModel):
         if len(key.encode("utf-8")) > OBJECT_KEY_MAX_BYTES or any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
             raise _reject("IMG.0017", "The object key in image_url is longer than 1024 bytes or holds control codes.")
         return image_url
+
+    @field_validator("ova_disk", mode="before")
+    @classmethod
+    def _check_ova_disk(cls, ova_disk: Any) -> Any:
+        if ova_disk is None:
+            return None
+        if (
+            not isinstance(ova_disk, str)
+            or not 1 <= len(ova_disk) <= OVA_DISK_MAX_LENGTH
+            or not ova_disk.isprintable()
+            or "/" in ova_disk
+        ):
+            raise _reject("IMG.0017", "ova_disk must name one disk of the OVA: its OVF disk id or its file name.")
+        return ova_disk
 
     @field_validator("min_disk", mode="before")
     @classmethod

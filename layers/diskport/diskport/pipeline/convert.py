@@ -90,7 +90,10 @@ def _convert(
         snapshots.put_block(manifest.snapshot_id, block)
 
     checksums: list[BlockChecksum] = []
-    with open_disk(reader) as disk, ThreadPoolExecutor(writers, thread_name_prefix="diskport-put") as pool:
+    with (
+        open_disk(reader, ova_disk=manifest.ova_disk) as disk,
+        ThreadPoolExecutor(writers, thread_name_prefix="diskport-put") as pool,
+    ):
         in_flight: deque[Future[None]] = deque()
         for block in disk.iter_blocks(chunk.start, chunk.end):
             in_flight.append(pool.submit(write, block))

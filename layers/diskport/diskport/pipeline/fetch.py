@@ -111,6 +111,7 @@ def fetch_source(
             snapshot_id=snapshot_id,
             chunk_count=len(chunks),
             allocated_bytes=allocated_bytes,
+            ova_disk=request.ova_disk,
         )
     )
     return FetchResult(plan_key=work_files.plan_key, chunk_count=len(chunks))
@@ -131,7 +132,7 @@ def inspect_source(
     reader = S3ObjectSource(
         s3_client, source.bucket, source.key, etag=source.etag, size=source.size, bucket_owner=source.bucket_owner
     )
-    disk = open_disk(reader)
+    disk = open_disk(reader, ova_disk=request.ova_disk)
     try:
         return InspectedSource(
             source=source,
