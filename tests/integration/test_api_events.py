@@ -22,6 +22,7 @@ EXPECTED = {
     "api_show_job_unknown.json": (404, "IMG.0404"),
     "api_show_job_progress.json": (200, None),
     "api_list_images.json": (200, None),
+    "api_list_jobs.json": (200, None),
 }
 
 

@@ -320,6 +320,13 @@ class JobProgressView(JobView):
     entities: JobProgressEntities
 
 
+class JobList(BaseModel):
+    """`GET /v1/cloudimages/jobs`, a diskport extension (IMS has no job listing): the project's jobs, newest first."""
+
+    jobs: list[JobProgressView]
+    next: str | None = Field(None, description="The link to the next page; null on the last page.")
+
+
 class ErrorDetail(BaseModel):
     code: str
     message: str
