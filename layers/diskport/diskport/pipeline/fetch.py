@@ -72,7 +72,7 @@ def fetch_source(
         bucket_owner=bucket_owner_for(job.project_id, settings),
         s3_client=s3_client,
     )
-    _check_disk_size(request.min_disk, inspected.virtual_size)
+    check_disk_size(request.min_disk, inspected.virtual_size)
     kms_key_arn = usable_key_arn(request.cmk_id, kms_client) if request.cmk_id else None
     chunks = plan_chunks(inspected.allocated_ranges, inspected.virtual_size, settings.chunk_bytes)
     allocated_bytes = sum(chunk.allocated_bytes for chunk in chunks)
@@ -153,7 +153,7 @@ def _running_job(jobs: JobStore, job_id: str) -> Job:
     return job
 
 
-def _check_disk_size(min_disk_gib: int, virtual_size: int) -> None:
+def check_disk_size(min_disk_gib: int, virtual_size: int) -> None:
     if virtual_size > min_disk_gib * GIB:
         needed_gib = -(-virtual_size // GIB)
         raise DiskSizeError(
