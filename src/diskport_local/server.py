@@ -207,6 +207,7 @@ class LocalMode:
             [
                 "diskport local mode is running (Ctrl-C stops it).",
                 f"  IMS API        {self.api_url}    OpenAPI: {self.api_url}/openapi.json",
+                f"  API page       {self.api_url}/swagger    (Swagger UI of the OpenAPI document)",
                 f"  AWS emulator   {self.aws_url}    S3, DynamoDB, SQS, KMS, EBS, Step Functions (moto)",
                 f"  project id     {self.options.project_id}",
                 f"  watched bucket {watched_bucket}   uploads ending {suffixes} start imports",
