@@ -132,7 +132,7 @@ def test_ctrl_c_during_the_upload_removes_it_without_a_traceback(s3_emulator: di
     # Given a large disk being uploaded
     disk = tmp_path / "big.raw"
     with disk.open("wb") as file:
-        file.truncate(1024 * 1024 * 1024)
+        file.truncate(256 * 1024 * 1024)
     terminal = Terminal(["import", str(disk), "--name", "big", "--min-disk", "40"], s3_emulator)
     terminal.wait_for(r"uploading big\.raw")
     # When the person presses Ctrl-C during the upload
