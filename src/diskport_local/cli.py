@@ -33,7 +33,7 @@ from diskport_local import output, preflight
 from diskport_local.client import ApiClient, SigV4Signer, region_of_endpoint
 from diskport_local.command_errors import EXIT_INTERRUPTED, CommandError, CommandInterruptedError
 from diskport_local.export import export_snapshot
-from diskport_local.follow import ENDED_STATUSES, list_jobs, wait_for_job
+from diskport_local.follow import ENDED_STATUSES, jobs_limit, list_jobs, wait_for_job
 from diskport_local.progress import ProgressBar
 from diskport_local.sam_env import DOCKER_HOST_AWS_ENDPOINT, env_json
 from diskport_local.server import (
@@ -356,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="list the project's jobs, newest first",
         example="diskport jobs",
     )
-    jobs_command.add_argument("--limit", type=int, default=20, help="how many jobs to list (1-200, default 20)")
+    jobs_command.add_argument("--limit", type=jobs_limit, default=20, help="how many jobs to list (1-200, default 20)")
     jobs_command.set_defaults(run=run_jobs)
 
     images_command = _command(

@@ -6,6 +6,7 @@ again.
 
 from __future__ import annotations
 
+import argparse
 import time
 from typing import Any
 
@@ -15,6 +16,7 @@ from diskport_local.output import job_task, percent_of
 from diskport_local.progress import ProgressBar
 
 ENDED_STATUSES = ("SUCCESS", "FAIL")
+MAX_JOBS = 200  # the most GET /v1/cloudimages/jobs answers in one page
 
 
 def wait_for_job(
@@ -53,3 +55,14 @@ def list_jobs(api: ApiClient, *, limit: int) -> list[dict[str, Any]]:
     """The project's newest `limit` jobs (GET /v1/cloudimages/jobs, a diskport extension)."""
     answer = api.call("GET", "/v1/cloudimages/jobs", query={"limit": str(limit)})
     return list(answer.get("jobs", []))
+
+
+def jobs_limit(text: str) -> int:
+    """`diskport jobs --limit`: a whole number the route accepts."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= MAX_JOBS:
+        raise argparse.ArgumentTypeError(f"{value} is not from 1 to {MAX_JOBS}")
+    return value
