@@ -32,6 +32,7 @@ ROUTES_COVERED = {
     ("GET", "/v1/{project_id}/jobs/{job_id}"),
     ("GET", "/v1/cloudimages/job/{job_id}"),
     ("GET", "/v2/cloudimages"),
+    ("GET", "/v1/cloudimages/jobs"),
 }
 NEVER_EXISTED_JOB = "f" * 32
 NEVER_EXISTED_IMAGE = "00000000-0000-5000-8000-000000000000"
@@ -253,3 +254,21 @@ def test_a_project_cannot_import_a_file_from_a_bucket_another_account_owns(
     # And the account that owns the bucket imports the same file
     owned = importer.wait_for_end(importer.start(url, project_id=LOCAL_ACCOUNT_ID), project_id=LOCAL_ACCOUNT_ID)
     assert owned["status"] == "SUCCESS", owned
+
+
+def test_the_job_list_holds_only_the_callers_jobs_and_refuses_another_projects_as_a_marker(
+    importer: Importer, two_projects: tuple[ProjectImport, ProjectImport]
+) -> None:
+    owner, intruder = two_projects
+    stack = importer.stack
+    # The intruder's list holds its own job and nothing of the owner's
+    listed = stack.call_api("GET", "/v1/cloudimages/jobs", project_id=INTRUDER)
+    assert [job["job_id"] for job in listed.body["jobs"]] == [intruder.job_id]
+    assert owner.job_id not in json.dumps(listed.body) and owner.image_id not in json.dumps(listed.body)
+    # And the owner's job as a page marker is answered exactly like a job that never existed
+    theirs = stack.call_api("GET", "/v1/cloudimages/jobs", query={"marker": owner.job_id}, project_id=INTRUDER)
+    nobodys = stack.call_api("GET", "/v1/cloudimages/jobs", query={"marker": NEVER_EXISTED_JOB}, project_id=INTRUDER)
+    assert theirs.status == nobodys.status == 404
+    assert json.dumps(theirs.body).replace(owner.job_id, "<id>") == json.dumps(nobodys.body).replace(
+        NEVER_EXISTED_JOB, "<id>"
+    )

@@ -96,8 +96,9 @@ def is_tar(head: bytes) -> bool:
 
 
 def refuse_non_disk_raw(head: bytes, size: int) -> None:
-    """A file taken for a raw disk must be one: a whole number of sectors, and not plain text."""
-    if _is_text(head):
+    """A file taken for a raw disk must be a whole number of sectors; one that is not, and reads as text, is said
+    to be text (a whole-sector file stays a raw disk whatever its bytes: a disk may hold text)."""
+    if size % SECTOR and _is_text(head):
         raise UnsupportedFormatError(f"This is a text file, not a disk image: {DISK_ONLY_HINT}.")
     if size % SECTOR:
         raise UnsupportedFormatError(
