@@ -28,9 +28,10 @@ MAX_TAR_MEMBERS = 256
 MAX_OVF_BYTES = 1024 * 1024
 MAX_PAX_BYTES = 64 * 1024
 
-# (signature, offset, what the file is, what to do with it)
+# (signature, offset, what the file is, what to do with it); gzip with its one compression method (deflate), so
+# that two bytes alone never turn a raw disk away
 ARCHIVE_SIGNATURES: tuple[tuple[bytes, int, str, str], ...] = (
-    (b"\x1f\x8b", 0, "gzip file", "decompress it first (gunzip FILE) and upload the disk image inside"),
+    (b"\x1f\x8b\x08", 0, "gzip file", "decompress it first (gunzip FILE) and upload the disk image inside"),
     (b"\xfd7zXZ\x00", 0, "xz file", "decompress it first (unxz FILE) and upload the disk image inside"),
     (b"\x28\xb5\x2f\xfd", 0, "zstd file", "decompress it first (unzstd FILE) and upload the disk image inside"),
     (b"7z\xbc\xaf\x27\x1c", 0, "7z archive", "extract the disk image from it (7z x FILE) and upload that"),
