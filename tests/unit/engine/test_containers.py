@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import io
 import lzma
@@ -252,3 +253,34 @@ def test_an_ova_imports_its_stream_optimized_vmdk_byte_for_byte(
     for index in range(end // BLOCK_SIZE):
         want = expected[index * BLOCK_SIZE : (index + 1) * BLOCK_SIZE].ljust(BLOCK_SIZE, b"\0")
         assert blocks.get(index, bytes(BLOCK_SIZE)) == want, f"block {index} differs"
+
+
+def _mutated_ova_opens_or_is_refused(ova: bytes, changes: list[tuple[int, int]], tmp_path: Path) -> None:
+    data = bytearray(ova)
+    for position, value in changes:
+        data[position % len(data)] = value
+    path = tmp_path / "mutated.ova"
+    path.write_bytes(bytes(data))
+    # A refusal is an answer; anything else (an IndexError, a hang) is a bug.
+    with LocalFileSource(path) as source, contextlib.suppress(DiskportError):
+        open_disk(source).close()
+
+
+def test_a_mutated_ova_is_opened_or_refused_never_crashes(tmp_path: Path) -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    ova = _tar(
+        tmp_path / "vm.ova",
+        [("vm.ovf", _ovf(("vmdisk1", "disk1.img"))), ("disk1.img", SECTOR_DATA)],
+        tarfile.PAX_FORMAT,
+    ).read_bytes()
+    # The headers and the descriptor are the first blocks: mutate there, where the parsing happens.
+    position = st.integers(min_value=0, max_value=4096)
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.lists(st.tuples(position, st.integers(0, 255)), min_size=1, max_size=8))
+    def check(changes: list[tuple[int, int]]) -> None:
+        _mutated_ova_opens_or_is_refused(ova, changes, tmp_path)
+
+    check()
