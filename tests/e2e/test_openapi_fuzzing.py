@@ -47,4 +47,5 @@ def test_no_generated_request_gets_a_server_error_or_an_undocumented_answer(
         check=False,
     )
     assert run.returncode == 0, f"{run.stdout}\n{run.stderr}\nlocal mode log: {local_mode.log}"
-    assert "4 selected" in run.stdout.lower() or "Selected: 4/4" in run.stdout, run.stdout
+    # Every operation: the four IMS routes and the job listing (diskport's own, issue 16)
+    assert "5 selected" in run.stdout.lower() or "Selected: 5/5" in run.stdout, run.stdout
