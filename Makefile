@@ -42,8 +42,8 @@ demo: setup ## import a sample image through the CLI, export it, and compare the
 test: setup ## run the whole test suite
 	$(BIN)/pytest -n 2 --dist loadfile -q
 
-test-fast: setup ## the unit tests alone
-	$(BIN)/pytest -q tests/unit
+test-fast: setup ## the unit tests alone, in parallel like `make test`
+	$(BIN)/pytest -n 2 -q tests/unit
 
 lint: setup asl-validator ## ruff, mypy, and the template checks (as written, SAM-transformed, and the ASL after substitution)
 	$(BIN)/ruff check .

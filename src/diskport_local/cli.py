@@ -2,14 +2,16 @@
 
     diskport serve                                   local mode in the foreground (what `make run` runs)
     diskport import SOURCE --name N --min-disk GB    SOURCE is a local file (uploaded first) or bucket:key
-    diskport job JOB_ID                              the job, with its progress
+    diskport job JOB_ID [--wait]                     the job, with its progress (--wait: follow it to its end)
+    diskport jobs                                    the project's jobs, newest first
     diskport images [--id ID]                        the project's images
-    diskport export IMAGE_ID FILE                    the image's snapshot, written out as a raw disk
+    diskport export IMAGE_ID FILE [--force]          the image's snapshot, written out as a raw disk
     diskport image update|tags|delete IMAGE_ID       change, tag or delete an image (image_commands.py)
     diskport sam-env                                 env.json for `sam local` against local mode's emulator
     diskport smoke                                   import a generated disk, compare its snapshot, delete it all
     diskport access-key create|list|revoke           IMS access keys (AK/SK), see access_key_commands.py
 
+On a terminal commands print tables; with --json, or when their output is piped, JSON.
 Commands talk to local mode (http://127.0.0.1:3000, AWS emulator on :5000) unless `--endpoint` (or
 DISKPORT_ENDPOINT) names a deployed stack; requests to a deployed stack are signed with SigV4 using the
 usual AWS credentials.
@@ -18,13 +20,11 @@ usual AWS credentials.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +32,12 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from diskport.errors import DiskportError
 
+from diskport_local import output, preflight
 from diskport_local.access_key_commands import add_access_key_commands
 from diskport_local.client import AkSkSigner, ApiClient, SigV4Signer, region_of_endpoint
+from diskport_local.command_errors import EXIT_INTERRUPTED, CommandError, CommandInterruptedError
 from diskport_local.export import export_snapshot
+from diskport_local.follow import ENDED_STATUSES, jobs_limit, list_jobs, wait_for_job
 from diskport_local.image_commands import add_image_commands
 from diskport_local.progress import ProgressBar
 from diskport_local.sam_env import DOCKER_HOST_AWS_ENDPOINT, env_json
@@ -50,14 +53,7 @@ from diskport_local.server import (
 from diskport_local.smoke import add_smoke_command
 from diskport_local.template import LOCAL_REGION, LocalStack
 
-ENDED_STATUSES = ("SUCCESS", "FAIL")
-
-
-class CommandError(DiskportError):
-    """A command that cannot run as asked (a missing file, an image not ready to export...)."""
-
-    code = "IMG.0001"
-    http_status = 400
+__all__ = ["ENDED_STATUSES", "CommandError", "build_parser", "main", "wait_for_job"]
 
 
 @dataclass
@@ -84,9 +80,10 @@ def target_of(arguments: argparse.Namespace) -> Target:
         credentials = session.get_credentials()
         if credentials is None:
             raise CommandError("No AWS credentials found to sign requests to the deployed stack.")
+        aws_endpoint = getattr(arguments, "aws_endpoint", None)
         if access_key_signer is not None and not _is_operator_command(arguments):
-            return Target(ApiClient(endpoint, access_key_signer), session, arguments.aws_endpoint, False)
-        return Target(ApiClient(endpoint, SigV4Signer(credentials, region)), session, arguments.aws_endpoint, False)
+            return Target(ApiClient(endpoint, access_key_signer), session, aws_endpoint, False)
+        return Target(ApiClient(endpoint, SigV4Signer(credentials, region)), session, aws_endpoint, False)
     api_port = int(os.environ.get("LOCAL_API_PORT") or DEFAULT_API_PORT)
     aws_port = int(os.environ.get("LOCAL_AWS_PORT") or DEFAULT_AWS_PORT)
     session = boto3.session.Session(
@@ -94,7 +91,7 @@ def target_of(arguments: argparse.Namespace) -> Target:
         aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         region_name=LOCAL_REGION,
     )
-    aws_endpoint = arguments.aws_endpoint or f"http://{LOCAL_HOST}:{aws_port}"
+    aws_endpoint = getattr(arguments, "aws_endpoint", None) or f"http://{LOCAL_HOST}:{aws_port}"
     signer = None if _is_operator_command(arguments) else access_key_signer
     return Target(ApiClient(f"http://{LOCAL_HOST}:{api_port}", signer), session, aws_endpoint, True)
 
@@ -129,56 +126,97 @@ def run_serve(arguments: argparse.Namespace) -> int:
 
 def run_import(arguments: argparse.Namespace) -> int:
     target = target_of(arguments)
-    image_url = _image_url_of(arguments, target)
-    request: dict[str, Any] = {"name": arguments.name, "image_url": image_url, "min_disk": arguments.min_disk}
-    optional = {"os_type": arguments.os_type, "description": arguments.description, "cmk_id": arguments.cmk_id}
-    request.update({field: value for field, value in optional.items() if value is not None})
+    source = str(arguments.source)
+    preflight.refuse_s3_url(source)
+    path = Path(source)
+    upload_bucket: str | None = None
+    if path.is_file():
+        upload_bucket = _upload_bucket_of(arguments, target)
+        image_url = f"{upload_bucket}:{preflight.upload_key(path)}"
+    elif ":" in source and not path.exists():
+        image_url = source
+    else:
+        raise CommandError(f"{source} is neither a file nor bucket:key.")
+    fields: dict[str, Any] = {"name": arguments.name, "image_url": image_url, "min_disk": arguments.min_disk}
+    optional = {
+        "os_type": arguments.os_type,
+        "description": arguments.description,
+        "cmk_id": arguments.cmk_id,
+        "ova_disk": arguments.ova_disk,
+    }
+    fields.update({field: value for field, value in optional.items() if value is not None})
     if arguments.tag:
-        request["image_tags"] = [_tag_of(text) for text in arguments.tag]
-    job_id = target.api.create_data_image(request)
+        fields["image_tags"] = [_tag_of(text) for text in arguments.tag]
+    # Everything the API and the import would refuse, and that can be known here, is refused before the upload.
+    request = preflight.checked_request(fields)
+    if upload_bucket is not None:
+        preflight.check_local_file(path, request)
+        s3 = target.aws_client("s3")
+        if target.is_local:
+            _ensure_local_bucket(s3, upload_bucket)
+        preflight.upload(s3, path, upload_bucket, request.object_key)
+    job_id = target.api.create_data_image(fields)
+    as_json = output.wants_json(arguments.json)
     if not arguments.wait:
-        _print_json({"job_id": job_id})
+        if as_json:
+            output.print_json({"job_id": job_id})
+        else:
+            print(f"job {job_id} started; follow it with: diskport job {job_id} --wait")
         return 0
     print(f"job {job_id}", file=sys.stderr)
-    job = wait_for_job(target.api, job_id, poll_seconds=arguments.poll_seconds or (1 if target.is_local else 10))
-    _print_json(job)
+    return _show_ended_job(wait_for_job(target.api, job_id, poll_seconds=_poll_seconds(arguments, target)), as_json)
+
+
+def _show_ended_job(job: Any, as_json: bool) -> int:
+    output.show(job, as_json=as_json, render=lambda value: output.fields(value, output.JOB_FIELDS))
     if job["status"] != "SUCCESS":
         print(f"diskport: the import failed: {job.get('error_code')}: {job.get('fail_reason')}", file=sys.stderr)
         return 1
     return 0
 
 
-def wait_for_job(api: ApiClient, job_id: str, *, poll_seconds: float, timeout_seconds: float = 6 * 3600) -> Any:
-    """Poll the job until it ends, showing its progress; the ended job."""
-    bar = ProgressBar()
-    deadline = time.monotonic() + timeout_seconds
-    try:
-        while True:
-            job = api.job(job_id)
-            entities = job.get("entities") or {}
-            task = entities.get("current_task") or ""
-            # IMS answers process_percent as a fraction of 1.
-            bar.show(100 * float(entities.get("process_percent") or 0), f"{job['status']} {task}".strip())
-            if job["status"] in ENDED_STATUSES:
-                return job
-            if time.monotonic() > deadline:
-                raise CommandError(f"Job {job_id} has not ended after {timeout_seconds:.0f} s; see `diskport job`.")
-            time.sleep(poll_seconds)
-    finally:
-        bar.finish()
+def _poll_seconds(arguments: argparse.Namespace, target: Target) -> float:
+    return float(arguments.poll_seconds or (1 if target.is_local else 10))
 
 
 def run_job(arguments: argparse.Namespace) -> int:
-    _print_json(target_of(arguments).api.job(arguments.job_id))
+    target = target_of(arguments)
+    as_json = output.wants_json(arguments.json)
+    if arguments.wait:
+        job = wait_for_job(target.api, arguments.job_id, poll_seconds=_poll_seconds(arguments, target))
+        return _show_ended_job(job, as_json)
+    job = target.api.job(arguments.job_id)
+    output.show(job, as_json=as_json, render=lambda value: output.fields(value, output.JOB_FIELDS))
+    return 0
+
+
+def run_jobs(arguments: argparse.Namespace) -> int:
+    jobs = list_jobs(target_of(arguments).api, limit=arguments.limit)
+    output.show(
+        jobs, as_json=output.wants_json(arguments.json), render=lambda value: output.table(value, output.JOB_COLUMNS)
+    )
     return 0
 
 
 def run_images(arguments: argparse.Namespace) -> int:
-    _print_json(target_of(arguments).api.images(arguments.id))
+    images = target_of(arguments).api.images(arguments.id)
+    output.show(
+        images,
+        as_json=output.wants_json(arguments.json),
+        render=lambda value: output.table(value, output.IMAGE_COLUMNS),
+    )
     return 0
 
 
 def run_export(arguments: argparse.Namespace) -> int:
+    destination = Path(arguments.file)
+    # Checked before anything is asked of the service, so a mistake costs nothing and leaves nothing.
+    if destination.is_dir():
+        raise CommandError(f"{destination} is a directory: name the file to write, e.g. {destination / 'disk.raw'}.")
+    if not destination.parent.is_dir():
+        raise CommandError(f"The directory {destination.parent} does not exist: create it first, or name another.")
+    if destination.exists() and not arguments.force:
+        raise CommandError(f"{destination} exists: name another file, or add --force to overwrite it.")
     target = target_of(arguments)
     images = target.api.images(arguments.image_id)
     if not images:
@@ -192,10 +230,18 @@ def run_export(arguments: argparse.Namespace) -> int:
         result = export_snapshot(
             str(snapshot_id),
             int(virtual_size),
-            Path(arguments.file),
+            destination,
             ebs=target.aws_client("ebs"),
-            on_progress=lambda done, total: bar.show(100 * done / total if total else 100, "exporting"),
+            on_progress=lambda done, total: bar.show(
+                100 * done / total if total else 100, "exporting", done_bytes=done
+            ),
+            overwrite=arguments.force,
         )
+    except KeyboardInterrupt:
+        bar.finish()
+        raise CommandInterruptedError(f"Export interrupted; {destination} was not written.") from None
+    except OSError as error:
+        raise CommandError(f"Writing {destination} failed: {error.strerror or error}.") from None
     finally:
         bar.finish()
     print(
@@ -211,43 +257,14 @@ def run_sam_env(arguments: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def _image_url_of(arguments: argparse.Namespace, target: Target) -> str:
-    """SOURCE as IMS's bucket:object, uploading it first when it is a local file."""
-    source = str(arguments.source)
-    path = Path(source)
-    if path.is_file():
-        return _upload(path, arguments.upload_bucket, target)
-    if ":" in source and not path.exists():
-        return source
-    raise CommandError(f"{source} is neither a file nor bucket:key.")
-
-
-def _upload(path: Path, bucket: str | None, target: Target) -> str:
-    if bucket is None:
-        if not target.is_local:
-            raise CommandError(
-                "Name a bucket the stack reads (one of its SourceBuckets) with --upload-bucket to upload a file."
-            )
-        bucket = UPLOADS_BUCKET
-    s3 = target.aws_client("s3")
-    if target.is_local:
-        _ensure_local_bucket(s3, bucket)
-    # IMS refuses spaces in object names (IMG.0175); a fresh folder keeps uploads of one file apart.
-    key = f"uploads/{uuid.uuid4().hex[:12]}/{path.name.replace(' ', '-')}"
-    total = path.stat().st_size
-    bar = ProgressBar()
-    sent = 0
-
-    def sent_more(count: int) -> None:
-        nonlocal sent
-        sent += count
-        bar.show(100 * sent / total if total else 100, f"uploading {path.name}", f"{sent} of {total} bytes")
-
-    try:
-        s3.upload_file(str(path), bucket, key, Callback=sent_more)
-    finally:
-        bar.finish()
-    return f"{bucket}:{key}"
+def _upload_bucket_of(arguments: argparse.Namespace, target: Target) -> str:
+    if arguments.upload_bucket is not None:
+        return str(arguments.upload_bucket)
+    if not target.is_local:
+        raise CommandError(
+            "Name a bucket the stack reads (one of its SourceBuckets) with --upload-bucket to upload a file."
+        )
+    return UPLOADS_BUCKET
 
 
 def _ensure_local_bucket(s3: Any, bucket: str) -> None:
@@ -263,13 +280,35 @@ def _tag_of(text: str) -> dict[str, str]:
     return {"key": key, "value": value}
 
 
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False))
-
-
 # ---------------------------------------------------------------------------------------------- parser
+def _version() -> str:
+    try:
+        return version("diskport")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _command(commands: Any, name: str, *, help: str, example: str, parents: Sequence[Any] = ()) -> Any:
+    """A sub-command whose help ends with an example of its use."""
+    return commands.add_parser(
+        name,
+        parents=list(parents),
+        help=help,
+        description=help[0].upper() + help[1:] + ".",
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="diskport", description="diskport: IMS-compatible data disk image import.")
+    parser = argparse.ArgumentParser(
+        prog="diskport",
+        description="diskport: IMS-compatible data disk image import.",
+        epilog="example:\n  diskport import disk.qcow2 --name data-1 --min-disk 40 --wait\n\n"
+        "exit status: 0 done, 1 refused or failed, 2 wrong usage, 130 interrupted (Ctrl-C)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"diskport {_version()}", help="print the version")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     remote = argparse.ArgumentParser(add_help=False)
@@ -278,10 +317,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="a deployed stack's API endpoint (its ApiEndpoint output); requests are signed with SigV4. "
         "Default: DISKPORT_ENDPOINT, else local mode",
     )
-    remote.add_argument("--aws-endpoint", help="the AWS endpoint for uploads and snapshot reads (local mode's)")
     remote.add_argument("--region", help="the deployed stack's region (default: from the endpoint, else AWS_REGION)")
+    # Only the commands that reach AWS themselves (uploads, snapshot reads) take --aws-endpoint.
+    reaches_aws = argparse.ArgumentParser(add_help=False)
+    reaches_aws.add_argument(
+        "--aws-endpoint",
+        help="the AWS endpoint for uploads and snapshot reads (default: local mode's emulator, or AWS)",
+    )
+    printed = argparse.ArgumentParser(add_help=False)
+    printed.add_argument(
+        "--json", action="store_true", help="print JSON (the default when the output is not a terminal)"
+    )
+    following = argparse.ArgumentParser(add_help=False)
+    following.add_argument(
+        "--poll-seconds", type=float, help="seconds between job polls (default: 1 in local mode, 10 deployed)"
+    )
 
-    serve_command = commands.add_parser("serve", help="run local mode in the foreground")
+    serve_command = _command(commands, "serve", help="run local mode in the foreground", example="diskport serve")
     serve_command.add_argument("--api-port", type=int, help=f"the API's port (LOCAL_API_PORT, {DEFAULT_API_PORT})")
     serve_command.add_argument("--aws-port", type=int, help=f"the emulator's port (LOCAL_AWS_PORT, {DEFAULT_AWS_PORT})")
     serve_command.add_argument("--project-id", help="the project every caller acts for (LOCAL_PROJECT_ID)")
@@ -291,35 +343,78 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve_command.set_defaults(run=run_serve)
 
-    import_command = commands.add_parser("import", parents=[remote], help="import a virtual disk file as a data image")
-    import_command.add_argument("source", metavar="SOURCE", help="a local file (uploaded first) or bucket:key")
-    import_command.add_argument("--name", required=True, help="the image name (1-128 characters)")
+    import_command = _command(
+        commands,
+        "import",
+        parents=[remote, reaches_aws, printed, following],
+        help="import a virtual disk file as a data image",
+        example="diskport import disk.qcow2 --name data-1 --min-disk 40 --tag team=storage --wait",
+    )
+    import_command.add_argument(
+        "source", metavar="SOURCE", help="a local file (checked, then uploaded) or bucket:key of an object"
+    )
+    import_command.add_argument("--name", required=True, help="the image name (1-128 letters, digits, -_. and spaces)")
     import_command.add_argument("--min-disk", type=int, required=True, help="the data disk size in GB (40-2048)")
-    import_command.add_argument("--os-type", choices=["Linux", "Windows"])
-    import_command.add_argument("--description")
+    import_command.add_argument("--os-type", choices=["Linux", "Windows"], help="the image's OS type (default Linux)")
+    import_command.add_argument("--description", help="a description (at most 1024 characters, one line)")
     import_command.add_argument("--tag", action="append", metavar="KEY=VALUE", help="an image tag (repeatable)")
-    import_command.add_argument("--cmk-id", help="the KMS key that encrypts the image")
+    import_command.add_argument("--cmk-id", help="the KMS key (id, ARN or alias) that encrypts the image")
+    import_command.add_argument(
+        "--ova-disk", metavar="DISK", help="for an OVA of several disks: the one to import (OVF disk id or file name)"
+    )
     import_command.add_argument("--upload-bucket", help=f"where a local file goes (local mode: {UPLOADS_BUCKET})")
     import_command.add_argument("--wait", action="store_true", help="follow the job until it ends")
-    import_command.add_argument("--poll-seconds", type=float, help="seconds between job polls (1 local, 10 deployed)")
     import_command.set_defaults(run=run_import)
 
-    job_command = commands.add_parser("job", parents=[remote], help="show a job and its progress")
-    job_command.add_argument("job_id", metavar="JOB_ID")
+    job_command = _command(
+        commands,
+        "job",
+        parents=[remote, printed, following],
+        help="show a job and its progress",
+        example="diskport job 4010a32b5f909853015f90aaa24b0015 --wait",
+    )
+    job_command.add_argument("job_id", metavar="JOB_ID", help="the job id `import` printed (see `diskport jobs`)")
+    job_command.add_argument("--wait", action="store_true", help="follow the job with a progress bar until it ends")
     job_command.set_defaults(run=run_job)
 
-    images_command = commands.add_parser("images", parents=[remote], help="list the project's images")
-    images_command.add_argument("--id", help="only the image with this id")
+    jobs_command = _command(
+        commands,
+        "jobs",
+        parents=[remote, printed],
+        help="list the project's jobs, newest first",
+        example="diskport jobs",
+    )
+    jobs_command.add_argument("--limit", type=jobs_limit, default=20, help="how many jobs to list (1-200, default 20)")
+    jobs_command.set_defaults(run=run_jobs)
+
+    images_command = _command(
+        commands, "images", parents=[remote, printed], help="list the project's images", example="diskport images"
+    )
+    images_command.add_argument("--id", metavar="IMAGE_ID", help="only the image with this id")
     images_command.set_defaults(run=run_images)
 
-    export_command = commands.add_parser("export", parents=[remote], help="write an image out as a raw disk file")
-    export_command.add_argument("image_id", metavar="IMAGE_ID")
-    export_command.add_argument("file", metavar="FILE")
+    export_command = _command(
+        commands,
+        "export",
+        parents=[remote, reaches_aws],
+        help="write an image out as a raw disk file",
+        example="diskport export 5c3b4a1e-0d1f-4e5a-9b7c-2f6e8d9a0b1c data-1.raw",
+    )
+    export_command.add_argument(
+        "image_id", metavar="IMAGE_ID", help="the id of an active image (see `diskport images`)"
+    )
+    export_command.add_argument("file", metavar="FILE", help="the raw disk file to write (its directory must exist)")
+    export_command.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     export_command.set_defaults(run=run_export)
 
     add_image_commands(commands, remote)
 
-    sam_env_command = commands.add_parser("sam-env", help="print env.json for sam local start-api / invoke")
+    sam_env_command = _command(
+        commands,
+        "sam-env",
+        help="print env.json for sam local start-api / invoke",
+        example="diskport sam-env > env.json",
+    )
     sam_env_command.add_argument(
         "--aws-endpoint", default=DOCKER_HOST_AWS_ENDPOINT, help="local mode's AWS emulator as containers reach it"
     )
@@ -339,8 +434,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (BotoCoreError, ClientError) as error:
         print(f"diskport: AWS: {error}", file=sys.stderr)
         return 1
+    except CommandInterruptedError as interrupted:
+        print(f"\ndiskport: {interrupted.message}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        return 130
+        print("\ndiskport: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

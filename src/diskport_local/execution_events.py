@@ -86,6 +86,20 @@ class ExecutionStatusWatcher:
             delivered += 1
         return delivered
 
+    def deliver_stopped(self, execution_arn: str, *, error: str, cause: str) -> bool:
+        """Deliver the ABORTED event StopExecution gives on AWS at once, when the rule matches it.
+
+        moto's interpreter marks a stopped execution only once the step it is in returns, which for a Convert
+        chunk can take minutes; AWS ends the execution (and emits its event) immediately.
+        """
+        if "ABORTED" not in self.rule.statuses or execution_arn in self._delivered:
+            return False
+        execution = self._step_functions.describe_execution(executionArn=execution_arn)
+        stopped = {**execution, "status": "ABORTED", "stopDate": datetime.now(UTC), "error": error, "cause": cause}
+        self._delivered.add(execution_arn)
+        _, failed = self._invoke(execution_status_event(stopped))
+        return not failed
+
     def _matching_executions(self) -> Iterator[str]:
         for state_machine_arn in self.rule.state_machine_arns:
             for status in self.rule.statuses:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -46,13 +47,21 @@ def export_snapshot(
     *,
     ebs: Any | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    overwrite: bool = False,
 ) -> ExportResult:
-    """Write the snapshot's first `virtual_size` bytes to `destination`; no file is left if that fails.
+    """Write the snapshot's first `virtual_size` bytes to `destination`; nothing is left behind if that fails.
 
+    The disk is written to a hidden file beside `destination`, which takes its name only once every block is in:
+    an existing file is never touched by a failed export, and is replaced only with `overwrite`.
     Progress is reported as (bytes of the disk covered so far, virtual_size): blocks come in index order.
     """
     ebs = ebs if ebs is not None else aws.client("ebs")
-    descriptor = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    if destination.exists() and not overwrite:
+        raise ExportError(f"{destination} exists: it is replaced only when asked to (--force).", code="IMG.0001")
+    if not destination.parent.is_dir():
+        raise ExportError(f"The directory {destination.parent} does not exist.", code="IMG.0001")
+    partial = destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:8]}.partial")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         os.ftruncate(descriptor, virtual_size)
 
@@ -77,11 +86,18 @@ def export_snapshot(
                     on_progress(min(virtual_size, (window[-1][0] + 1) * EBS_BLOCK_BYTES), virtual_size)
         if on_progress is not None:
             on_progress(virtual_size, virtual_size)
-    except BaseException:
         os.close(descriptor)
-        destination.unlink(missing_ok=True)
+        descriptor = -1
+        if overwrite:
+            os.replace(partial, destination)
+        else:
+            os.link(partial, destination)  # fails rather than replace a file that appeared meanwhile
+            partial.unlink()
+    except BaseException:
+        if descriptor >= 0:
+            os.close(descriptor)
+        partial.unlink(missing_ok=True)
         raise
-    os.close(descriptor)
     return ExportResult(blocks_written=blocks_written, bytes_written=bytes_written, file_size=virtual_size)
 
 

@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from diskport.errors import DiskportError
 from diskport.observability import logger
 
+from diskport_local import api_page
 from diskport_local.events import http_api_event
 from diskport_local.template import ApiRoute
 
@@ -74,6 +75,15 @@ class ApiFront:
         if request.method == "GET" and path == OPENAPI_PATH and self._openapi_document is not None:
             body = json.dumps(self._openapi_document(), indent=2).encode("utf-8")
             return FrontResponse(200, {"content-type": "application/json"}, body)
+        if request.method == "GET" and path in ("/", api_page.SWAGGER_PATH) and self._openapi_document is not None:
+            if path == "/":
+                status, headers, body = api_page.index(
+                    "text/html" in _joined_headers(request.headers).get("accept", "")
+                )
+                return FrontResponse(status, headers, body)
+            return FrontResponse(
+                200, {"content-type": "text/html; charset=utf-8"}, api_page.swagger_page(self._openapi_document())
+            )
         if len(request.body) > MAX_REQUEST_BYTES:
             return ims_error_response(
                 DiskportError("The request body is larger than 10 MB.", code="IMG.0001").with_status(413)

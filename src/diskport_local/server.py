@@ -24,9 +24,11 @@ from types import FrameType
 from typing import Any, Literal
 
 from diskport import aws
+from diskport.jobs import JobStore
 from diskport.observability import logger
 from diskport.settings import get_settings
 
+from diskport_local import shutdown
 from diskport_local.execution_events import ExecutionStatusWatcher, execution_status_rules
 from diskport_local.front import ApiFront, FrontServer
 from diskport_local.openapi import openapi_document
@@ -208,6 +210,10 @@ class LocalMode:
                     "Function not loadable; calls to it will fail", extra={"function": logical_id, "error": str(error)}
                 )
 
+    def stop_taking_uploads(self) -> None:
+        for poller in self._pollers:
+            poller.stop()
+
     def stop(self) -> None:
         for poller in self._pollers:
             poller.stop()
@@ -248,6 +254,7 @@ class LocalMode:
             [
                 "diskport local mode is running (Ctrl-C stops it).",
                 f"  IMS API        {self.api_url}    OpenAPI: {self.api_url}/openapi.json",
+                f"  API page       {self.api_url}/swagger    (Swagger UI of the OpenAPI document)",
                 f"  AWS emulator   {self.aws_url}    S3, DynamoDB, SQS, KMS, EBS, Step Functions (moto)",
                 f"  project id     {self.options.project_id}",
                 f"  watched bucket {watched_bucket}   uploads ending {suffixes} start imports",
@@ -290,8 +297,11 @@ def serve(options: LocalModeOptions | None = None) -> int:
     """Run local mode in the foreground until Ctrl-C or SIGTERM."""
     local_mode = LocalMode(options or LocalModeOptions.from_environment())
     stopping = threading.Event()
+    at_once = threading.Event()  # a second Ctrl-C or SIGTERM (shutdown.py)
 
     def _stop(_signal: int, _frame: FrameType | None) -> None:
+        if stopping.is_set():
+            at_once.set()
         stopping.set()
 
     signal.signal(signal.SIGINT, _stop)
@@ -305,6 +315,16 @@ def serve(options: LocalModeOptions | None = None) -> int:
     print(local_mode.banner(), flush=True)
     while not stopping.wait(timeout=1):
         pass
+    drained = shutdown.drain(
+        local_mode.stack.arn("ImportDataImageStateMachine"),
+        at_once,
+        watchers=local_mode._watchers,
+        stop_taking_work=local_mode.stop_taking_uploads,
+        say=lambda text: print(text, flush=True),
+        job_has_failed=lambda job_id: getattr(JobStore().get(job_id), "status", "FAIL") == "FAIL",
+    )
     print("diskport local mode is stopping.", flush=True)
     local_mode.stop()
+    if not drained:
+        os._exit(1)  # the steps still running in this process's threads end with it, as their executions did
     return 0

@@ -47,4 +47,5 @@ def test_no_generated_request_gets_a_server_error_or_an_undocumented_answer(
         check=False,
     )
     assert run.returncode == 0, f"{run.stdout}\n{run.stderr}\nlocal mode log: {local_mode.log}"
-    assert "10 selected" in run.stdout.lower() or "Selected: 10/10" in run.stdout, run.stdout
+    # Every operation: IMS's routes and the job listing (diskport's own)
+    assert "11 selected" in run.stdout.lower() or "Selected: 11/11" in run.stdout, run.stdout

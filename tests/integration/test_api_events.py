@@ -31,6 +31,7 @@ EXPECTED = {
     "api_delete_image.json": (204, None),
     "api_delete_image_unknown.json": (404, "IMG.0404"),
     "api_show_image_quota.json": (200, None),
+    "api_list_jobs.json": (200, None),
 }
 
 

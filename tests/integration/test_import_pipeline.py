@@ -88,7 +88,7 @@ def test_a_job_reads_success_only_once_its_image_is_active(importer: Any, monkey
 
     monkeypatch.setattr(JobStore, "mark_succeeded", mark_succeeded_then_look)
     # When a file is imported
-    job = importer.import_file(b"\x01" * 1000, "disk.raw")
+    job = importer.import_file(b"\x01" * 1024, "disk.raw")
     # Then no client polling the job could see SUCCESS with an image still being saved
     assert job["status"] == "SUCCESS"
     assert seen == [("SUCCESS", "active")]
@@ -102,7 +102,7 @@ def test_each_converted_chunk_logs_its_blocks_and_how_they_were_hashed(
     # Given a disk of two 512 KiB blocks of data
     # When it is imported
     with caplog.at_level(logging.INFO, logger="diskport"):
-        job = importer.import_file(b"\x01" * 700_000, "disk.raw")
+        job = importer.import_file(b"\x01" * 700_416, "disk.raw")
     # Then the convert function logged the chunk: blocks written, and which SHA-256 this CPU used
     assert job["status"] == "SUCCESS"
     (converted,) = [record for record in caplog.records if record.getMessage() == "Chunk converted"]
@@ -113,7 +113,7 @@ def test_each_converted_chunk_logs_its_blocks_and_how_they_were_hashed(
 def test_images_are_listed_with_filters_and_pages(importer: Any) -> None:
     # Given three imported images
     for name in ("alpha", "beta", "gamma"):
-        assert importer.import_file(b"\x01" * 1000, f"{name}.raw", name=name)["status"] == "SUCCESS"
+        assert importer.import_file(b"\x01" * 1024, f"{name}.raw", name=name)["status"] == "SUCCESS"
 
     # When the images are listed two at a time
     first = importer.stack.call_api("GET", "/v2/cloudimages", query={"limit": "2"})
@@ -127,8 +127,8 @@ def test_images_are_listed_with_filters_and_pages(importer: Any) -> None:
     image = first.body["images"][0]
     assert image["status"] == "active" and image["__imagetype"] == "private"
     assert image["__data_origin"] == f"file,{importer.stack.local.physical_name('WatchedBucket')}:gamma.raw"
-    assert image["disk_format"] == "raw" and image["__image_size"] == "1000"
-    assert image["size"] == 0 and image["virtual_size"] is None and image["diskport_virtual_size_bytes"] == 1000
+    assert image["disk_format"] == "raw" and image["__image_size"] == "1024"
+    assert image["size"] == 0 and image["virtual_size"] is None and image["diskport_virtual_size_bytes"] == 1024
 
     # And the filters narrow the list
     assert [image["name"] for image in importer.images(name="beta")] == ["beta"]

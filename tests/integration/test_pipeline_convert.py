@@ -80,8 +80,8 @@ def test_a_chunk_is_written_by_several_writers_with_only_a_few_blocks_held_at_on
     held = [0]
     original_open_disk = convert.open_disk
 
-    def counting_open_disk(source: Any) -> Any:
-        disk_image = original_open_disk(source)
+    def counting_open_disk(source: Any, **options: Any) -> Any:
+        disk_image = original_open_disk(source, **options)
         original_iter_blocks = disk_image.iter_blocks
 
         def iter_blocks(start: int, end: int) -> Any:

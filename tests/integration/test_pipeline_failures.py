@@ -15,7 +15,7 @@ from diskport.settings import get_settings
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 EXAMPLE_JOB_ID = "9a175ac692fa125401930027b9c026b3"
-DISK = b"\x5a" * 700_000  # a small raw disk: two blocks of data
+DISK = b"\x5a" * 700_416  # a small raw disk (whole sectors): two blocks of data
 
 
 def assert_failed_cleanly(importer: Any, job: dict[str, Any], code: str) -> str:
@@ -178,7 +178,7 @@ def test_a_file_changed_during_import_fails_with_img_0057_and_removes_the_half_w
 
     def fetch_then_overwrite(job_id: str) -> Any:
         result = original_fetch(job_id)
-        importer.upload(b"\x33" * 700_000, "changing.raw")
+        importer.upload(b"\x33" * 700_416, "changing.raw")
         return result
 
     monkeypatch.setattr(fetch, "fetch_source", fetch_then_overwrite)
@@ -198,7 +198,7 @@ def test_an_uploaded_file_replaced_before_its_import_starts_is_not_imported_unde
     bucket, key = image_url.split(":", 1)
     uploaded_etag = boto3.client("s3").head_object(Bucket=bucket, Key=key)["ETag"]
     # and the file replaced by another upload before that job's import reads it
-    importer.upload(b"\x33" * 700_000, "replaced.raw")
+    importer.upload(b"\x33" * 700_416, "replaced.raw")
     request = CreateDataImageRequest(name="data-disk-1", image_url=image_url, min_disk=40)
 
     # When the job's import runs

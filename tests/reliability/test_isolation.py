@@ -38,6 +38,7 @@ ROUTES_COVERED = {
     ("GET", "/v2/{project_id}/images/{image_id}/tags"),
     ("POST", "/v2/{project_id}/images/{image_id}/tags/action"),
     ("GET", "/v1/cloudimages/quota"),
+    ("GET", "/v1/cloudimages/jobs"),
 }
 NEVER_EXISTED_JOB = "f" * 32
 NEVER_EXISTED_IMAGE = "00000000-0000-5000-8000-000000000000"
@@ -370,3 +371,21 @@ def test_a_file_in_another_accounts_bucket_listed_in_source_buckets_imports(
     # Then the import succeeds, and no request asked S3 to check that the caller owns the partner's bucket
     assert job["status"] == "SUCCESS", job
     assert partner_bucket_of_another_account == []
+
+
+def test_the_job_list_holds_only_the_callers_jobs_and_refuses_another_projects_as_a_marker(
+    importer: Importer, two_projects: tuple[ProjectImport, ProjectImport]
+) -> None:
+    owner, intruder = two_projects
+    stack = importer.stack
+    # The intruder's list holds its own job and nothing of the owner's
+    listed = stack.call_api("GET", "/v1/cloudimages/jobs", project_id=INTRUDER)
+    assert [job["job_id"] for job in listed.body["jobs"]] == [intruder.job_id]
+    assert owner.job_id not in json.dumps(listed.body) and owner.image_id not in json.dumps(listed.body)
+    # And the owner's job as a page marker is answered exactly like a job that never existed
+    theirs = stack.call_api("GET", "/v1/cloudimages/jobs", query={"marker": owner.job_id}, project_id=INTRUDER)
+    nobodys = stack.call_api("GET", "/v1/cloudimages/jobs", query={"marker": NEVER_EXISTED_JOB}, project_id=INTRUDER)
+    assert theirs.status == nobodys.status == 404
+    assert json.dumps(theirs.body).replace(owner.job_id, "<id>") == json.dumps(nobodys.body).replace(
+        NEVER_EXISTED_JOB, "<id>"
+    )

@@ -23,6 +23,7 @@ MAX_TAGS = 10
 TAG_KEY_MAX_LENGTH = 36
 TAG_VALUE_MAX_LENGTH = 43
 OBJECT_KEY_MAX_BYTES = 1024
+OVA_DISK_MAX_LENGTH = 255
 
 # image_tag_format.rst: keys hold letters, digits, '_', '-' and CJK letters; values also '.' (in `tags`, the text
 # after the first dot is the value, so "os.version.1.2" is key "os", value "version.1.2").
@@ -49,6 +50,7 @@ _CODE_WHEN_MISSING_OR_MISTYPED = {
     "tags": ("IMG.0115", "IMG.0115"),
     "image_tags": ("IMG.0115", "IMG.0115"),
     "enterprise_project_id": ("IMG.0001", "IMG.0001"),
+    "ova_disk": ("IMG.0017", "IMG.0017"),
 }
 
 
@@ -103,6 +105,12 @@ class CreateDataImageRequest(BaseModel):
     enterprise_project_id: str | None = Field(
         None, description="The enterprise project of the image: '0' (default) or a UUID."
     )
+    ova_disk: str | None = Field(
+        None,
+        description="diskport extension, not in IMS: when image_url is an OVA holding several disks, the one to "
+        "import, by its OVF disk id (vmdisk2) or file name (disk2.vmdk).",
+        json_schema_extra={"minLength": 1, "maxLength": OVA_DISK_MAX_LENGTH},
+    )
 
     @field_validator("name", mode="before")
     @classmethod
@@ -146,6 +154,20 @@ class CreateDataImageRequest(BaseModel):
         if len(key.encode("utf-8")) > OBJECT_KEY_MAX_BYTES or any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
             raise _reject("IMG.0017", "The object key in image_url is longer than 1024 bytes or holds control codes.")
         return image_url
+
+    @field_validator("ova_disk", mode="before")
+    @classmethod
+    def _check_ova_disk(cls, ova_disk: Any) -> Any:
+        if ova_disk is None:
+            return None
+        if (
+            not isinstance(ova_disk, str)
+            or not 1 <= len(ova_disk) <= OVA_DISK_MAX_LENGTH
+            or not ova_disk.isprintable()
+            or "/" in ova_disk
+        ):
+            raise _reject("IMG.0017", "ova_disk must name one disk of the OVA: its OVF disk id or its file name.")
+        return ova_disk
 
     @field_validator("min_disk", mode="before")
     @classmethod
@@ -345,6 +367,13 @@ class JobProgressView(JobView):
     """`GET /v1/cloudimages/job/{job_id}` (ims-api.md §3)."""
 
     entities: JobProgressEntities
+
+
+class JobList(BaseModel):
+    """`GET /v1/cloudimages/jobs`, a diskport extension (IMS has no job listing): the project's jobs, newest first."""
+
+    jobs: list[JobProgressView]
+    next: str | None = Field(None, description="The link to the next page; null on the last page.")
 
 
 class ErrorDetail(BaseModel):

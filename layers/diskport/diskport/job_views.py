@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from diskport.api_models import JobEntities, JobProgressEntities, JobProgressView, JobView
+from urllib.parse import urlencode
+
+from diskport.api_models import JobEntities, JobList, JobProgressEntities, JobProgressView, JobView
 from diskport.errors import NotFoundError
 from diskport.jobs import ENDED, Job, JobStore
 
@@ -21,6 +23,18 @@ def find_job(job_id: str, project_id: str, jobs: JobStore | None = None) -> Job:
     if job is None or job.project_id != project_id:
         raise NotFoundError(f"Job {job_id} does not exist.")
     return job
+
+
+JOBS_PATH = "/v1/cloudimages/jobs"
+DEFAULT_JOBS_LIMIT = 50
+MAX_JOBS_LIMIT = 200
+
+
+def list_jobs(project_id: str, *, limit: int, marker: str | None = None, jobs: JobStore | None = None) -> JobList:
+    """The project's jobs newest first, each as the progress route shows it, with the link to the next page."""
+    page, next_marker = (jobs or JobStore()).page_for_project(project_id, limit=limit, marker=marker)
+    following = f"{JOBS_PATH}?{urlencode({'limit': limit, 'marker': next_marker})}" if next_marker else None
+    return JobList(jobs=[job_progress_view(job) for job in page], next=following)
 
 
 def job_view(job: Job) -> JobView:

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
 from diskport import aws
-from diskport.errors import FlowControlError
+from diskport.errors import FlowControlError, NotFoundError
 from diskport.project_counters import decrement, increment_below
 from diskport.settings import get_settings
 
@@ -31,6 +31,8 @@ IMPORTS_UNDER_WAY = "imports_under_way"
 # Per chunk (by chunk id): the bytes its convert worker has counted, and the worker's rate lease (rate_control.py).
 CHUNK_BYTES = "chunk_bytes_done"
 WRITERS = "writers"
+# The Jobs table's index of each project's jobs by begin_time (template.yaml), for listing them newest first.
+JOBS_BY_PROJECT_INDEX = "by-project"
 
 
 def now_iso() -> str:
@@ -134,6 +136,36 @@ class JobStore:
     def get(self, job_id: str) -> Job | None:
         item = self._table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
         return _from_item(item) if item else None
+
+    def page_for_project(
+        self, project_id: str, *, limit: int, marker: str | None = None
+    ) -> tuple[list[Job], str | None]:
+        """Up to `limit` of the project's jobs, newest first, after the job `marker`; and the next page's marker."""
+        query: dict[str, Any] = {
+            "IndexName": JOBS_BY_PROJECT_INDEX,
+            "KeyConditionExpression": "project_id = :project",
+            "ExpressionAttributeValues": {":project": project_id},
+            "ScanIndexForward": False,
+            "Limit": limit + 1,
+        }
+        if marker is not None:
+            after = self.get(marker)
+            if after is None or after.project_id != project_id:
+                raise NotFoundError(f"The marker {marker} is not a job of this project.")
+            query["ExclusiveStartKey"] = {
+                "job_id": after.job_id,
+                "project_id": project_id,
+                "begin_time": after.begin_time,
+            }
+        jobs: list[Job] = []
+        while True:
+            page = self._table.query(**query)
+            jobs.extend(_from_item(item) for item in page["Items"])
+            if len(jobs) > limit:
+                return jobs[:limit], jobs[limit - 1].job_id
+            if "LastEvaluatedKey" not in page:
+                return jobs, None
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def imports_under_way(self, project_id: str) -> int:
         item = self._projects.get_item(Key={"project_id": project_id}, ConsistentRead=True).get("Item") or {}

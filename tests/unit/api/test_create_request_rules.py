@@ -80,6 +80,11 @@ REJECTED = [
         body_with(image_tags=[{"key": "k", "value": "v", "extra": 1}]), "IMG.0115", id="image tag extra field"
     ),
     pytest.param(body_with(image_tags=["k.v"]), "IMG.0115", id="image_tags holding strings"),
+    # ova_disk (a diskport extension)
+    pytest.param(body_with(ova_disk=""), "IMG.0017", id="ova_disk empty"),
+    pytest.param(body_with(ova_disk="a/disk.vmdk"), "IMG.0017", id="ova_disk with a slash"),
+    pytest.param(body_with(ova_disk="d" * 256), "IMG.0017", id="ova_disk of 256 characters"),
+    pytest.param(body_with(ova_disk=2), "IMG.0017", id="ova_disk not a string"),
 ]
 
 
@@ -135,6 +140,7 @@ ACCEPTED = [
     pytest.param(body_with(tags=["key."]), id="tag with an empty value"),
     pytest.param(body_with(image_tags=[{"key": f"k{n}", "value": "v"} for n in range(10)]), id="10 image_tags"),
     pytest.param(body_with(unknown_field="ignored"), id="an unknown field"),
+    pytest.param(body_with(image_url="image-test:vm.ova", ova_disk="vmdisk2"), id="ova_disk an OVF disk id"),
 ]
 
 

@@ -107,3 +107,27 @@ def test_every_page_of_blocks_is_read(ebs: Any, tmp_path: Path) -> None:
     assert progress[-1] == (6 * EBS_BLOCK_BYTES, 6 * EBS_BLOCK_BYTES)
     data = (tmp_path / "disk.raw").read_bytes()
     assert data[5 * EBS_BLOCK_BYTES :] == block_of(3)
+
+
+def test_a_failed_export_leaves_the_file_it_would_have_replaced_untouched(ebs: Any, tmp_path: Path) -> None:
+    # Given an existing file, and a snapshot whose second block is corrupt
+    existing = tmp_path / "disk.raw"
+    existing.write_bytes(b"an earlier export")
+    snapshot_id = snapshot_with(ebs, {0: block_of(1), 1: block_of(2)}, wrong_checksum_at=1)
+    # When an export asked to overwrite it fails
+    with pytest.raises(ExportError, match="Block 1"):
+        export_snapshot(snapshot_id, 2 * EBS_BLOCK_BYTES, existing, ebs=ebs, overwrite=True)
+    # Then the file is as it was, and nothing else was left in its directory
+    assert existing.read_bytes() == b"an earlier export"
+    assert list(tmp_path.iterdir()) == [existing]
+
+
+def test_an_existing_file_is_replaced_only_when_asked(ebs: Any, tmp_path: Path) -> None:
+    existing = tmp_path / "disk.raw"
+    existing.write_bytes(b"an earlier export")
+    snapshot_id = snapshot_with(ebs, {0: block_of(1)})
+    with pytest.raises(ExportError, match="exists"):
+        export_snapshot(snapshot_id, EBS_BLOCK_BYTES, existing, ebs=ebs)
+    assert existing.read_bytes() == b"an earlier export"
+    export_snapshot(snapshot_id, EBS_BLOCK_BYTES, existing, ebs=ebs, overwrite=True)
+    assert existing.read_bytes() == block_of(1)

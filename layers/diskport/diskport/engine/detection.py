@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from diskport.errors import ImageRejectedError, UnsupportedFormatError
 
+from .containers import disk_in_container
 from .disk import DiskImage
 from .formats.qcow2 import open_qcow2
 from .formats.raw import open_raw
@@ -83,8 +84,11 @@ def detect_formats(head: bytes, tail: bytes) -> list[str]:
     return found
 
 
-def open_disk(source: ByteSource, *, limits: InspectionLimits | None = None) -> DiskImage:
+def open_disk(source: ByteSource, *, limits: InspectionLimits | None = None, ova_disk: str | None = None) -> DiskImage:
     """Detect the format by content, run every safety check, and return the virtual disk.
+
+    An OVA opens at the disk it holds (`ova_disk` names one when it holds several); archives, compressed
+    streams and files that cannot be a raw disk are refused (containers.py).
 
     Raises ImageRejectedError (IMG.0057) for broken or unsafe files and UnsupportedFormatError (IMG.0072) for
     formats the service does not import; `reason` says what to do about it.
@@ -96,6 +100,9 @@ def open_disk(source: ByteSource, *, limits: InspectionLimits | None = None) -> 
     head = source.read_at(0, min(SNIFF_BYTES, size))
     tail = source.read_at(size - VHD_FOOTER_SIZE, VHD_FOOTER_SIZE) if size >= VHD_FOOTER_SIZE else b""
     formats = detect_formats(head, tail)
+    inner_disk = disk_in_container(source, head, formats, ova_disk=ova_disk)
+    if inner_disk is not None:
+        return open_disk(inner_disk, limits=limits)
     if len(formats) > 1:
         raise ImageRejectedError(
             f"The file carries the signatures of more than one format ({', '.join(formats)}): one image is hidden "

@@ -126,7 +126,7 @@ def _convert(
     checksums: list[BlockChecksum] = []
     with (
         leases.renewing(settings.renew_seconds),
-        open_disk(reader) as disk,
+        open_disk(reader, ova_disk=manifest.ova_disk) as disk,
         ThreadPoolExecutor(writers, thread_name_prefix="diskport-put") as pool,
     ):
         in_flight: deque[tuple[Future[None], int]] = deque()

@@ -72,7 +72,7 @@ def fetch_source(
         bucket_owner=bucket_owner_for(job.project_id, request.bucket, settings),
         s3_client=s3_client,
     )
-    _check_disk_size(request.min_disk, inspected.virtual_size)
+    check_disk_size(request.min_disk, inspected.virtual_size)
     kms_key_arn = usable_key_arn(request.cmk_id, kms_client) if request.cmk_id else None
     chunk_bytes = chunk_size_for(
         allocated_blocks_bytes(inspected.allocated_ranges, inspected.virtual_size),
@@ -116,6 +116,7 @@ def fetch_source(
             snapshot_id=snapshot_id,
             chunk_count=len(chunks),
             allocated_bytes=allocated_bytes,
+            ova_disk=request.ova_disk,
         )
     )
     return FetchResult(plan_key=work_files.plan_key, chunk_count=len(chunks))
@@ -136,7 +137,7 @@ def inspect_source(
     reader = S3ObjectSource(
         s3_client, source.bucket, source.key, etag=source.etag, size=source.size, bucket_owner=source.bucket_owner
     )
-    disk = open_disk(reader)
+    disk = open_disk(reader, ova_disk=request.ova_disk)
     try:
         return InspectedSource(
             source=source,
@@ -157,7 +158,7 @@ def _running_job(jobs: JobStore, job_id: str) -> Job:
     return job
 
 
-def _check_disk_size(min_disk_gib: int, virtual_size: int) -> None:
+def check_disk_size(min_disk_gib: int, virtual_size: int) -> None:
     if virtual_size > min_disk_gib * GIB:
         needed_gib = -(-virtual_size // GIB)
         raise DiskSizeError(
