@@ -19,6 +19,8 @@ from typing import Any
 
 from diskport.errors import DiskportError
 
+from diskport_local.command_help import add_command
+
 ACCESS_KEYS_PATH = "/diskport/access-keys"
 NOT_MANAGED = (
     "This endpoint does not manage access keys: start local mode with LOCAL_AUTH=aksk (diskport serve --auth aksk), "
@@ -80,21 +82,44 @@ def add_access_key_commands(
     commands: Any, remote: argparse.ArgumentParser, target_of: TargetOf
 ) -> argparse.ArgumentParser:
     """The `access-key` command and its three subcommands, on the CLI's parser."""
-    access_key: argparse.ArgumentParser = commands.add_parser(
-        "access-key", help="create, list and revoke IMS access keys (AK/SK)"
+    access_key: argparse.ArgumentParser = add_command(
+        commands,
+        "access-key",
+        help="create, list and revoke IMS access keys (AK/SK)",
+        example="diskport access-key create --project 0123456789abcdef0123456789abcdef",
     )
-    actions = access_key.add_subparsers(dest="access_key_command", required=True, metavar="ACTION")
+    actions = access_key.add_subparsers(
+        dest="access_key_command", required=True, metavar="ACTION", help="create, list or revoke"
+    )
 
-    create = actions.add_parser("create", parents=[remote], help="a new access key for a project (secret shown once)")
+    create = add_command(
+        actions,
+        "create",
+        parents=[remote],
+        help="a new access key for a project (secret shown once)",
+        example="diskport access-key create --project 0123456789abcdef0123456789abcdef --json",
+    )
     create.add_argument("--project", required=True, help="the project id the key signs for")
     create.add_argument("--json", action="store_true", help='print {"access_key", "secret_key", "project_id"}')
     create.set_defaults(run=lambda arguments: run_create(target_of, arguments))
 
-    listing = actions.add_parser("list", parents=[remote], help="every key: id, project, created, last used")
+    listing = add_command(
+        actions,
+        "list",
+        parents=[remote],
+        help="every key: id, project, created, last used",
+        example="diskport access-key list",
+    )
     listing.add_argument("--json", action="store_true", help="print the keys as JSON")
     listing.set_defaults(run=lambda arguments: run_list(target_of, arguments))
 
-    revoke = actions.add_parser("revoke", parents=[remote], help="disable a key at once")
-    revoke.add_argument("access_key", metavar="ACCESS_KEY")
+    revoke = add_command(
+        actions,
+        "revoke",
+        parents=[remote],
+        help="disable a key at once",
+        example="diskport access-key revoke DPAK0123456789ABCDEF",
+    )
+    revoke.add_argument("access_key", metavar="ACCESS_KEY", help="the access key id (see `diskport access-key list`)")
     revoke.set_defaults(run=lambda arguments: run_revoke(target_of, arguments))
     return access_key

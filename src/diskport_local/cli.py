@@ -36,6 +36,7 @@ from diskport_local import output, preflight
 from diskport_local.access_key_commands import add_access_key_commands
 from diskport_local.client import AkSkSigner, ApiClient, SigV4Signer, region_of_endpoint
 from diskport_local.command_errors import EXIT_INTERRUPTED, CommandError, CommandInterruptedError
+from diskport_local.command_help import add_command
 from diskport_local.export import export_snapshot
 from diskport_local.follow import ENDED_STATUSES, jobs_limit, list_jobs, wait_for_job
 from diskport_local.image_commands import add_image_commands
@@ -288,18 +289,6 @@ def _version() -> str:
         return "unknown"
 
 
-def _command(commands: Any, name: str, *, help: str, example: str, parents: Sequence[Any] = ()) -> Any:
-    """A sub-command whose help ends with an example of its use."""
-    return commands.add_parser(
-        name,
-        parents=list(parents),
-        help=help,
-        description=help[0].upper() + help[1:] + ".",
-        epilog=f"example:\n  {example}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="diskport",
@@ -333,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--poll-seconds", type=float, help="seconds between job polls (default: 1 in local mode, 10 deployed)"
     )
 
-    serve_command = _command(commands, "serve", help="run local mode in the foreground", example="diskport serve")
+    serve_command = add_command(commands, "serve", help="run local mode in the foreground", example="diskport serve")
     serve_command.add_argument("--api-port", type=int, help=f"the API's port (LOCAL_API_PORT, {DEFAULT_API_PORT})")
     serve_command.add_argument("--aws-port", type=int, help=f"the emulator's port (LOCAL_AWS_PORT, {DEFAULT_AWS_PORT})")
     serve_command.add_argument("--project-id", help="the project every caller acts for (LOCAL_PROJECT_ID)")
@@ -343,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve_command.set_defaults(run=run_serve)
 
-    import_command = _command(
+    import_command = add_command(
         commands,
         "import",
         parents=[remote, reaches_aws, printed, following],
@@ -366,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     import_command.add_argument("--wait", action="store_true", help="follow the job until it ends")
     import_command.set_defaults(run=run_import)
 
-    job_command = _command(
+    job_command = add_command(
         commands,
         "job",
         parents=[remote, printed, following],
@@ -377,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     job_command.add_argument("--wait", action="store_true", help="follow the job with a progress bar until it ends")
     job_command.set_defaults(run=run_job)
 
-    jobs_command = _command(
+    jobs_command = add_command(
         commands,
         "jobs",
         parents=[remote, printed],
@@ -387,13 +376,13 @@ def build_parser() -> argparse.ArgumentParser:
     jobs_command.add_argument("--limit", type=jobs_limit, default=20, help="how many jobs to list (1-200, default 20)")
     jobs_command.set_defaults(run=run_jobs)
 
-    images_command = _command(
+    images_command = add_command(
         commands, "images", parents=[remote, printed], help="list the project's images", example="diskport images"
     )
     images_command.add_argument("--id", metavar="IMAGE_ID", help="only the image with this id")
     images_command.set_defaults(run=run_images)
 
-    export_command = _command(
+    export_command = add_command(
         commands,
         "export",
         parents=[remote, reaches_aws],
@@ -409,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_image_commands(commands, remote)
 
-    sam_env_command = _command(
+    sam_env_command = add_command(
         commands,
         "sam-env",
         help="print env.json for sam local start-api / invoke",
@@ -419,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--aws-endpoint", default=DOCKER_HOST_AWS_ENDPOINT, help="local mode's AWS emulator as containers reach it"
     )
     sam_env_command.set_defaults(run=run_sam_env)
-    add_smoke_command(commands, remote)
+    add_smoke_command(commands, remote, reaches_aws)
     add_access_key_commands(commands, remote, target_of)
     return parser
 

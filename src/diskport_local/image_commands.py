@@ -14,28 +14,48 @@ import json
 import os
 from typing import Any
 
+from diskport_local.command_help import add_command
 from diskport_local.server import DEFAULT_PROJECT_ID
+
+IMAGE_ID_HELP = "the image's id (see `diskport images`)"
 
 
 def add_image_commands(
     commands: argparse._SubParsersAction[argparse.ArgumentParser], remote: argparse.ArgumentParser
 ) -> None:
     """The `image` command and its subcommands, on the CLI's parser."""
-    image_command = commands.add_parser("image", help="update, tag or delete an image")
-    actions = image_command.add_subparsers(dest="image_command", required=True, metavar="ACTION")
+    image_command = add_command(
+        commands,
+        "image",
+        help="update, tag or delete an image",
+        example="diskport image update 5c3b4a1e-0d1f-4e5a-9b7c-2f6e8d9a0b1c --name data-2",
+    )
+    actions = image_command.add_subparsers(
+        dest="image_command", required=True, metavar="ACTION", help="update, tags or delete"
+    )
     output = argparse.ArgumentParser(add_help=False)
     output.add_argument("--json", action="store_true", help="print the API's answer as JSON")
 
-    update = actions.add_parser("update", parents=[remote, output], help="change an active image's name or description")
-    update.add_argument("image_id", metavar="IMAGE_ID")
+    update = add_command(
+        actions,
+        "update",
+        parents=[remote, output],
+        help="change an active image's name or description",
+        example="diskport image update 5c3b4a1e-0d1f-4e5a-9b7c-2f6e8d9a0b1c --description 'Data disk 1'",
+    )
+    update.add_argument("image_id", metavar="IMAGE_ID", help=IMAGE_ID_HELP)
     update.add_argument("--name", help="the new name (1-128 characters)")
     update.add_argument("--description", help="the new description ('' removes it)")
     update.set_defaults(run=run_update)
 
-    tags = actions.add_parser(
-        "tags", parents=[remote, output], help="show an image's tags, setting or removing some first"
+    tags = add_command(
+        actions,
+        "tags",
+        parents=[remote, output],
+        help="show an image's tags, setting or removing some first",
+        example="diskport image tags 5c3b4a1e-0d1f-4e5a-9b7c-2f6e8d9a0b1c --set team=storage --unset old",
     )
-    tags.add_argument("image_id", metavar="IMAGE_ID")
+    tags.add_argument("image_id", metavar="IMAGE_ID", help=IMAGE_ID_HELP)
     tags.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="add or change a tag (repeatable)"
     )
@@ -43,8 +63,14 @@ def add_image_commands(
     tags.add_argument("--project-id", help="the project in the tags path (default: your credentials' project)")
     tags.set_defaults(run=run_tags)
 
-    delete = actions.add_parser("delete", parents=[remote, output], help="delete an image and its snapshot")
-    delete.add_argument("image_id", metavar="IMAGE_ID")
+    delete = add_command(
+        actions,
+        "delete",
+        parents=[remote, output],
+        help="delete an image and its snapshot",
+        example="diskport image delete 5c3b4a1e-0d1f-4e5a-9b7c-2f6e8d9a0b1c",
+    )
+    delete.add_argument("image_id", metavar="IMAGE_ID", help=IMAGE_ID_HELP)
     delete.set_defaults(run=run_delete)
 
 

@@ -65,7 +65,7 @@ IMAGE_COLUMNS: tuple[Column, ...] = (
     ("ID", lambda image: image.get("id")),
     ("NAME", lambda image: image.get("name")),
     ("STATUS", lambda image: image.get("status")),
-    ("FORMAT", lambda image: image.get("source_format") or image.get("disk_format")),
+    ("FORMAT", lambda image: image.get("diskport_source_format") or image.get("disk_format")),
     ("DISK", lambda image: gib(image.get("diskport_virtual_size_bytes"))),
     ("MIN_DISK", lambda image: f"{image['min_disk']} GB" if image.get("min_disk") is not None else None),
     ("CREATED", lambda image: image.get("created_at")),

@@ -11,6 +11,7 @@ import contextlib
 import io
 import os
 import signal
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,14 +70,23 @@ def upload(s3: Any, path: Path, bucket: str, key: str) -> None:
         bar.show(100 * sent / total if total else 100, f"uploading {path.name}", done_bytes=sent)
 
     manager = create_transfer_manager(s3, TRANSFER)
+    uploading = None
     try:
-        manager.upload(str(path), bucket, key, subscribers=[ProgressCallbackInvoker(sent_more)]).result()
+        uploading = manager.upload(str(path), bucket, key, subscribers=[ProgressCallbackInvoker(sent_more)])
+        # Waited for here, not in result(): on Ctrl-C, result() starts cancelling the parts itself, and the worker
+        # threads report their cancelled parts before the cleanup below could silence them.
+        while not uploading.done():
+            time.sleep(0.05)
+        uploading.result()
     except KeyboardInterrupt:
         bar.finish()
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave half a cleanup
         try:
             with _silenced_stderr():
-                manager.shutdown(cancel=True, cancel_msg="interrupted")
+                # (shutdown(cancel=True, cancel_msg=...) passes its message where s3transfer wants an exception type)
+                if uploading is not None:
+                    uploading.cancel()
+                manager.shutdown()
             remove_partial_upload(s3, bucket, key)
         finally:
             signal.signal(signal.SIGINT, previous)

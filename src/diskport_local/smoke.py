@@ -26,6 +26,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from diskport.errors import DiskportError
 
+from diskport_local.command_help import add_command
 from diskport_local.export import EBS_BLOCK_BYTES, snapshot_contents
 
 # Blocks of the generated disk that hold data; the others are holes (zeros), which the import must skip.
@@ -157,9 +158,14 @@ def _ensure_local_bucket(s3: Any, bucket: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- the command
-def add_smoke_command(commands: Any, remote: argparse.ArgumentParser) -> None:
-    smoke_command = commands.add_parser(
-        "smoke", parents=[remote], help="import a generated disk, read its snapshot back, compare, delete it all"
+def add_smoke_command(commands: Any, remote: argparse.ArgumentParser, reaches_aws: argparse.ArgumentParser) -> None:
+    smoke_command = add_command(
+        commands,
+        "smoke",
+        parents=[remote, reaches_aws],
+        help="import a generated disk, read its snapshot back, compare, delete it all",
+        example="diskport smoke --endpoint https://abc123.execute-api.eu-west-1.amazonaws.com "
+        "--upload-bucket diskport-watched-123456789012-1a2b3c4d",
     )
     smoke_command.add_argument(
         "--upload-bucket",

@@ -118,11 +118,15 @@ def test_an_api_refusal_of_a_valid_request_shows_its_ims_code(
     assert "IMG.0060: The project has 10 imports under way." in error
 
 
-def _commands() -> Iterator[tuple[str, argparse.ArgumentParser]]:
-    parser = build_parser()
-    for action in parser._actions:
+def _commands(
+    parser: argparse.ArgumentParser | None = None, prefix: str = ""
+) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """Every command and, for command groups (`image`, `access-key`), every command of the group."""
+    for action in (parser or build_parser())._actions:
         if isinstance(action, argparse._SubParsersAction):
-            yield from action.choices.items()
+            for name, command in action.choices.items():
+                yield f"{prefix}{name}", command
+                yield from _commands(command, f"{prefix}{name} ")
 
 
 def test_every_option_and_argument_of_every_command_says_what_it_is() -> None:
@@ -138,7 +142,7 @@ def test_every_command_shows_an_example_of_its_use() -> None:
 
 def test_aws_endpoint_is_offered_only_by_the_commands_that_reach_aws() -> None:
     offering = {name for name, command in _commands() if "--aws-endpoint" in command._option_string_actions}
-    assert offering == {"import", "export", "sam-env"}
+    assert offering == {"import", "export", "sam-env", "smoke"}
 
 
 def test_version_is_printed(capsys: pytest.CaptureFixture[str]) -> None:

@@ -22,8 +22,8 @@ IMAGE = {
     "id": "5c3b4a1e-0d1f-4e5a-9b7c-2f6e8d9a0b1c",
     "name": "data-1",
     "status": "active",
-    "source_format": "qcow2",
-    "virtual_size": 6 * 1024**3,
+    "diskport_source_format": "qcow2",
+    "diskport_virtual_size_bytes": 6 * 1024**3,
     "min_disk": 40,
     "created_at": "2026-12-01T10:00:00Z",
     "__os_type": "Linux",
@@ -106,9 +106,9 @@ def test_ctrl_c_while_following_says_how_to_follow_again(api: dict[str, str]) ->
     # When they press Ctrl-C
     terminal.interrupt()
     # Then the command ends at once, as interrupted, without a traceback, saying how to follow the job again
-    assert terminal.finish() == 130
+    assert terminal.finish() == 130, terminal.screen
     assert f"the import goes on. Follow it again with: diskport job {ENDLESS_JOB} --wait" in terminal.screen
-    assert "Traceback" not in terminal.screen
+    assert "Traceback" not in terminal.screen, terminal.screen
 
 
 def test_jobs_on_a_terminal_are_a_table(api: dict[str, str]) -> None:
@@ -138,9 +138,9 @@ def test_ctrl_c_during_the_upload_removes_it_without_a_traceback(s3_emulator: di
     # When the person presses Ctrl-C during the upload
     terminal.interrupt()
     # Then the command ends as interrupted, with one sentence and no traceback
-    assert terminal.finish() == 130
+    assert terminal.finish() == 130, terminal.screen
     assert "interrupted; nothing was left in diskport-uploads" in terminal.screen
-    assert "Traceback" not in terminal.screen
+    assert "Traceback" not in terminal.screen, terminal.screen
     # And nothing of the upload is left: no object, no unfinished multipart upload
     s3 = boto3.client(
         "s3",

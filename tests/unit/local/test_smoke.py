@@ -29,7 +29,7 @@ class FakeStack:
         if self.corrupt_block is not None:
             blocks[self.corrupt_block] = bytes(len(blocks[self.corrupt_block]))[:-1] + b"\x01"
         self.snapshots["snap-1"] = blocks
-        self.images["image-1"] = {"id": "image-1", "snapshot_id": "snap-1", "status": "active"}
+        self.images["image-1"] = {"id": "image-1", "diskport_snapshot_id": "snap-1", "status": "active"}
         return "job-1"
 
     def call(self, method: str, path: str) -> None:
