@@ -26,6 +26,7 @@ HEADER_SIZE = 4 * KIB
 REGION_TABLE_OFFSET = 192 * KIB
 REGION_TABLE_SIZE = 64 * KIB
 MAX_TABLE_ENTRIES = 2047
+METADATA_TABLE_HEADER_SIZE = 32
 
 BAT_REGION = uuid.UUID("2DC27766-F623-4200-9D64-115E9BFD4A08")
 METADATA_REGION = uuid.UUID("8B7CA206-4790-4B9A-B8FE-575F050F886E")
@@ -207,6 +208,10 @@ def _regions(metadata: MetadataReader) -> dict[uuid.UUID, tuple[int, int]]:
 
 def _metadata_items(metadata: MetadataReader, region_offset: int, region_length: int) -> dict[uuid.UUID, bytes]:
     table_length = min(region_length, 64 * KIB)
+    if table_length < METADATA_TABLE_HEADER_SIZE:
+        raise ImageRejectedError(
+            f"The VHDX metadata region ({region_length} bytes) is too short to hold its table header: {REUPLOAD_HINT}."
+        )
     table = metadata.read(region_offset, table_length, "metadata table")
     if table[:8] != b"metadata":
         raise ImageRejectedError(f"The VHDX metadata table has no 'metadata' signature: {REUPLOAD_HINT}.")
