@@ -106,7 +106,7 @@ def open_disk(source: ByteSource, *, limits: InspectionLimits | None = None) -> 
         raise UnsupportedFormatError(UNSUPPORTED_FORMATS[format_name])
     metadata = MetadataReader(source, limits, FORMAT_LABELS[format_name])
     layout = OPENERS[format_name](metadata) if format_name in OPENERS else open_raw(metadata)
-    disk = DiskImage(source, layout, limits)
+    disk = DiskImage(source, layout, limits, metadata=metadata)
     _refuse_nested_image(disk)
     return disk
 

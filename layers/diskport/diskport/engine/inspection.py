@@ -33,11 +33,26 @@ class MetadataReader:
         self.limits = limits
         self.format_label = format_label
         self.file_size = source.size
+        # Charged per pass over the tables (see begin_pass), on top of what opening the image read.
         self.bytes_read = 0
+        self._opening_bytes: int | None = None
 
     def read(self, offset: int, length: int, what: str) -> bytes:
         """Exactly `length` bytes at `offset`, which must lie inside the file."""
         self.require_inside(offset, length, what)
+        self.charge(length, what)
+        data = self.source.read_at(offset, length)
+        if len(data) != length:
+            raise ImageRejectedError(
+                f"The {self.format_label} {what} ends early at the end of the file: {REUPLOAD_HINT}."
+            )
+        return data
+
+    def charge(self, length: int, what: str) -> None:
+        """Count `length` bytes of metadata used by this pass, read now or served from a cache of decoded tables.
+
+        Counting cache hits too makes a pass cost the same whatever an earlier pass left in the cache.
+        """
         self.bytes_read += length
         if self.bytes_read > self.limits.max_metadata_bytes:
             raise ImageRejectedError(
@@ -45,12 +60,16 @@ class MetadataReader:
                 f"{human_size(self.limits.max_metadata_bytes)}, more than any real image needs: "
                 "the tables are corrupt or crafted; export the disk again and upload the new file."
             )
-        data = self.source.read_at(offset, length)
-        if len(data) != length:
-            raise ImageRejectedError(
-                f"The {self.format_label} {what} ends early at the end of the file: {REUPLOAD_HINT}."
-            )
-        return data
+
+    def begin_pass(self) -> None:
+        """Start a new walk of the tables: each walk may read up to the budget, beyond what opening read.
+
+        A pass reads each table once, so charging every pass to one shared count would halve the real limit, and a
+        valid image could pass one walk and be refused in the next, after blocks were already emitted.
+        """
+        if self._opening_bytes is None:
+            self._opening_bytes = self.bytes_read
+        self.bytes_read = self._opening_bytes
 
     def read_table(self, offset: int, length: int, what: str) -> bytes:
         """A table held in memory as a whole: bounded by `max_table_bytes` before anything is allocated."""

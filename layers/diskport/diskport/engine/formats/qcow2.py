@@ -199,6 +199,7 @@ class Qcow2Layout:
         self._version = version
         self._cluster_bits = cluster_bits
         self._cluster_size = 1 << cluster_bits
+        self.stored_unit_size = self._cluster_size
         self._l2_entries = self._cluster_size // 8
         self._l1_table = l1_table
         self._l2_tables: OrderedDict[int, array.array[int]] = OrderedDict()
@@ -298,6 +299,7 @@ class Qcow2Layout:
     def _l2_table(self, offset: int) -> array.array[int]:
         table = self._l2_tables.get(offset)
         if table is not None:
+            self._metadata.charge(self._cluster_size, "L2 table")
             self._l2_tables.move_to_end(offset)
             return table
         table = unpack_table(self._metadata.read(offset, self._cluster_size, "L2 table"), 8, big_endian=True)

@@ -11,6 +11,7 @@ from ..layout import Segment, stored
 class RawLayout:
     format_name = "raw"
     subformat = "raw"
+    stored_unit_size = 0
 
     def __init__(self, virtual_size: int) -> None:
         self.virtual_size = virtual_size

@@ -95,6 +95,7 @@ class VdiLayout:
         self.virtual_size = virtual_size
         self._metadata = metadata
         self._data_offset = data_offset
+        self.stored_unit_size = BLOCK_SIZE
         self._block_map = block_map
 
     def units(self, start: int, end: int) -> Iterator[Segment]:

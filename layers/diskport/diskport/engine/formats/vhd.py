@@ -105,6 +105,8 @@ class VhdLayout:
         self._metadata = metadata
         self._block_size = block_size
         self._table = table
+        # A fixed disk's data lies inside the file; qemu refuses a dynamic block that runs past its end.
+        self.stored_unit_size = 0
         # Each dynamic block starts with a sector bitmap, padded to whole sectors; qemu reads past it, as do we.
         self._bitmap_size = -(-(block_size // SECTOR // 8) // SECTOR) * SECTOR
 
@@ -125,9 +127,10 @@ class VhdLayout:
                 index = run_end
                 continue
             data_offset = entry * SECTOR + self._bitmap_size
-            if data_offset >= file_size:
+            if data_offset + block_size > file_size:
+                # qemu refuses the file too ("free_data_block_offset points after the end of file").
                 raise ImageRejectedError(
-                    f"VHD block {index} points to offset {entry * SECTOR}, past the end of the {file_size}-byte file: "
+                    f"VHD block {index} at offset {entry * SECTOR} runs past the end of the {file_size}-byte file: "
                     f"{REUPLOAD_HINT}."
                 )
             yield stored(index * block_size, block_size, data_offset)

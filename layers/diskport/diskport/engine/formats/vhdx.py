@@ -63,7 +63,7 @@ def open_vhdx(metadata: MetadataReader) -> VhdxLayout:
         raise ImageRejectedError(
             f"The file starts like a VHDX image but is too short to hold its headers: {REUPLOAD_HINT}."
         )
-    _current_header(metadata)
+    log_region = _current_header(metadata)
     regions = _regions(metadata)
     if BAT_REGION not in regions or METADATA_REGION not in regions:
         raise ImageRejectedError(f"The VHDX region table lacks the BAT or the metadata region: {REUPLOAD_HINT}.")
@@ -99,7 +99,17 @@ def open_vhdx(metadata: MetadataReader) -> VhdxLayout:
         )
     bat = unpack_table(metadata.read_table(bat_offset, bat_entries * 8, "BAT"), 8, big_endian=False)
     subformat = "fixed" if parameter_flags & FILE_PARAMETER_LEAVE_BLOCKS_ALLOCATED else "dynamic"
-    return VhdxLayout(subformat, virtual_size, metadata, block_size=block_size, chunk_ratio=chunk_ratio, bat=bat)
+    # Where no payload block may lie, as qemu checks: the headers, the log, the metadata and the BAT.
+    reserved = [(0, MIB), log_region, regions[METADATA_REGION], regions[BAT_REGION]]
+    return VhdxLayout(
+        subformat,
+        virtual_size,
+        metadata,
+        block_size=block_size,
+        chunk_ratio=chunk_ratio,
+        bat=bat,
+        reserved=[(offset, offset + length) for offset, length in reserved if length],
+    )
 
 
 class VhdxLayout:
@@ -114,6 +124,7 @@ class VhdxLayout:
         block_size: int,
         chunk_ratio: int,
         bat: array.array[int],
+        reserved: list[tuple[int, int]],
     ) -> None:
         self.subformat = subformat
         self.virtual_size = virtual_size
@@ -121,6 +132,9 @@ class VhdxLayout:
         self._block_size = block_size
         self._chunk_ratio = chunk_ratio
         self._bat = bat
+        self._reserved = reserved
+        # qemu refuses a block that runs past the end of the file: no tail of stored data reads as zeros.
+        self.stored_unit_size = 0
 
     def units(self, start: int, end: int) -> Iterator[Segment]:
         block_size = self._block_size
@@ -139,11 +153,19 @@ class VhdxLayout:
             if state == PAYLOAD_PARTIALLY_PRESENT:
                 raise UnsupportedFormatError(CHILD_HINT)
             block_offset = entry & BAT_OFFSET_MASK
-            if state != PAYLOAD_FULLY_PRESENT or not 0 < block_offset < file_size:
+            # The last block may be partial: qemu wants what the disk uses of it inside the file.
+            block_length = min(block_size, self.virtual_size - index * block_size)
+            if state != PAYLOAD_FULLY_PRESENT or block_offset == 0 or block_offset + block_length > file_size:
                 raise ImageRejectedError(
                     f"VHDX block {index} has state {state} at offset {block_offset}, which the format does not allow "
                     f"in a {file_size}-byte file: {REUPLOAD_HINT}."
                 )
+            for region_start, region_end in self._reserved:
+                if block_offset < region_end and region_start < block_offset + block_length:
+                    raise ImageRejectedError(
+                        f"VHDX block {index} at offset {block_offset} overlaps the headers, log, metadata or BAT "
+                        f"(bytes {region_start} to {region_end}), which qemu refuses too: {REUPLOAD_HINT}."
+                    )
             yield stored(index * block_size, block_size, block_offset)
             index += 1
 
@@ -152,8 +174,9 @@ class VhdxLayout:
         return self._bat[block_index + block_index // self._chunk_ratio]
 
 
-def _current_header(metadata: MetadataReader) -> None:
-    """The valid header with the highest sequence number, as the VHDX specification and qemu choose it."""
+def _current_header(metadata: MetadataReader) -> tuple[int, int]:
+    """The log region (offset, length) of the valid header with the highest sequence number, as the VHDX
+    specification and qemu choose it."""
     best: tuple[int, bytes] | None = None
     for offset in HEADER_OFFSETS:
         header = metadata.read(offset, HEADER_SIZE, "header")
@@ -176,6 +199,8 @@ def _current_header(metadata: MetadataReader) -> None:
             "The VHDX file has a log that was never replayed (it was not closed cleanly): attach and detach it once "
             "in Hyper-V, or convert it (qemu-img convert -O vhdx in.vhdx out.vhdx), then upload it."
         )
+    log_length, log_offset = struct.unpack_from("<IQ", header, 68)
+    return log_offset, log_length
 
 
 def _regions(metadata: MetadataReader) -> dict[uuid.UUID, tuple[int, int]]:
@@ -202,6 +227,9 @@ def _regions(metadata: MetadataReader) -> dict[uuid.UUID, tuple[int, int]]:
                 f"The VHDX region {guid} starts at offset {offset}, not a whole MiB past the headers: {REUPLOAD_HINT}."
             )
         metadata.require_inside(offset, length, "region")
+        if guid in regions:
+            # qemu refuses a second entry for one region; keeping either would be a guess.
+            raise ImageRejectedError(f"The VHDX region table lists region {guid} twice: {REUPLOAD_HINT}.")
         regions[guid] = (offset, length)
     return regions
 
@@ -223,6 +251,9 @@ def _metadata_items(metadata: MetadataReader, region_offset: int, region_length:
         position = 32 + number * 32
         guid = uuid.UUID(bytes_le=table[position : position + 16])
         offset, length, flags = struct.unpack_from("<III", table, position + 16)
+        if guid in items:
+            # qemu refuses a second entry for one item; keeping either would be a guess.
+            raise ImageRejectedError(f"The VHDX metadata table lists item {guid} twice: {REUPLOAD_HINT}.")
         if guid == PARENT_LOCATOR:
             items[guid] = b""
             continue

@@ -276,6 +276,7 @@ class VmdkLayout:
         self.virtual_size = virtual_size
         self._metadata = metadata
         self._grain_size = grain_size
+        self.stored_unit_size = grain_size
         self._entries_per_grain_table = entries_per_grain_table
         self._directory = directory
         self._compressed_grains = compressed_grains
@@ -344,6 +345,7 @@ class VmdkLayout:
     def _grain_table(self, sector: int) -> array.array[int]:
         table = self._grain_tables.get(sector)
         if table is not None:
+            self._metadata.charge(self._entries_per_grain_table * 4, "grain table")
             self._grain_tables.move_to_end(sector)
             return table
         data = self._metadata.read(sector * SECTOR, self._entries_per_grain_table * 4, "grain table")

@@ -1,0 +1,167 @@
+"""Crafted files the engine once read differently from qemu, or at a cost out of proportion to the file.
+
+For each, the engine refuses with its own error and a reason, or reads exactly what `qemu-img convert -O raw`
+reads; where qemu refuses a file as corrupt, the engine refuses it too (docs/engine.md names the exceptions).
+"""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+from diskport.engine import BLOCK_SIZE, InspectionLimits, LocalFileSource, open_disk
+from diskport.engine.crc32c import crc32c
+from diskport.errors import ImageRejectedError
+
+from .crafting import KIB, MIB, patch, vhd_footer_offset
+from .images import ImageCase, requires_qemu_img
+from .test_safety import assert_rejected, copy_of
+
+pytestmark = [requires_qemu_img, pytest.mark.usefixtures("image_cases")]
+
+QEMU_FORMATS = {"qcow2": "qcow2", "vmdk": "vmdk", "vhd": "vpc", "vhdx": "vhdx", "vdi": "vdi", "raw": "raw"}
+OFFSET_MASK = 0x00FF_FFFF_FFFF_FE00
+REGION_TABLE_OFFSET = 192 * KIB
+METADATA_REGION_LE = bytes.fromhex("06a27c8b90479a4bb8fe575f050f886e")
+BAT_REGION_LE = bytes.fromhex("6677c22d23f600429d64115e9bfd4a08")
+
+
+def qemu_reading(path: Path, image_format: str, work_dir: Path) -> bytes | None:
+    """What `qemu-img convert -O raw` reads from the file, or None where qemu refuses it."""
+    target = work_dir / f"{path.name}.qemu.raw"
+    result = subprocess.run(
+        ["qemu-img", "convert", "-f", QEMU_FORMATS[image_format], "-O", "raw", str(path), str(target)],
+        capture_output=True,
+    )
+    return target.read_bytes() if result.returncode == 0 else None
+
+
+def engine_reading(path: Path, limits: InspectionLimits | None = None) -> bytes:
+    """The whole virtual disk as the engine's non-zero blocks give it, after the allocation map is read."""
+    with LocalFileSource(path) as source, open_disk(source, limits=limits) as disk:
+        disk.allocated_ranges()
+        image = bytearray(disk.virtual_size)
+        for block in disk.iter_blocks(0, -(-disk.virtual_size // BLOCK_SIZE) * BLOCK_SIZE):
+            start = block.index * BLOCK_SIZE
+            image[start : start + BLOCK_SIZE] = block.data[: max(0, disk.virtual_size - start)]
+        return bytes(image)
+
+
+def u64be(data: bytes, offset: int) -> int:
+    return int(struct.unpack_from(">Q", data, offset)[0])
+
+
+def first_l2_table(data: bytes) -> int:
+    return u64be(data, u64be(data, 40)) & OFFSET_MASK
+
+
+def vhdx_region(data: bytes, region_le: bytes) -> tuple[int, int, int]:
+    """(position of the entry in the file, region offset, region length)."""
+    position = REGION_TABLE_OFFSET + data[REGION_TABLE_OFFSET : REGION_TABLE_OFFSET + 64 * KIB].index(region_le)
+    offset, length = struct.unpack_from("<QI", data, position + 16)
+    return position, offset, length
+
+
+def fix_region_table_checksum(path: Path) -> None:
+    table = bytearray(path.read_bytes()[REGION_TABLE_OFFSET : REGION_TABLE_OFFSET + 64 * KIB])
+    table[4:8] = bytes(4)
+    patch(path, REGION_TABLE_OFFSET + 4, struct.pack("<I", crc32c(bytes(table))))
+
+
+# --- Class 1: a compressed unit named by two entries -----------------------------------------------------------
+
+
+def test_two_qcow2_entries_naming_one_compressed_cluster_are_refused(
+    work_dir: Path, image_cases: dict[str, ImageCase]
+) -> None:
+    # Given a compressed qcow2 whose second L2 entry names the compressed cluster of the first
+    image = copy_of(image_cases["qcow2-v3-zlib"], work_dir)
+    data = image.read_bytes()
+    l2_offset = first_l2_table(data)
+    patch(image, l2_offset + 8, data[l2_offset : l2_offset + 8])
+    # When its allocation map is read, then it is refused like a shared table: no writer shares a compressed unit,
+    # and every entry naming the same small stream would make a small file cost the work of a huge disk
+    assert_rejected(image, "compressed unit", "crafted")
+
+
+def test_two_grain_table_entries_naming_one_compressed_grain_are_refused(
+    work_dir: Path, image_cases: dict[str, ImageCase]
+) -> None:
+    # Given a streamOptimized VMDK whose grain table repeats its first grain in the next entry
+    image = copy_of(image_cases["vmdk-streamOptimized"], work_dir)
+    data = image.read_bytes()
+    (gd_sector,) = struct.unpack_from("<Q", data, 56)  # qemu-img writes the directory's offset in the header
+    (table_sector,) = struct.unpack_from("<I", data, gd_sector * 512)
+    table = table_sector * 512
+    entries = struct.unpack_from("<16I", data, table)
+    first_grain = next(entry for entry in entries if entry > 1)
+    index = entries.index(first_grain)
+    patch(image, table + 4 * (index + 1), struct.pack("<I", first_grain))
+    # When it is read, then it is refused before any block is emitted
+    assert_rejected(image, "compressed unit")
+
+
+# --- Class 5: the metadata budget holds per pass -----------------------------------------------------------------
+
+
+def test_an_image_within_the_metadata_budget_is_read_to_its_end(image_cases: dict[str, ImageCase]) -> None:
+    # Given a qcow2 with many L2 tables, a table cache of two, and the smallest budget its allocation map fits in
+    case = image_cases["qcow2-v3-4k-clusters"]
+    budget = 4 * KIB
+    while True:
+        limits = InspectionLimits(max_metadata_bytes=budget, table_cache_bytes=8 * KIB)
+        try:
+            with LocalFileSource(case.path) as source, open_disk(source, limits=limits) as disk:
+                disk.allocated_ranges()
+            break
+        except ImageRejectedError:
+            budget += 4 * KIB
+    # When the whole disk is mapped and then read (which reads every L2 table again)
+    # Then no pass is refused for its metadata, and the disk reads as qemu reads it
+    assert engine_reading(case.path, limits) == case.oracle.read_bytes()
+
+
+# --- Class 8: stored data that runs past the end of the file, or over the format's own structures --------------------
+
+
+def test_a_dynamic_vhd_block_running_past_the_end_of_the_file_is_refused(
+    work_dir: Path, image_cases: dict[str, ImageCase]
+) -> None:
+    # Given a dynamic VHD whose last 64 KiB of block data were cut away in front of its footer
+    image = copy_of(image_cases["vhd-dynamic"], work_dir)
+    data = image.read_bytes()
+    footer = data[vhd_footer_offset(image) :]
+    image.write_bytes(data[: -512 - 64 * KIB] + footer)
+    # When it is read, then it is refused, as qemu refuses it
+    assert qemu_reading(image, "vhd", work_dir) is None
+    assert_rejected(image, "runs past the end")
+
+
+def test_a_vhdx_block_over_its_metadata_region_is_refused(work_dir: Path, image_cases: dict[str, ImageCase]) -> None:
+    # Given a dynamic VHDX whose first BAT entry maps block 0 onto the metadata region
+    image = copy_of(image_cases["vhdx-dynamic"], work_dir)
+    data = image.read_bytes()
+    _, metadata_offset, _ = vhdx_region(data, METADATA_REGION_LE)
+    _, bat_offset, _ = vhdx_region(data, BAT_REGION_LE)
+    patch(image, bat_offset, struct.pack("<Q", metadata_offset | 6))
+    # When it is read, then it is refused, as qemu refuses it
+    assert qemu_reading(image, "vhdx", work_dir) is None
+    assert_rejected(image, "VHDX block 0", "overlaps")
+
+
+def test_a_vhdx_region_listed_twice_is_refused(work_dir: Path, image_cases: dict[str, ImageCase]) -> None:
+    # Given a VHDX region table that lists the BAT region a second time, at another offset
+    image = copy_of(image_cases["vhdx-dynamic"], work_dir)
+    data = image.read_bytes()
+    position, offset, _length = vhdx_region(data, BAT_REGION_LE)
+    (count,) = struct.unpack_from("<I", data, REGION_TABLE_OFFSET + 8)
+    duplicate = bytearray(data[position : position + 32])
+    struct.pack_into("<Q", duplicate, 16, offset + MIB)
+    patch(image, REGION_TABLE_OFFSET + 16 + 32 * count, bytes(duplicate))
+    patch(image, REGION_TABLE_OFFSET + 8, struct.pack("<I", count + 1))
+    fix_region_table_checksum(image)
+    # When it is opened, then it is refused (which copy counts would be a guess), as qemu refuses it
+    assert qemu_reading(image, "vhdx", work_dir) is None
+    assert_rejected(image, "twice")
