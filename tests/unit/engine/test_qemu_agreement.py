@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import struct
 import subprocess
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from diskport.engine import BLOCK_SIZE, InspectionLimits, LocalFileSource, open_
 from diskport.engine.crc32c import crc32c
 from diskport.errors import ImageRejectedError
 
-from .crafting import KIB, MIB, patch, vhd_footer_offset
+from .crafting import KIB, MIB, patch, sparse_vmdk, vhd_footer_offset
 from .images import ImageCase, requires_qemu_img
 from .test_safety import assert_rejected, copy_of
 
@@ -165,3 +166,73 @@ def test_a_vhdx_region_listed_twice_is_refused(work_dir: Path, image_cases: dict
     # When it is opened, then it is refused (which copy counts would be a guess), as qemu refuses it
     assert qemu_reading(image, "vhdx", work_dir) is None
     assert_rejected(image, "twice")
+
+
+# --- Class 3: the table cache counts what a decoded table costs ------------------------------------------------------
+
+
+def test_a_vmdk_with_one_entry_per_grain_table_is_read_in_the_table_cache_bound(work_dir: Path) -> None:
+    # Given a 16 MiB sparse VMDK of 512-byte grains with one entry per grain table (32,768 tables; qemu reads it),
+    # a few grains holding data, and a 1 MiB table cache
+    grains = {0: b"first", 5_000: b"middle" * 80, 32_767: b"last"}
+    image = sparse_vmdk(
+        work_dir / "one-entry-tables.vmdk",
+        capacity_sectors=32_768,
+        grain_sectors=1,
+        entries_per_grain_table=1,
+        grains=grains,
+    )
+    limits = InspectionLimits(table_cache_bytes=MIB)
+    # When its allocation map is read (every grain table), and then the whole disk
+    tracemalloc.start()
+    try:
+        with LocalFileSource(image) as source, open_disk(source, limits=limits) as disk:
+            disk.allocated_ranges()
+            _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # Then the tables kept stay near the cache's size (each tiny table costs about 250 bytes kept: counted by its
+    # entries alone, all 32,768 would stay, 8 MiB), and the disk reads as qemu reads it
+    assert peak < 5 * MIB, peak
+    assert engine_reading(image, limits) == qemu_reading(image, "vmdk", work_dir)
+
+
+# --- Class 4: entries that mean zeros without being zero bytes ---------------------------------------------------
+
+
+def test_qcow2_zero_flag_and_copied_only_entries_read_as_zeros(work_dir: Path) -> None:
+    # Given a 64 MiB qcow2 (4 KiB clusters) with data at both ends, zero-flag entries written by qemu over the middle,
+    # and COPIED-only entries crafted over part of them
+    image = work_dir / "zero-flags.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", image, "64M"], check=True)
+    for command in ("write -P 9 0 64k", "write -z 64k 60M", "write -P 8 63M 1M"):
+        subprocess.run(["qemu-io", "-f", "qcow2", "-c", command, image], check=True, capture_output=True)
+    data = image.read_bytes()
+    l2_offset = first_l2_table(data)
+    patch(image, l2_offset + 8 * 100, struct.pack(">Q", 1 << 63) * 50)
+    # When it is read, then it reads as qemu reads it
+    assert engine_reading(image) == qemu_reading(image, "qcow2", work_dir)
+
+
+def test_vdi_discarded_blocks_read_as_zeros(work_dir: Path, image_cases: dict[str, ImageCase]) -> None:
+    # Given a dynamic VDI whose free blocks are marked discarded (0xFFFFFFFE, what VirtualBox writes)
+    image = copy_of(image_cases["vdi-dynamic"], work_dir)
+    data = image.read_bytes()
+    (block_map_offset,) = struct.unpack_from("<I", data, 340)
+    (blocks,) = struct.unpack_from("<I", data, 384)
+    block_map = list(struct.unpack_from(f"<{blocks}I", data, block_map_offset))
+    discarded = [0xFFFF_FFFE if entry == 0xFFFF_FFFF else entry for entry in block_map]
+    assert discarded != block_map
+    patch(image, block_map_offset, struct.pack(f"<{blocks}I", *discarded))
+    # When it is read, then it reads as qemu reads it
+    assert engine_reading(image) == qemu_reading(image, "vdi", work_dir)
+
+
+def test_vmdk_zeroed_grains_read_as_zeros(work_dir: Path) -> None:
+    # Given a sparse VMDK with the zeroed-grain flag whose middle grains are zeroed (entry 1), written by qemu
+    image = work_dir / "zeroed-grains.vmdk"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "vmdk", "-o", "zeroed_grain=on", image, "64M"], check=True)
+    for command in ("write -P 9 0 64k", "write -z 64k 60M", "write -P 8 63M 1M"):
+        subprocess.run(["qemu-io", "-f", "vmdk", "-c", command, image], check=True, capture_output=True)
+    # When it is read, then it reads as qemu reads it
+    assert engine_reading(image) == qemu_reading(image, "vmdk", work_dir)

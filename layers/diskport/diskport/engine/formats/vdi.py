@@ -104,10 +104,10 @@ class VdiLayout:
         index, last = start // BLOCK_SIZE, (end - 1) // BLOCK_SIZE
         while index <= last:
             entry = block_map[index]
-            if entry >= BLOCK_ZERO:  # free or zero: a run of them becomes one segment
-                run_end = end_of_run(block_map, index + 1, last + 1, all_ones=True)
-                while run_end <= last and block_map[run_end] >= BLOCK_ZERO:
-                    run_end = end_of_run(block_map, run_end + 1, last + 1, all_ones=True)
+            if entry >= BLOCK_ZERO:  # free or discarded (zeros): a run of either becomes one segment
+                run_end = end_of_run(
+                    block_map, index + 1, last + 1, all_ones=True, ignored_bits=BLOCK_FREE ^ BLOCK_ZERO
+                )
                 yield zero(index * BLOCK_SIZE, (run_end - index) * BLOCK_SIZE)
                 index = run_end
                 continue

@@ -19,7 +19,15 @@ from dataclasses import dataclass
 
 from diskport.errors import ImageRejectedError, UnsupportedFormatError
 
-from ..inspection import REUPLOAD_HINT, MetadataReader, end_of_run, is_repeated, printable, unpack_table
+from ..inspection import (
+    REUPLOAD_HINT,
+    MetadataReader,
+    end_of_run,
+    is_repeated,
+    printable,
+    tables_kept,
+    unpack_table,
+)
 from ..layout import Decompressor, Segment, compressed, stored, zero
 
 SECTOR = 512
@@ -33,7 +41,7 @@ MARKER_END_OF_STREAM = 0
 MARKER_FOOTER = 3
 GRAIN_ZEROED = 1
 MAX_GRAIN_SECTORS = 4096  # 2 MiB grains: the decompressed unit stays small
-MAX_ENTRIES_PER_GRAIN_TABLE = 65_536
+MAX_ENTRIES_PER_GRAIN_TABLE = 512  # as qemu ("L2 table size too big" beyond); VMware writes 512
 SUPPORTED_CREATE_TYPES = ("monolithicSparse", "streamOptimized")
 SINGLE_FILE_HINT = (
     "convert the disk to a single-file VMDK (qemu-img convert -O vmdk -o subformat=streamOptimized disk.vmdk "
@@ -283,7 +291,7 @@ class VmdkLayout:
         self._zeroed_grains = zeroed_grains
         self._decompress = _grain_decompressor(grain_size, has_markers)
         self._grain_tables: OrderedDict[int, array.array[int]] = OrderedDict()
-        self._grain_tables_kept = max(2, metadata.limits.table_cache_bytes // (entries_per_grain_table * 4))
+        self._grain_tables_kept = tables_kept(metadata.limits.table_cache_bytes, entries_per_grain_table * 4)
 
     def units(self, start: int, end: int) -> Iterator[Segment]:
         grain_size = self._grain_size
@@ -314,9 +322,10 @@ class VmdkLayout:
             virtual_offset = span_start + index * grain_size
             run_end = index + 1
             if self._reads_as_zeros(grain_sector):
-                run_end = end_of_run(grain_table, run_end, last)
-                while run_end < last and self._reads_as_zeros(grain_table[run_end]):
-                    run_end = end_of_run(grain_table, run_end + 1, last)
+                # With the zeroed-grain flag, entry 1 means zeros like 0 does: both are skipped as one run.
+                run_end = end_of_run(
+                    grain_table, run_end, last, ignored_bits=GRAIN_ZEROED if self._zeroed_grains else 0
+                )
                 yield zero(virtual_offset, (run_end - index) * grain_size)
             elif self._compressed_grains:
                 grain_offset = self._grain_offset(grain_sector)
