@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 import subprocess
 import tracemalloc
+import zlib
 from pathlib import Path
 
 import pytest
@@ -236,3 +237,34 @@ def test_vmdk_zeroed_grains_read_as_zeros(work_dir: Path) -> None:
         subprocess.run(["qemu-io", "-f", "vmdk", "-c", command, image], check=True, capture_output=True)
     # When it is read, then it reads as qemu reads it
     assert engine_reading(image) == qemu_reading(image, "vmdk", work_dir)
+
+
+# --- Class 7: grains cut short -----------------------------------------------------------------------------------
+
+
+def first_stream_grain(data: bytes) -> tuple[int, int]:
+    """(file offset, payload size) of the first compressed grain of a streamOptimized VMDK qemu-img wrote."""
+    (gd_sector,) = struct.unpack_from("<Q", data, 56)
+    (table_sector,) = struct.unpack_from("<I", data, gd_sector * 512)
+    entries = struct.unpack_from("<512I", data, table_sector * 512)
+    grain = next(entry for entry in entries if entry > 1) * 512
+    (payload_size,) = struct.unpack_from("<I", data, grain + 8)
+    return grain, payload_size
+
+
+@pytest.mark.parametrize("damage", ["stream cut short", "inflates to less than a grain"])
+def test_a_stream_optimized_grain_that_does_not_inflate_to_a_whole_grain_is_refused(
+    work_dir: Path, image_cases: dict[str, ImageCase], damage: str
+) -> None:
+    # Given a streamOptimized VMDK whose first grain's deflate stream is cut to half its length, or replaced by a
+    # complete stream of 100 bytes
+    image = copy_of(image_cases["vmdk-streamOptimized"], work_dir)
+    grain, payload_size = first_stream_grain(image.read_bytes())
+    if damage == "stream cut short":
+        patch(image, grain + 8, struct.pack("<I", payload_size // 2))
+    else:
+        short = zlib.compress(b"x" * 100)
+        patch(image, grain + 8, struct.pack("<I", len(short)) + short)
+    # When it is read, then it is refused (qemu fails the read; padding it with zeros would import another disk)
+    assert qemu_reading(image, "vmdk", work_dir) is None
+    assert_rejected(image, "compressed VMDK grain")

@@ -74,7 +74,8 @@ class DiskImage:
         # which keeps the data in flight (a few 8 MiB jobs per thread) well under 256 MiB.
         self._worker_threads = worker_threads or max(2, min(4, os.cpu_count() or 2))
         self._executor: ThreadPoolExecutor | None = None
-        self._units: OrderedDict[int, bytes] = OrderedDict()
+        # Keyed by where a unit is stored and its length: fewer bytes named at the same offset make another unit.
+        self._units: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._units_lock = threading.Lock()
         keep_freed_buffers()
 
@@ -290,16 +291,17 @@ class DiskImage:
         return data if len(data) == length else data + bytes(length - len(data))
 
     def _decompressed_unit(self, segment: Segment) -> bytes:
+        key = (segment.file_offset, segment.stored_length)
         with self._units_lock:
-            unit = self._units.get(segment.file_offset)
+            unit = self._units.get(key)
             if unit is not None:
-                self._units.move_to_end(segment.file_offset)
+                self._units.move_to_end(key)
                 return unit
         assert segment.decompress is not None, "a compressed segment always carries its decompressor"
         # Inflating outside the lock lets workers inflate different units at once (zlib and zstd release the GIL).
         unit = segment.decompress(self.source.read_at(segment.file_offset, segment.stored_length))
         with self._units_lock:
-            self._units[segment.file_offset] = unit
+            self._units[key] = unit
             if len(self._units) > DECOMPRESSED_UNITS_KEPT:
                 self._units.popitem(last=False)
         return unit

@@ -289,7 +289,10 @@ class VmdkLayout:
         self._directory = directory
         self._compressed_grains = compressed_grains
         self._zeroed_grains = zeroed_grains
-        self._decompress = _grain_decompressor(grain_size, has_markers)
+        self._decompress = _grain_decompressor(grain_size, has_markers, grain_size)
+        # The grain holding the end of the disk need only inflate to what the disk uses of it, as qemu reads it.
+        last_grain_used = virtual_size - (virtual_size - 1) // grain_size * grain_size if virtual_size else grain_size
+        self._decompress_last = _grain_decompressor(grain_size, has_markers, last_grain_used)
         self._grain_tables: OrderedDict[int, array.array[int]] = OrderedDict()
         self._grain_tables_kept = tables_kept(metadata.limits.table_cache_bytes, entries_per_grain_table * 4)
 
@@ -330,7 +333,9 @@ class VmdkLayout:
             elif self._compressed_grains:
                 grain_offset = self._grain_offset(grain_sector)
                 stored_length = min(2 * grain_size + SECTOR, self._metadata.file_size - grain_offset)
-                yield compressed(virtual_offset, grain_size, grain_offset, stored_length, self._decompress)
+                last_grain = virtual_offset + grain_size >= self.virtual_size
+                decompress = self._decompress_last if last_grain else self._decompress
+                yield compressed(virtual_offset, grain_size, grain_offset, stored_length, decompress)
             else:
                 while run_end < last and grain_table[run_end] == grain_sector + (run_end - index) * grain_sectors:
                     run_end += 1
@@ -365,7 +370,10 @@ class VmdkLayout:
         return table
 
 
-def _grain_decompressor(grain_size: int, has_markers: bool) -> Decompressor:
+def _grain_decompressor(grain_size: int, has_markers: bool, least_length: int) -> Decompressor:
+    """Inflates one grain; a stream cut short, or inflating to fewer than `least_length` bytes, is refused (qemu fails
+    the read of such a grain: padding it with zeros would import a disk qemu cannot read)."""
+
     def decompress(stored_bytes: bytes) -> bytes:
         payload = stored_bytes
         if has_markers:
@@ -383,10 +391,19 @@ def _grain_decompressor(grain_size: int, has_markers: bool) -> Decompressor:
         try:
             inflater = zlib.decompressobj()
             inflated = inflater.decompress(payload, grain_size)
+            if not inflater.eof and inflater.unconsumed_tail and inflater.decompress(inflater.unconsumed_tail, 1):
+                raise ImageRejectedError(f"A compressed VMDK grain inflates to more than one grain: {REUPLOAD_HINT}.")
         except zlib.error as error:
             raise ImageRejectedError(f"A compressed VMDK grain is corrupt ({error}): {REUPLOAD_HINT}.") from error
-        if inflater.unconsumed_tail:
-            raise ImageRejectedError(f"A compressed VMDK grain inflates to more than one grain: {REUPLOAD_HINT}.")
+        if not inflater.eof:
+            raise ImageRejectedError(
+                f"A compressed VMDK grain's deflate stream is cut short after {len(inflated)} bytes: {REUPLOAD_HINT}."
+            )
+        if len(inflated) < least_length:
+            raise ImageRejectedError(
+                f"A compressed VMDK grain inflates to {len(inflated)} bytes, fewer than the {least_length} the disk "
+                f"reads from it: {REUPLOAD_HINT}."
+            )
         return inflated + bytes(grain_size - len(inflated))
 
     return decompress
