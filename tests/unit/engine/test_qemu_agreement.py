@@ -19,7 +19,7 @@ from diskport.errors import ImageRejectedError
 
 from .crafting import KIB, MIB, patch, sparse_vmdk, vhd_footer_offset
 from .images import ImageCase, requires_qemu_img
-from .test_safety import assert_rejected, copy_of
+from .test_safety import assert_rejected, assert_unsupported, copy_of
 
 pytestmark = [requires_qemu_img, pytest.mark.usefixtures("image_cases")]
 
@@ -268,3 +268,160 @@ def test_a_stream_optimized_grain_that_does_not_inflate_to_a_whole_grain_is_refu
     # When it is read, then it is refused (qemu fails the read; padding it with zeros would import another disk)
     assert qemu_reading(image, "vmdk", work_dir) is None
     assert_rejected(image, "compressed VMDK grain")
+
+
+# --- Class 6: files that can be read two ways are refused, naming both readings ------------------------------------
+
+
+def vhd_checksum(structure: bytes, checksum_offset: int) -> bytes:
+    without = structure[:checksum_offset] + bytes(4) + structure[checksum_offset + 4 :]
+    return struct.pack(">I", ~sum(without) & 0xFFFF_FFFF)
+
+
+def test_a_dynamic_vhd_whose_header_copy_disagrees_with_its_footer_is_refused(
+    work_dir: Path, image_cases: dict[str, ImageCase]
+) -> None:
+    # Given a dynamic VHD whose copy of the footer at offset 0 claims another size (with a valid checksum)
+    image = copy_of(image_cases["vhd-dynamic"], work_dir)
+    copy = bytearray(image.read_bytes()[:512])
+    struct.pack_into(">Q", copy, 48, struct.unpack_from(">Q", copy, 48)[0] - MIB)
+    copy[64:68] = vhd_checksum(bytes(copy), 64)
+    patch(image, 0, bytes(copy))
+    # When it is opened, then it is refused: qemu reads the copy, the specification the footer
+    assert_rejected(image, "two ways", "offset 0", "footer")
+
+
+def stream_optimized_with_footer(source: Path, target: Path) -> Path:
+    """qemu-img's streamOptimized VMDK rewritten as VMware writes it: the header says "directory at the end" and a
+    footer (marker, header, end-of-stream marker) ends the file."""
+    data = bytearray(source.read_bytes())
+    header = bytes(data[:512])
+    while data.endswith(bytes(512)):  # qemu-img ends the stream with a zero end-of-stream marker
+        del data[-512:]
+    struct.pack_into("<Q", data, 56, 0xFFFF_FFFF_FFFF_FFFF)
+    footer_marker = struct.pack("<QII", 1, 0, 3).ljust(512, b"\0")
+    end_of_stream = bytes(512)
+    target.write_bytes(bytes(data) + footer_marker + header + end_of_stream)
+    return target
+
+
+def test_a_stream_optimized_vmdk_with_its_footer_at_the_end_reads_as_qemu_reads_it(
+    work_dir: Path, image_cases: dict[str, ImageCase]
+) -> None:
+    # Given a streamOptimized VMDK whose grain directory is named only by its footer
+    image = stream_optimized_with_footer(image_cases["vmdk-streamOptimized"].path, work_dir / "footer.vmdk")
+    # When it is read, then it reads as qemu reads it
+    assert engine_reading(image) == qemu_reading(image, "vmdk", work_dir)
+
+
+def test_an_odd_sized_stream_optimized_vmdk_is_refused_naming_both_footers(
+    work_dir: Path, image_cases: dict[str, ImageCase]
+) -> None:
+    # Given that VMDK with 100 bytes more, so its last 1536 bytes and qemu's footer (at the size rounded up to a
+    # sector, less 1536) are different places
+    image = stream_optimized_with_footer(image_cases["vmdk-streamOptimized"].path, work_dir / "odd.vmdk")
+    image.write_bytes(image.read_bytes() + b"\0" * 100)
+    # When it is opened, then it is refused, naming both offsets
+    size = image.stat().st_size
+    assert_rejected(image, "two ways", str(size - 1536), str(-(-size // 512) * 512 - 1536))
+
+
+DESCRIPTOR = '# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\ncreateType="monolithicSparse"\n'
+
+
+@pytest.mark.parametrize(
+    "descriptor",
+    [
+        DESCRIPTOR + '# parentFileNameHint="vmdk-parent.vmdk"\nRW 2048 SPARSE "child.vmdk"\n',
+        DESCRIPTOR + 'RW 2048 SPARSE "child.vmdk"\nddb.comment = "see parentFileNameHint="vmdk-parent.vmdk""\n',
+    ],
+    ids=["in-a-comment", "inside-another-value"],
+)
+def test_a_parent_named_anywhere_qemu_looks_makes_the_vmdk_a_child(work_dir: Path, descriptor: str) -> None:
+    # Given a sparse VMDK whose descriptor names a parent where qemu's plain text search finds it
+    image = sparse_vmdk(
+        work_dir / "child.vmdk",
+        capacity_sectors=2048,
+        grain_sectors=128,
+        entries_per_grain_table=512,
+        grains={0: b"data"},
+        descriptor=descriptor,
+    )
+    # When it is opened, then it is refused as a child disk, naming the parent qemu would open
+    assert qemu_reading(image, "vmdk", work_dir) is None
+    error = assert_unsupported(image, "Differencing", "vmdk-parent.vmdk")
+    assert error.code == "IMG.0072"
+
+
+def test_a_parent_cid_qemu_reads_first_makes_the_vmdk_a_child(work_dir: Path) -> None:
+    # Given a descriptor whose first parentCID (in a comment) is not ffffffff, and whose line says ffffffff
+    descriptor = DESCRIPTOR.replace("version=1\n", "version=1\n# parentCID=1234abcd\n") + 'RW 2048 SPARSE "c.vmdk"\n'
+    image = sparse_vmdk(
+        work_dir / "cid.vmdk",
+        capacity_sectors=2048,
+        grain_sectors=128,
+        entries_per_grain_table=512,
+        grains={0: b"data"},
+        descriptor=descriptor,
+    )
+    # When it is opened, then it is refused as a child disk
+    assert_unsupported(image, "Differencing")
+
+
+def test_a_create_type_qemu_reads_differently_is_refused_naming_both(work_dir: Path) -> None:
+    # Given a descriptor with a createType in a comment above its createType line
+    descriptor = DESCRIPTOR.replace("version=1\n", 'version=1\n# createType="monolithicFlat"\n')
+    image = sparse_vmdk(
+        work_dir / "two-types.vmdk",
+        capacity_sectors=2048,
+        grain_sectors=128,
+        entries_per_grain_table=512,
+        grains={0: b"data"},
+        descriptor=descriptor + 'RW 2048 SPARSE "two-types.vmdk"\n',
+    )
+    # When it is opened, then it is refused, naming both readings
+    assert_rejected(image, "two ways", "monolithicSparse", "monolithicFlat")
+
+
+def test_a_sparse_vmdk_of_capacity_0_with_an_embedded_descriptor_is_refused(work_dir: Path) -> None:
+    # Given a sparse VMDK of capacity 0 whose embedded descriptor names a flat extent on the host, which qemu opens
+    image = sparse_vmdk(
+        work_dir / "capacity-0.vmdk",
+        capacity_sectors=0,
+        grain_sectors=128,
+        entries_per_grain_table=512,
+        grains={},
+        descriptor='# Disk DescriptorFile\nversion=1\ncreateType="monolithicFlat"\nRW 2048 FLAT "/etc/passwd" 0\n',
+    )
+    # When it is opened, then it is refused, naming both readings, and nothing else is opened
+    assert_rejected(image, "capacity of 0", "two ways")
+
+
+def test_text_qemu_probes_as_a_vmdk_descriptor_is_not_imported_as_raw(work_dir: Path) -> None:
+    # Given text without the "# Disk DescriptorFile" line that qemu still opens as a VMDK descriptor
+    text = work_dir / "probed.img"
+    text.write_bytes(b'# any comment\n   \nversion=1\ncreateType="monolithicFlat"\nRW 2048 FLAT "/etc/passwd" 0\n')
+    # When it is opened, then it is a descriptor, refused for naming a file outside the upload
+    assert_rejected(text, "/etc/passwd")
+
+
+def test_a_bochs_image_is_unsupported_not_raw(work_dir: Path) -> None:
+    # Given a Bochs growing image header (which qemu opens as bochs)
+    header = bytearray(512)
+    header[0:23] = b"Bochs Virtual HD Image\0"
+    header[32:40] = b"Redolog\0"
+    header[48:56] = b"Growing\0"
+    struct.pack_into("<I", header, 64, 0x0002_0000)
+    image = work_dir / "disk.bochs"
+    image.write_bytes(bytes(header) + bytes(MIB))
+    # When it is opened, then it is refused as unsupported, with how to convert it
+    assert_unsupported(image, "Bochs", "qemu-img convert")
+
+
+def test_a_fixed_vhd_of_0_bytes_is_refused(work_dir: Path) -> None:
+    # Given a fixed VHD of 0 bytes, which qemu refuses
+    image = work_dir / "zero.vhd"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "vpc", "-o", "subformat=fixed", image, "0"], check=True)
+    assert qemu_reading(image, "vhd", work_dir) is None
+    # When it is opened, then it is refused
+    assert_rejected(image, "0 bytes")

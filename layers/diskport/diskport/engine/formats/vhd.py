@@ -40,6 +40,13 @@ def open_vhd(metadata: MetadataReader) -> VhdLayout:
             "upload the whole file again."
         )
     _require_checksum(footer, 64, "footer")
+    copy = metadata.read(0, FOOTER_SIZE, "footer copy") if metadata.file_size >= 2 * FOOTER_SIZE else b""
+    if copy.startswith(b"conectix") and copy != footer:
+        # qemu reads the copy at offset 0 when it has the cookie, the specification the footer at the end.
+        raise ImageRejectedError(
+            "The VHD can be read two ways: its footer at the end of the file and the copy at offset 0 (which qemu "
+            f"reads) disagree: {REUPLOAD_HINT}."
+        )
     data_offset, _timestamp, creator = struct.unpack_from(">QI4s", footer, 16)
     current_size, cylinders, heads, sectors_per_track, disk_type = struct.unpack_from(">QHBBI", footer, 48)
     if disk_type == DISK_TYPE_DIFFERENCING:
@@ -56,6 +63,8 @@ def open_vhd(metadata: MetadataReader) -> VhdLayout:
     metadata.require_virtual_size(max(virtual_size, current_size))
 
     if disk_type == DISK_TYPE_FIXED:
+        if virtual_size == 0:
+            raise ImageRejectedError(f"The fixed VHD holds a disk of 0 bytes, which qemu refuses too: {REUPLOAD_HINT}.")
         data_size = metadata.file_size - FOOTER_SIZE
         if virtual_size > data_size:
             raise ImageRejectedError(

@@ -58,8 +58,24 @@ class Descriptor:
     parent_file: str | None
 
 
+def _qemu_value(text: str, key: str) -> str | None:
+    """A descriptor value found as qemu finds it: the first occurrence of `key` anywhere (comments included), two
+    characters skipped (`="`), up to the next quote. None where qemu finds none."""
+    position = text.find(key)
+    if position < 0:
+        return None
+    start = position + len(key) + 2
+    end = text.find('"', start)
+    return text[start:end] if start < len(text) and end >= 0 else None
+
+
 def parse_descriptor(text: str) -> Descriptor:
-    """The create type, extents and parent of a descriptor, read line by line: linear in its size, whatever it holds."""
+    """The create type, extents and parent of a descriptor, read line by line: linear in its size, whatever it holds.
+
+    qemu reads some keys differently, searching the whole text for their first occurrence, comments included: where
+    its reading of the create type would differ, the descriptor is refused, and a parent named anywhere it looks
+    makes the disk a child.
+    """
     create_type = ""
     parent_file: str | None = None
     extents: list[tuple[str, str]] = []
@@ -81,7 +97,30 @@ def parse_descriptor(text: str) -> Descriptor:
             parent_file = value
         elif key == "parentCID" and value.lower() != "ffffffff" and parent_file is None:
             parent_file = "(unnamed parent)"
+    qemu_create_type = _qemu_value(text, "createType")
+    if qemu_create_type is not None and printable(qemu_create_type.encode()) != create_type:
+        raise ImageRejectedError(
+            f"The VMDK descriptor can be read two ways: its createType line says '{create_type or 'nothing'}', "
+            f"qemu's search of the text finds '{printable(qemu_create_type.encode())}' first: {REUPLOAD_HINT}."
+        )
+    if parent_file is None and "parentFileNameHint" in text:
+        # qemu takes the first occurrence anywhere as the parent, after '="', up to the next quote.
+        hint = text[text.index("parentFileNameHint") + len("parentFileNameHint") + 2 :].split('"', 1)[0]
+        parent_file = printable(hint.encode()) or "(unnamed parent)"
+    if parent_file is None:
+        parent_cid = _qemu_parent_cid(text)
+        if parent_cid is not None and parent_cid != 0xFFFF_FFFF:
+            parent_file = "(unnamed parent)"
     return Descriptor(create_type=create_type, extents=extents, parent_file=parent_file)
+
+
+def _qemu_parent_cid(text: str) -> int | None:
+    """The parent CID as qemu reads it: hex digits after the first `parentCID` and one more character."""
+    position = text.find("parentCID")
+    if position < 0:
+        return None
+    match = re.match(r"\s*(?:0[xX])?([0-9a-fA-F]{1,8})", text[position + len("parentCID") + 1 :])
+    return int(match.group(1), 16) if match else None
 
 
 def _names_another_place(file_name: str) -> bool:
@@ -125,6 +164,12 @@ def open_vmdk(metadata: MetadataReader) -> VmdkLayout:
     if not 1 <= header.version <= 3:
         raise UnsupportedFormatError(
             f"VMDK sparse extent version {header.version} is not supported (1 to 3 are): {SINGLE_FILE_HINT}."
+        )
+    if header.capacity == 0 and header.descriptor_offset:
+        raise ImageRejectedError(
+            "The sparse VMDK claims a capacity of 0 and embeds a descriptor, which can be read two ways: as an empty "
+            "disk, or (as qemu reads it) as a descriptor file whose extents name other files. Neither is a disk to "
+            f"import: {SINGLE_FILE_HINT}."
         )
     descriptor = _embedded_descriptor(metadata, header)
     _refuse_child(descriptor)
@@ -233,6 +278,14 @@ def _footer_header(metadata: MetadataReader) -> SparseHeader:
     """A stream-optimized file written in one pass keeps its grain directory offset in a footer before the end."""
     if metadata.file_size < 3 * SECTOR:
         raise ImageRejectedError(f"The stream-optimized VMDK has no footer: {REUPLOAD_HINT}.")
+    if metadata.file_size % SECTOR:
+        rounded = -(-metadata.file_size // SECTOR) * SECTOR
+        raise ImageRejectedError(
+            f"The stream-optimized VMDK is {metadata.file_size} bytes, not a whole number of sectors, so its footer "
+            f"can be read two ways: at offset {metadata.file_size - 3 * SECTOR} (the file's last 1536 bytes) or at "
+            f"{rounded - 3 * SECTOR} (the size rounded up to a sector, as qemu reads it): the upload is truncated "
+            "or corrupt; upload the whole file again."
+        )
     tail = metadata.read(metadata.file_size - 3 * SECTOR, 3 * SECTOR, "footer")
     _footer_sectors, footer_size, footer_type = struct.unpack_from("<QII", tail, 0)
     _end_sectors, end_size, end_type = struct.unpack_from("<QII", tail, 2 * SECTOR)
