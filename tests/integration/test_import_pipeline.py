@@ -126,7 +126,7 @@ def test_images_are_listed_with_filters_and_pages(importer: Any) -> None:
     image = first.body["images"][0]
     assert image["status"] == "active" and image["__imagetype"] == "private"
     assert image["__data_origin"] == f"file,{importer.stack.local.physical_name('WatchedBucket')}:gamma.raw"
-    assert image["disk_format"] == "raw" and image["__image_size"] == "1000" and image["virtual_size"] == 1000
+    assert image["disk_format"] == "raw" and image["__image_size"] == "1000" and image["virtual_size"] == 1024
 
     # And the filters narrow the list
     assert [image["name"] for image in importer.images(name="beta")] == ["beta"]

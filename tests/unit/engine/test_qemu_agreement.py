@@ -13,11 +13,20 @@ import zlib
 from pathlib import Path
 
 import pytest
+from backports import zstd as zstd_module
 from diskport.engine import BLOCK_SIZE, InspectionLimits, LocalFileSource, open_disk
 from diskport.engine.crc32c import crc32c
 from diskport.errors import ImageRejectedError
 
-from .crafting import KIB, MIB, patch, sparse_vmdk, vhd_footer_offset
+from .crafting import (
+    KIB,
+    MIB,
+    VIRTUAL_DISK_SIZE_LE,
+    patch,
+    sparse_vmdk,
+    vhd_footer_offset,
+    vhdx_metadata_item_offset,
+)
 from .images import ImageCase, requires_qemu_img
 from .test_safety import assert_rejected, assert_unsupported, copy_of
 
@@ -425,3 +434,98 @@ def test_a_fixed_vhd_of_0_bytes_is_refused(work_dir: Path) -> None:
     assert qemu_reading(image, "vhd", work_dir) is None
     # When it is opened, then it is refused
     assert_rejected(image, "0 bytes")
+
+
+# --- Class 8: sizes that are not a whole number of sectors ---------------------------------------------------------
+
+
+def with_odd_size(image: Path, image_format: str, size: int) -> Path:
+    """The image with its header's virtual size set to `size` (checksums fixed where the format has them)."""
+    if image_format == "qcow2":
+        patch(image, 24, struct.pack(">Q", size))
+    elif image_format == "vdi":
+        patch(image, 368, struct.pack("<Q", size))
+    elif image_format == "vhdx":
+        patch(image, vhdx_metadata_item_offset(image, VIRTUAL_DISK_SIZE_LE), struct.pack("<Q", size))
+    return image
+
+
+@pytest.mark.parametrize("case_name", ["qcow2-v3", "vdi-dynamic", "vhdx-dynamic", "raw"])
+def test_a_size_that_is_not_whole_sectors_is_read_as_qemu_rounds_it(
+    work_dir: Path, image_cases: dict[str, ImageCase], case_name: str
+) -> None:
+    # Given an image whose virtual size is 100 bytes short of a whole number of sectors (for raw, the file itself)
+    case = image_cases[case_name]
+    image = copy_of(case, work_dir)
+    if case.format == "raw":
+        image.write_bytes(image.read_bytes()[: 8 * MIB - 100])
+    else:
+        with_odd_size(image, case.format, 8 * MIB - 100)
+    # When it is read, then its size and bytes are qemu's: qcow2 and VHDX round down, VDI and raw up
+    expected = qemu_reading(image, case.format, work_dir)
+    assert expected is not None
+    with LocalFileSource(image) as source, open_disk(source) as disk:
+        assert disk.virtual_size == len(expected)
+    assert engine_reading(image) == expected
+
+
+# --- Class 8: qcow2 header fields qemu refuses ------------------------------------------------------------------
+
+
+def test_a_qcow2_refcount_table_of_0_clusters_is_refused(work_dir: Path, image_cases: dict[str, ImageCase]) -> None:
+    # Given a qcow2 whose header gives a refcount table of 0 clusters
+    image = patch(copy_of(image_cases["qcow2-v3"], work_dir), 56, struct.pack(">I", 0))
+    # When it is opened, then it is refused, as qemu refuses it
+    assert qemu_reading(image, "qcow2", work_dir) is None
+    assert_rejected(image, "refcount table of 0 clusters")
+
+
+def test_a_qcow2_snapshot_count_beyond_the_file_is_refused(work_dir: Path, image_cases: dict[str, ImageCase]) -> None:
+    # Given a qcow2 claiming 60,000 snapshots in a table starting at its last cluster, far too many for the file
+    image = copy_of(image_cases["qcow2-v3"], work_dir)
+    last_cluster = (image.stat().st_size - 1) // 65_536 * 65_536
+    patch(image, 60, struct.pack(">IQ", 60_000, last_cluster))
+    # When it is opened, then it is refused: the table cannot hold them (qemu 7.2 reads the entries past the end of
+    # the file as zeros; docs/engine.md keeps the refusal as the documented reading)
+    assert_rejected(image, "snapshot table", "outside")
+
+
+# --- Class 8: zstd clusters of the frame shapes qemu reads ---------------------------------------------------------
+
+
+def test_zstd_clusters_of_a_skippable_frame_and_a_frame_or_of_two_frames_read_as_qemu_reads_them(
+    work_dir: Path, image_cases: dict[str, ImageCase]
+) -> None:
+    # Given a zstd qcow2 whose first compressed cluster is rewritten as a skippable frame then a frame, and whose
+    # second as two frames, each stored anew at the end of the file and named by its L2 entry
+    image = copy_of(image_cases["qcow2-v3-zstd"], work_dir)
+    data = image.read_bytes()
+    cluster_bits = struct.unpack_from(">I", data, 20)[0]
+    shift = 62 - (cluster_bits - 8)
+    l2_offset = first_l2_table(data)
+    compressed_entries = [
+        number for number in range(1 << (cluster_bits - 3)) if u64be(data, l2_offset + 8 * number) & (1 << 62)
+    ][:2]
+    appended = bytearray()
+    end = -(-len(data) // 512) * 512
+    for number, shape in zip(compressed_entries, ("skippable then frame", "two frames"), strict=True):
+        entry = u64be(data, l2_offset + 8 * number)
+        host_offset = entry & ((1 << shift) - 1)
+        room = (((entry >> shift) & ((1 << (cluster_bits - 8)) - 1)) + 1) * 512 - (host_offset & 511)
+        cluster = zstd_module.ZstdDecompressor().decompress(data[host_offset : host_offset + room])
+        if shape == "skippable then frame":
+            frames = b"\x50\x2a\x4d\x18" + struct.pack("<I", 4) + b"skip" + zstd_module.compress(cluster)
+        else:
+            half = len(cluster) // 2
+            frames = zstd_module.compress(cluster[:half]) + zstd_module.compress(cluster[half:])
+        sectors = -(-len(frames) // 512)
+        new_offset = end + len(appended)
+        appended += frames.ljust(sectors * 512, b"\0")
+        new_entry = (1 << 62) | (sectors - 1) << shift | new_offset
+        patch(image, l2_offset + 8 * number, struct.pack(">Q", new_entry))
+    with image.open("r+b") as file:
+        file.truncate(end)
+        file.seek(end)
+        file.write(bytes(appended))
+    # When it is read, then it reads as qemu reads it
+    assert engine_reading(image) == qemu_reading(image, "qcow2", work_dir)

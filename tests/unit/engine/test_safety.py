@@ -77,9 +77,10 @@ def test_a_file_that_matches_no_format_is_raw(work_dir: Path) -> None:
     # Given a file whose bytes match no image format
     plain = work_dir / "disk.qcow2"
     plain.write_bytes(b"just a disk " * 1000)
-    # When it is opened, whatever its name claims, then it is a raw disk of the file's size
+    # When it is opened, whatever its name claims, then it is a raw disk of the file's size rounded up to a sector,
+    # as qemu reads it
     with LocalFileSource(plain) as source, open_disk(source) as disk:
-        assert (disk.format, disk.virtual_size) == ("raw", 12_000)
+        assert (disk.format, disk.virtual_size) == ("raw", 12_288)
 
 
 # --- qcow2 ------------------------------------------------------------------------------------------------------

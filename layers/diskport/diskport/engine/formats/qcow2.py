@@ -31,6 +31,8 @@ from ..zstd import ZstdDecompressionError, decompress_zstd
 MAGIC = b"QFI\xfb"
 VERSION_2_HEADER_LENGTH = 72
 VERSION_3_HEADER_LENGTH = 104
+MAX_SNAPSHOTS = 65_536
+SNAPSHOT_HEADER_SIZE = 40  # the fixed part of each snapshot table entry
 MIN_CLUSTER_BITS = 9
 MAX_CLUSTER_BITS = 21
 
@@ -163,11 +165,23 @@ def open_qcow2(metadata: MetadataReader) -> Qcow2Layout:
         )
 
     metadata.require_virtual_size(virtual_size)
+    if refcount_table_clusters == 0:
+        raise ImageRejectedError(
+            f"The qcow2 header gives a refcount table of 0 clusters, which qemu refuses too: {REUPLOAD_HINT}."
+        )
     _require_table(
         metadata, refcount_table_offset, refcount_table_clusters * cluster_size, cluster_size, "refcount table"
     )
+    if snapshot_count > MAX_SNAPSHOTS:
+        raise ImageRejectedError(
+            f"The qcow2 header claims {snapshot_count} snapshots, more than the {MAX_SNAPSHOTS} qemu allows: "
+            f"{REUPLOAD_HINT}."
+        )
     if snapshot_count:
-        _require_table(metadata, snapshots_offset, 1, cluster_size, "snapshot table")
+        # Each snapshot takes at least its fixed header: the table must have room for all of them in the file.
+        _require_table(
+            metadata, snapshots_offset, snapshot_count * SNAPSHOT_HEADER_SIZE, cluster_size, "snapshot table"
+        )
 
     l2_entries = cluster_size // 8
     l1_span = cluster_size * l2_entries
@@ -182,7 +196,8 @@ def open_qcow2(metadata: MetadataReader) -> Qcow2Layout:
     _vet_l1_table(metadata, l1_table, cluster_size)
     return Qcow2Layout(
         metadata,
-        virtual_size=virtual_size,
+        # qemu counts the disk in whole sectors, rounding the header's size down.
+        virtual_size=virtual_size // 512 * 512,
         version=version,
         cluster_bits=cluster_bits,
         l1_table=l1_table,

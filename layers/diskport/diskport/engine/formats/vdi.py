@@ -76,6 +76,8 @@ def open_vdi(metadata: MetadataReader) -> VdiLayout:
     blocks_needed = -(-virtual_size // block_size)
     block_map = unpack_table(metadata.read_table(block_map_offset, blocks_needed * 4, "block map"), 4, big_endian=False)
     subformat = "static" if image_type == IMAGE_TYPE_STATIC else "dynamic"
+    # qemu counts the disk in whole sectors, rounding the header's size up (still inside the last mapped block).
+    virtual_size = -(-virtual_size // SECTOR) * SECTOR
     return VdiLayout(subformat, virtual_size, metadata, data_offset=data_offset, block_map=block_map)
 
 

@@ -103,7 +103,7 @@ def open_vhdx(metadata: MetadataReader) -> VhdxLayout:
     reserved = [(0, MIB), log_region, regions[METADATA_REGION], regions[BAT_REGION]]
     return VhdxLayout(
         subformat,
-        virtual_size,
+        virtual_size // 512 * 512,  # qemu counts the disk in whole sectors, rounding down
         metadata,
         block_size=block_size,
         chunk_ratio=chunk_ratio,
