@@ -529,3 +529,24 @@ def test_zstd_clusters_of_a_skippable_frame_and_a_frame_or_of_two_frames_read_as
         file.write(bytes(appended))
     # When it is read, then it reads as qemu reads it
     assert engine_reading(image) == qemu_reading(image, "qcow2", work_dir)
+
+
+def test_one_entry_grain_tables_are_charged_as_whole_tables_to_the_metadata_budget(work_dir: Path) -> None:
+    # Given the same kind of VMDK (32,768 one-entry grain tables) and a metadata budget of 16 MiB
+    image = sparse_vmdk(
+        work_dir / "one-entry-tables.vmdk",
+        capacity_sectors=32_768,
+        grain_sectors=1,
+        entries_per_grain_table=1,
+        grains={0: b"first"},
+    )
+    limits = InspectionLimits(max_metadata_bytes=16 * MIB)
+    # When its allocation map is read, then it is refused for its metadata: each table costs a read and a decode
+    # whatever its size, so each is charged as a table of 512 entries (2 KiB, 64 MiB in all), and the time a pass
+    # takes stays bounded by the budget
+    with (
+        LocalFileSource(image) as source,
+        open_disk(source, limits=limits) as disk,
+        pytest.raises(ImageRejectedError, match="metadata"),
+    ):
+        disk.allocated_ranges()
