@@ -712,10 +712,11 @@ def qcow2_snapshot_count_beyond_the_file(corpus: CorpusBuilder) -> HostileFile:
 
 @recipe
 def vdi_every_block_one_stored_block(corpus: CorpusBuilder) -> HostileFile:
-    # A 2 MiB VDI claiming 256 MiB, every block the same stored one: the old 256 MiB slack let it through.
+    # A 2 MiB VDI claiming 128 MiB (all its block map has room for), every block the same stored one: the old
+    # 256 MiB slack let it through.
     path = corpus.image("one-block.vdi", "vdi", "-o", "static=on")
     block_map_offset = _u32le(path, 340)
-    _patch(path, 368, struct.pack("<Q", 256 * MIB))
-    _patch(path, 384, struct.pack("<I", 256))
-    _patch(path, block_map_offset, struct.pack("<I", 0) * 256)
+    _patch(path, 368, struct.pack("<Q", 128 * MIB))
+    _patch(path, 384, struct.pack("<I", 128))
+    _patch(path, block_map_offset, struct.pack("<I", 0) * 128)
     return _file("vdi-every-block-one-stored-block", path, "IMG.0057", "more stored data")

@@ -550,3 +550,43 @@ def test_one_entry_grain_tables_are_charged_as_whole_tables_to_the_metadata_budg
         pytest.raises(ImageRejectedError, match="metadata"),
     ):
         disk.allocated_ranges()
+
+
+def test_a_vhdx_metadata_item_listed_twice_is_refused(work_dir: Path, image_cases: dict[str, ImageCase]) -> None:
+    # Given a VHDX metadata table whose last entry repeats the virtual disk size item, pointing at other bytes
+    image = copy_of(image_cases["vhdx-dynamic"], work_dir)
+    data = image.read_bytes()
+    _, metadata_offset, _ = vhdx_region(data, METADATA_REGION_LE)
+    (count,) = struct.unpack_from("<H", data, metadata_offset + 10)
+    entries = [data[metadata_offset + 32 + 32 * n : metadata_offset + 64 + 32 * n] for n in range(count)]
+    size_entry = bytearray(next(entry for entry in entries if entry[:16] == VIRTUAL_DISK_SIZE_LE))
+    struct.pack_into("<I", size_entry, 16, struct.unpack_from("<I", size_entry, 16)[0] + 8)
+    patch(image, metadata_offset + 32 + 32 * count, bytes(size_entry))
+    patch(image, metadata_offset + 10, struct.pack("<H", count + 1))
+    # When it is opened, then it is refused (which one counts would be a guess), as qemu refuses it
+    assert qemu_reading(image, "vhdx", work_dir) is None
+    assert_rejected(image, "twice")
+
+
+def test_vmdk_grain_tables_of_more_than_512_entries_are_refused(
+    work_dir: Path, image_cases: dict[str, ImageCase]
+) -> None:
+    # Given a sparse VMDK whose header gives 65,536 entries per grain table
+    image = patch(copy_of(image_cases["vmdk-monolithicSparse"], work_dir), 44, struct.pack("<I", 65_536))
+    # When it is opened, then it is refused, as qemu refuses it
+    assert qemu_reading(image, "vmdk", work_dir) is None
+    assert_rejected(image, "65536 entries per grain table")
+
+
+def test_a_small_vdi_whose_blocks_all_map_one_stored_block_is_refused(
+    work_dir: Path, image_cases: dict[str, ImageCase]
+) -> None:
+    # Given a 14 MiB static VDI claiming 128 MiB, every block mapped to its first stored block
+    image = copy_of(image_cases["vdi-static"], work_dir)
+    (block_map_offset, data_offset) = struct.unpack_from("<II", image.read_bytes(), 340)
+    assert data_offset - block_map_offset >= 128 * 4
+    patch(image, 368, struct.pack("<QIII", 128 * MIB, MIB, 0, 128))
+    patch(image, block_map_offset, struct.pack("<I", 0) * 128)
+    # When its allocation map is read, then it is refused: the tables map far more stored data than the file holds
+    # (one block of slack, where 256 MiB of slack let it through)
+    assert_rejected(image, "more stored data")
