@@ -590,3 +590,30 @@ def test_a_small_vdi_whose_blocks_all_map_one_stored_block_is_refused(
     # When its allocation map is read, then it is refused: the tables map far more stored data than the file holds
     # (one block of slack, where 256 MiB of slack let it through)
     assert_rejected(image, "more stored data")
+
+
+def test_vhdx_blocks_in_every_state_that_reads_as_zeros_read_as_zeros(work_dir: Path) -> None:
+    # Given a dynamic VHDX of 1 MiB blocks (4096 to a sector bitmap chunk, of which this disk spans two) with data in
+    # a few blocks, whose absent blocks are marked undefined, zero, unmapped and (draft) unmapped in turn
+    image = work_dir / "states.vhdx"
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "vhdx", "-o", "block_size=1M,subformat=dynamic", image, "6G"], check=True
+    )
+    for command in ("write -P 7 0 1M", "write -P 8 4095M 2M", "write -P 9 6143M 1M"):
+        subprocess.run(["qemu-io", "-f", "vhdx", "-c", command, image], check=True, capture_output=True)
+    data = image.read_bytes()
+    _, bat_offset, bat_length = vhdx_region(data, BAT_REGION_LE)
+    entries = list(struct.unpack_from(f"<{bat_length // 8}Q", data, bat_offset))
+    states = iter([1, 2, 3, 5, 0, 0, 0] * len(entries))
+    marked = [next(states) if entry == 0 else entry for entry in entries]
+    patch(image, bat_offset, struct.pack(f"<{len(marked)}Q", *marked))
+    # When it is read, then exactly the blocks with data come out, as qemu reads them
+    oracle = work_dir / "states.raw"
+    subprocess.run(["qemu-img", "convert", "-f", "vhdx", "-O", "raw", image, oracle], check=True)
+    with LocalFileSource(image) as source, open_disk(source) as disk:
+        blocks = {block.index: block.data for block in disk.iter_blocks(0, disk.virtual_size)}
+    assert sorted(blocks) == [0, 1, 8190, 8191, 8192, 8193, 12286, 12287]
+    with oracle.open("rb") as expected:
+        for index, block in blocks.items():
+            expected.seek(index * BLOCK_SIZE)
+            assert expected.read(BLOCK_SIZE) == block

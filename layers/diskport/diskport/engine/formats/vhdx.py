@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from diskport.errors import ImageRejectedError, UnsupportedFormatError
 
 from ..crc32c import crc32c
-from ..inspection import REUPLOAD_HINT, MetadataReader, unpack_table
+from ..inspection import REUPLOAD_HINT, MetadataReader, end_of_run, unpack_table
 from ..layout import Segment, stored, zero
 
 KIB = 1024
@@ -51,6 +51,8 @@ PAYLOAD_FULLY_PRESENT = 6
 PAYLOAD_PARTIALLY_PRESENT = 7
 READS_AS_ZEROS = {PAYLOAD_NOT_PRESENT, PAYLOAD_UNDEFINED, PAYLOAD_ZERO, PAYLOAD_UNMAPPED, PAYLOAD_UNMAPPED_DRAFT}
 BAT_OFFSET_MASK = ~(MIB - 1) & 0xFFFF_FFFF_FFFF_FFFF
+# States 0 to 3 (not present, undefined, zero, unmapped) differ only in these bits: a run of them is one search.
+ZERO_STATE_BITS = 0b011
 
 CHILD_HINT = (
     "Differencing (child) VHDX images are not supported: merge the disk into its parent (Merge-VHD) or convert it "
@@ -144,9 +146,7 @@ class VhdxLayout:
             entry = self._payload_entry(index)
             state = entry & 7
             if state in READS_AS_ZEROS:  # a run of blocks that read as zeros becomes one segment
-                run_end = index + 1
-                while run_end <= last and self._payload_entry(run_end) & 7 in READS_AS_ZEROS:
-                    run_end += 1
+                run_end = self._end_of_zero_run(index + 1, last + 1)
                 yield zero(index * block_size, (run_end - index) * block_size)
                 index = run_end
                 continue
@@ -168,6 +168,25 @@ class VhdxLayout:
                     )
             yield stored(index * block_size, block_size, block_offset)
             index += 1
+
+    def _end_of_zero_run(self, index: int, stop: int) -> int:
+        """The first block in [index, stop) that does not read as zeros, else `stop`.
+
+        The payload entries between two sector bitmap entries lie side by side in the BAT: each such stretch is
+        searched at memory speed for an entry other than states 0 to 3 without an offset; an entry the search stops
+        at that still reads as zeros (state 5, or a zero state with stray offset bits) is looked at on its own.
+        """
+        ratio = self._chunk_ratio
+        while index < stop:
+            stretch_end = min(stop, (index // ratio + 1) * ratio)
+            position = index + index // ratio
+            found = end_of_run(self._bat, position, position + stretch_end - index, ignored_bits=ZERO_STATE_BITS)
+            index += found - position
+            if index < stretch_end:
+                if self._bat[found] & 7 not in READS_AS_ZEROS:
+                    return index
+                index += 1
+        return stop
 
     def _payload_entry(self, block_index: int) -> int:
         # A sector bitmap entry follows every `chunk_ratio` payload entries.
