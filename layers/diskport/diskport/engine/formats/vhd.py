@@ -2,8 +2,8 @@
 
 Checked before anything is decoded: the footer's checksum and disk type, the virtual size (computed as qemu does),
 a fixed disk's data against the file size, and for a dynamic disk the header's checksum, block size, and a BAT
-that fits the file and the table cap and covers the disk. Each BAT entry is vetted when used: its block starts
-inside the file.
+that fits the file and the table cap and covers the disk; the copy of the footer at offset 0, where present,
+equals the footer. Each BAT entry is vetted when used: its block lies inside the file.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 Checked before anything is decoded: the file identifier, the current header (CRC-32C, version, an empty log), the
 region table (CRC-32C, regions inside the file, no unknown required region), the metadata table (items inside the
-region, no unknown required item, no parent), block and sector sizes, the virtual size, and a BAT that fits its
-region, the file and the table cap. Each BAT entry is vetted when used: a known state, a block inside the file.
+region, each region and item listed once, no unknown required item, no parent), block and sector sizes, the virtual
+size, and a BAT that fits its region, the file and the table cap. Each BAT entry is vetted when used: a known state,
+a block inside the file and clear of the headers, log, metadata and BAT (qemu's checks).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Checked before anything is decoded: the embedded descriptor (create type, exactly one SPARSE extent naming no other
 file, no parent), the header version, grain and table sizes, the virtual size, the compression algorithm, the
 footer of a stream-optimized file, and a grain directory that fits the file and the table cap with every grain
-table inside the file and used once. Each grain table entry is vetted when used: its grain starts inside the file.
+table (of at most 512 entries, as qemu allows) inside the file and used once. Each grain table entry is vetted when
+used: its grain starts inside the file; a compressed grain must inflate to what the disk reads from it.
 A standalone text descriptor always names other files (flat or split extents) and is refused.
 """
 
