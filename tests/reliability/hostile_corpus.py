@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import struct
 import subprocess
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.unit.engine.crafting import vhdx_metadata_item_offset
+from diskport.engine.crc32c import crc32c
+
+from tests.unit.engine.crafting import sparse_vmdk, vhdx_metadata_item_offset
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -46,6 +49,10 @@ def _patch(path: Path, offset: int, data: bytes) -> Path:
 
 def _u32be(path: Path, offset: int) -> int:
     return int(struct.unpack_from(">I", path.read_bytes(), offset)[0])
+
+
+def _u32le(path: Path, offset: int) -> int:
+    return int(struct.unpack_from("<I", path.read_bytes(), offset)[0])
 
 
 def _u64be(path: Path, offset: int) -> int:
@@ -490,3 +497,226 @@ def vdi_size_lie_beyond_its_block_map(corpus: CorpusBuilder) -> HostileFile:
 def vmdk_size_lie_beyond_its_grain_tables(corpus: CorpusBuilder) -> HostileFile:
     path = _patch(corpus.image("size-lie.vmdk", "vmdk"), 12, struct.pack("<Q", (100 << 30) // 512))
     return _file("size-lie-vmdk-capacity-100-gib", path, "IMG.0057", "past the end", min_disk=2048)
+
+
+# --- a second round: files once read differently from qemu, or at a cost out of proportion to the file ------------
+
+
+def _fix_vhdx_region_table(path: Path) -> None:
+    table = bytearray(path.read_bytes()[192 * KIB : 256 * KIB])
+    table[4:8] = bytes(4)
+    _patch(path, 192 * KIB + 4, struct.pack("<I", crc32c(bytes(table))))
+
+
+def _vhdx_region_entry(path: Path, region_le: bytes) -> tuple[int, int]:
+    """(file position of the region's entry, region offset)."""
+    data = path.read_bytes()
+    position = 192 * KIB + data[192 * KIB : 256 * KIB].index(region_le)
+    return position, int(struct.unpack_from("<Q", data, position + 16)[0])
+
+
+VHDX_METADATA_REGION_LE = bytes.fromhex("06a27c8b90479a4bb8fe575f050f886e")
+VHDX_BAT_REGION_LE = bytes.fromhex("6677c22d23f600429d64115e9bfd4a08")
+
+
+def _stream_grain_table(path: Path) -> int:
+    """The file offset of the first grain table of a streamOptimized VMDK qemu-img wrote (directory in the header)."""
+    data = path.read_bytes()
+    (directory_sector,) = struct.unpack_from("<Q", data, 56)
+    (table_sector,) = struct.unpack_from("<I", data, directory_sector * 512)
+    return int(table_sector) * 512
+
+
+def _first_stream_grain(path: Path) -> tuple[int, int]:
+    """(file offset of the first compressed grain, its payload size)."""
+    data = path.read_bytes()
+    table = _stream_grain_table(path)
+    grain = next(entry for entry in struct.unpack_from("<512I", data, table) if entry > 1) * 512
+    return grain, int(struct.unpack_from("<I", data, grain + 8)[0])
+
+
+@ci_recipe
+def qcow2_two_entries_one_compressed_cluster(corpus: CorpusBuilder) -> HostileFile:
+    # Every entry naming one small compressed stream: a 12 MiB file yielded 1 TiB of blocks.
+    path = corpus.image("shared-compressed.qcow2", "qcow2", "-c")
+    l2_offset = _u64be(path, _u64be(path, 40)) & 0x00FF_FFFF_FFFF_FE00
+    _patch(path, l2_offset + 8, path.read_bytes()[l2_offset : l2_offset + 8])
+    return _file("qcow2-two-entries-one-compressed-cluster", path, "IMG.0057", "compressed unit")
+
+
+@recipe
+def vmdk_two_entries_one_compressed_grain(corpus: CorpusBuilder) -> HostileFile:
+    path = corpus.image("shared-grain.vmdk", "vmdk", "-o", "subformat=streamOptimized")
+    table = _stream_grain_table(path)
+    entries = struct.unpack_from("<512I", path.read_bytes(), table)
+    index = next(number for number, entry in enumerate(entries) if entry > 1)
+    _patch(path, table + 4 * (index + 1), struct.pack("<I", entries[index]))
+    return _file("vmdk-stream-two-entries-one-grain", path, "IMG.0057", "compressed unit")
+
+
+@ci_recipe
+def vhdx_metadata_region_of_8_bytes(corpus: CorpusBuilder) -> HostileFile:
+    # Once escaped open_disk as struct.error.
+    path = corpus.image("metadata-8.vhdx", "vhdx", "-o", "subformat=dynamic")
+    position, _offset = _vhdx_region_entry(path, VHDX_METADATA_REGION_LE)
+    _patch(path, position + 24, struct.pack("<I", 8))
+    _fix_vhdx_region_table(path)
+    return _file("vhdx-metadata-region-of-8-bytes", path, "IMG.0057", "metadata region")
+
+
+@recipe
+def vhdx_block_over_its_metadata(corpus: CorpusBuilder) -> HostileFile:
+    path = corpus.image("block-over-metadata.vhdx", "vhdx", "-o", "subformat=dynamic")
+    _position, metadata_offset = _vhdx_region_entry(path, VHDX_METADATA_REGION_LE)
+    _position, bat_offset = _vhdx_region_entry(path, VHDX_BAT_REGION_LE)
+    _patch(path, bat_offset, struct.pack("<Q", metadata_offset | 6))
+    return _file("vhdx-block-over-its-metadata", path, "IMG.0057", "overlaps")
+
+
+@recipe
+def vhdx_region_listed_twice(corpus: CorpusBuilder) -> HostileFile:
+    path = corpus.image("region-twice.vhdx", "vhdx", "-o", "subformat=dynamic")
+    position, offset = _vhdx_region_entry(path, VHDX_BAT_REGION_LE)
+    count = _u32le(path, 192 * KIB + 8)
+    duplicate = bytearray(path.read_bytes()[position : position + 32])
+    struct.pack_into("<Q", duplicate, 16, offset + MIB)
+    _patch(path, 192 * KIB + 16 + 32 * count, bytes(duplicate))
+    _patch(path, 192 * KIB + 8, struct.pack("<I", count + 1))
+    _fix_vhdx_region_table(path)
+    return _file("vhdx-region-listed-twice", path, "IMG.0057", "twice")
+
+
+@ci_recipe
+def vhd_header_copy_disagreeing_with_its_footer(corpus: CorpusBuilder) -> HostileFile:
+    # qemu reads the copy at offset 0, the specification the footer: two readings of one file.
+    path = corpus.image("copy-disagrees.vhd", "vpc", "-o", "subformat=dynamic")
+    _patch(path, 48, struct.pack(">Q", _u64be(path, 48) - MIB))
+    _fix_vhd_checksum(path, 0, 64, 512)
+    return _file("vhd-header-copy-disagrees-with-footer", path, "IMG.0057", "two ways")
+
+
+@recipe
+def vhd_block_running_past_the_end(corpus: CorpusBuilder) -> HostileFile:
+    path = corpus.image("block-past-eof.vhd", "vpc", "-o", "subformat=dynamic")
+    data = path.read_bytes()
+    path.write_bytes(data[: -512 - 64 * KIB] + data[-512:])
+    return _file("vhd-block-running-past-the-end", path, "IMG.0057", "runs past the end")
+
+
+@recipe
+def vhd_fixed_of_0_bytes(corpus: CorpusBuilder) -> HostileFile:
+    path = corpus.created("zero.vhd", "vpc", "0", "-o", "subformat=fixed")
+    return _file("vhd-fixed-of-0-bytes", path, "IMG.0057", "0 bytes")
+
+
+@recipe
+def vmdk_stream_optimized_of_an_odd_size(corpus: CorpusBuilder) -> HostileFile:
+    # As VMware writes it (directory named by the footer), then 100 bytes longer: two places to read a footer.
+    path = corpus.image("odd-size.vmdk", "vmdk", "-o", "subformat=streamOptimized")
+    data = bytearray(path.read_bytes())
+    header = bytes(data[:512])
+    while data.endswith(bytes(512)):
+        del data[-512:]
+    struct.pack_into("<Q", data, 56, 0xFFFF_FFFF_FFFF_FFFF)
+    footer_marker = struct.pack("<QII", 1, 0, 3).ljust(512, b"\0")
+    path.write_bytes(bytes(data) + footer_marker + header + bytes(512) + bytes(100))
+    return _file("vmdk-stream-optimized-of-an-odd-size", path, "IMG.0057", "two ways")
+
+
+@recipe
+def vmdk_parent_named_in_a_comment(corpus: CorpusBuilder) -> HostileFile:
+    descriptor = (
+        '# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\n# parentFileNameHint="vmdk-parent.vmdk"\n'
+        'createType="monolithicSparse"\nRW 4096 SPARSE "hint.vmdk"\n'
+    )
+    path = sparse_vmdk(
+        corpus.folder / "hint.vmdk",
+        capacity_sectors=4096,
+        grain_sectors=128,
+        entries_per_grain_table=512,
+        grains={0: b"data"},
+        descriptor=descriptor,
+    )
+    return _file("vmdk-parent-named-in-a-comment", path, "IMG.0072", "Differencing", "vmdk-parent.vmdk")
+
+
+@ci_recipe
+def vmdk_capacity_0_with_a_descriptor_naming_etc_passwd(corpus: CorpusBuilder) -> HostileFile:
+    path = sparse_vmdk(
+        corpus.folder / "capacity-0.vmdk",
+        capacity_sectors=0,
+        grain_sectors=128,
+        entries_per_grain_table=512,
+        grains={},
+        descriptor='# Disk DescriptorFile\nversion=1\ncreateType="monolithicFlat"\nRW 2048 FLAT "/etc/passwd" 0\n',
+    )
+    return _file("vmdk-capacity-0-embedded-descriptor-etc-passwd", path, "IMG.0057", "capacity of 0")
+
+
+@recipe
+def text_qemu_probes_as_a_vmdk_descriptor(corpus: CorpusBuilder) -> HostileFile:
+    path = corpus.folder / "probed.img"
+    path.write_bytes(b'# not a disk\n   \nversion=1\ncreateType="monolithicFlat"\nRW 2048 FLAT "/etc/passwd" 0\n')
+    return _file("text-qemu-probes-as-vmdk-descriptor", path, "IMG.0057", "/etc/passwd")
+
+
+@recipe
+def bochs(corpus: CorpusBuilder) -> HostileFile:
+    header = bytearray(512)
+    header[0:23] = b"Bochs Virtual HD Image\0"
+    header[32:40] = b"Redolog\0"
+    header[48:56] = b"Growing\0"
+    struct.pack_into("<I", header, 64, 0x0002_0000)
+    path = corpus.folder / "disk.bochs"
+    path.write_bytes(bytes(header) + corpus.disk.read_bytes())
+    return _file("bochs", path, "IMG.0072", "Bochs")
+
+
+@recipe
+def vmdk_grain_table_of_65536_entries(corpus: CorpusBuilder) -> HostileFile:
+    path = _patch(corpus.image("gtes-65536.vmdk", "vmdk"), 44, struct.pack("<I", 65_536))
+    return _file("vmdk-grain-table-of-65536-entries", path, "IMG.0057", "entries per grain table")
+
+
+@recipe
+def vmdk_stream_grain_cut_short(corpus: CorpusBuilder) -> HostileFile:
+    # Once zero-padded and accepted; qemu fails the read.
+    path = corpus.image("grain-cut.vmdk", "vmdk", "-o", "subformat=streamOptimized")
+    grain, payload_size = _first_stream_grain(path)
+    _patch(path, grain + 8, struct.pack("<I", payload_size // 2))
+    return _file("vmdk-stream-grain-cut-short", path, "IMG.0057", "compressed VMDK grain", in_convert=True)
+
+
+@recipe
+def vmdk_stream_grain_inflating_short(corpus: CorpusBuilder) -> HostileFile:
+    path = corpus.image("grain-short.vmdk", "vmdk", "-o", "subformat=streamOptimized")
+    grain, _payload_size = _first_stream_grain(path)
+    short = zlib.compress(b"x" * 100)
+    _patch(path, grain + 8, struct.pack("<I", len(short)) + short)
+    return _file("vmdk-stream-grain-inflating-short", path, "IMG.0057", "compressed VMDK grain", in_convert=True)
+
+
+@recipe
+def qcow2_refcount_table_of_0_clusters(corpus: CorpusBuilder) -> HostileFile:
+    path = _patch(corpus.image("refcount-0.qcow2", "qcow2"), 56, struct.pack(">I", 0))
+    return _file("qcow2-refcount-table-of-0-clusters", path, "IMG.0057", "refcount table of 0 clusters")
+
+
+@recipe
+def qcow2_snapshot_count_beyond_the_file(corpus: CorpusBuilder) -> HostileFile:
+    path = corpus.image("snapshots.qcow2", "qcow2")
+    last_cluster = (path.stat().st_size - 1) // 65_536 * 65_536
+    _patch(path, 60, struct.pack(">IQ", 60_000, last_cluster))
+    return _file("qcow2-snapshot-count-beyond-the-file", path, "IMG.0057", "snapshot table")
+
+
+@recipe
+def vdi_every_block_one_stored_block(corpus: CorpusBuilder) -> HostileFile:
+    # A 2 MiB VDI claiming 128 MiB (all its block map has room for), every block the same stored one: the old
+    # 256 MiB slack let it through.
+    path = corpus.image("one-block.vdi", "vdi", "-o", "static=on")
+    block_map_offset = _u32le(path, 340)
+    _patch(path, 368, struct.pack("<Q", 128 * MIB))
+    _patch(path, 384, struct.pack("<I", 128))
+    _patch(path, block_map_offset, struct.pack("<I", 0) * 128)
+    return _file("vdi-every-block-one-stored-block", path, "IMG.0057", "more stored data")

@@ -81,3 +81,60 @@ def vhdx_fix_header_checksums(path: Path) -> None:
 
 FILE_PARAMETERS_LE = bytes.fromhex("3767a1ca36fa434db3b633f0aa44e76b")
 VIRTUAL_DISK_SIZE_LE = bytes.fromhex("2442a52f1bcd7648b2115dbed83bf4b8")
+
+
+def sparse_vmdk(
+    path: Path,
+    *,
+    capacity_sectors: int,
+    grain_sectors: int,
+    entries_per_grain_table: int,
+    grains: dict[int, bytes],
+    descriptor: str | None = None,
+    flags: int = 3,
+) -> Path:
+    """A monolithicSparse VMDK built byte by byte: one grain table per sector, `grains` (index: data) stored after."""
+    grain_size = grain_sectors * 512
+    tables = -(-capacity_sectors // (grain_sectors * entries_per_grain_table))
+    descriptor_sectors = 2
+    directory_sector = 1 + descriptor_sectors
+    directory_sectors = -(-tables * 4 // 512)
+    first_table_sector = directory_sector + directory_sectors
+    table_sectors = -(-entries_per_grain_table * 4 // 512)
+    data_sector = first_table_sector + tables * table_sectors
+    text = descriptor or (
+        '# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\ncreateType="monolithicSparse"\n\n'
+        f'RW {capacity_sectors} SPARSE "{path.name}"\n'
+    )
+    header = struct.pack(
+        "<4sIIQQQQIQQQ?ccccH",
+        b"KDMV",
+        1,
+        flags,
+        capacity_sectors,
+        grain_sectors,
+        1,
+        descriptor_sectors,
+        entries_per_grain_table,
+        0,
+        directory_sector,
+        data_sector,
+        False,
+        b"\n",
+        b" ",
+        b"\r",
+        b"\n",
+        0,
+    )
+    image = bytearray(data_sector * 512 + len(grains) * grain_size)
+    image[: len(header)] = header
+    image[512 : 512 + len(text)] = text.encode()
+    for table in range(tables):
+        struct.pack_into("<I", image, directory_sector * 512 + 4 * table, first_table_sector + table * table_sectors)
+    for number, (grain, data) in enumerate(sorted(grains.items())):
+        table, entry = divmod(grain, entries_per_grain_table)
+        sector = data_sector + number * grain_sectors
+        struct.pack_into("<I", image, (first_table_sector + table * table_sectors) * 512 + 4 * entry, sector)
+        image[sector * 512 : sector * 512 + len(data)] = data
+    path.write_bytes(bytes(image))
+    return path

@@ -33,7 +33,12 @@ UNSUPPORTED_FORMATS: dict[str, str] = {
     "and upload that.",
     "luks": "LUKS-encrypted images are not supported: upload a decrypted image.",
     "dmg": "Apple DMG images are not supported: convert the disk to raw or qcow2 and upload that.",
+    "bochs": "Bochs images are not supported: convert the image (qemu-img convert -O qcow2 in.img out.qcow2) and "
+    "upload that.",
 }
+# qemu reads its probe from the first 512 bytes of a file.
+QEMU_PROBE_BYTES = 512
+VMDK_DESCRIPTOR_VERSIONS = tuple(f"version={number}{end}".encode() for number in (1, 2, 3) for end in ("\n", "\r\n"))
 
 FORMAT_LABELS = {
     "qcow2": "qcow2",
@@ -67,7 +72,7 @@ def detect_formats(head: bytes, tail: bytes) -> list[str]:
         found.append("vmdk")
     if head.startswith(b"COWD"):
         found.append("cowd")
-    if head.lstrip(b" \t\r\n").startswith(b"# Disk DescriptorFile"):
+    if head.lstrip(b" \t\r\n").startswith(b"# Disk DescriptorFile") or _qemu_probes_vmdk_descriptor(head):
         found.append("vmdk-descriptor")
     if head.startswith(b"vhdxfile"):
         found.append("vhdx")
@@ -77,11 +82,53 @@ def detect_formats(head: bytes, tail: bytes) -> list[str]:
         found.append("vhd")
     if head.startswith((b"WithoutFreeSpace", b"WithouFreSpacExt")):
         found.append("parallels")
+    if _is_bochs(head):
+        found.append("bochs")
     if head.startswith(b"LUKS\xba\xbe"):
         found.append("luks")
     if tail.startswith(b"koly") and len(tail) == VHD_FOOTER_SIZE:
         found.append("dmg")
     return found
+
+
+def _qemu_probes_vmdk_descriptor(head: bytes) -> bool:
+    """Whether qemu would open the file as a VMDK descriptor: comment lines and blank lines of spaces, then a
+    `version=1`, `2` or `3` line, in its first 512 bytes (qemu's vmdk_probe). Imported as raw, such a file would be
+    a disk qemu reads as something else."""
+    text = head[:QEMU_PROBE_BYTES]
+    position = 0
+    while position < len(text):
+        if text[position : position + 1] == b"#":
+            newline = text.find(b"\n", position)
+            position = len(text) if newline < 0 else newline + 1
+            continue
+        if text[position : position + 1] == b" ":
+            while text[position : position + 1] == b" ":
+                position += 1
+            if text[position : position + 1] == b"\r":
+                position += 1
+            if text[position : position + 1] != b"\n":
+                return False
+            position += 1
+            continue
+        return text.startswith(VMDK_DESCRIPTOR_VERSIONS, position)
+    return False
+
+
+def _is_bochs(head: bytes) -> bool:
+    """qemu's Bochs probe: the magic, type and subtype strings, and header version 1 or 2."""
+    if len(head) < QEMU_PROBE_BYTES:
+        return False
+    (version,) = struct.unpack_from("<I", head, 64)
+    return (
+        head[:32].split(b"\0", 1)[0] == b"Bochs Virtual HD Image"
+        and head[32:48].split(b"\0", 1)[0] == b"Redolog"
+        and head[48:64].split(b"\0", 1)[0] == b"Growing"
+        and b"\0" in head[:32]
+        and b"\0" in head[32:48]
+        and b"\0" in head[48:64]
+        and version in (0x0001_0000, 0x0002_0000)
+    )
 
 
 def open_disk(source: ByteSource, *, limits: InspectionLimits | None = None, ova_disk: str | None = None) -> DiskImage:
@@ -113,7 +160,7 @@ def open_disk(source: ByteSource, *, limits: InspectionLimits | None = None, ova
         raise UnsupportedFormatError(UNSUPPORTED_FORMATS[format_name])
     metadata = MetadataReader(source, limits, FORMAT_LABELS[format_name])
     layout = OPENERS[format_name](metadata) if format_name in OPENERS else open_raw(metadata)
-    disk = DiskImage(source, layout, limits)
+    disk = DiskImage(source, layout, limits, metadata=metadata)
     _refuse_nested_image(disk)
     return disk
 

@@ -17,6 +17,7 @@ from typing import Self
 from diskport.errors import ImageRejectedError
 
 from .checksums import block_digests
+from .inspection import MetadataReader, is_repeated
 from .layout import Layout, RangeCollector, Segment, SegmentKind, merged_segments
 from .limits import MIB, InspectionLimits
 from .memory import keep_freed_buffers
@@ -28,9 +29,6 @@ ZERO_BLOCK = bytes(BLOCK_SIZE)
 READ_AHEAD_BYTES = 8 * MIB
 # read() builds its answer in memory: larger ranges go through iter_blocks.
 MAX_READ_BYTES = 64 * MIB
-# Stored data may run past the end of the file by at most one unit (a VHDX block is at most 256 MiB): its tail
-# reads as zeros. Beyond that, tables mapping more stored data than the file holds reuse the same bytes.
-STORED_DATA_SLACK_BYTES = 256 * MIB
 # Decompressed qcow2 clusters / VMDK grains kept, so a block made of one unit does not inflate it twice.
 DECOMPRESSED_UNITS_KEPT = 8
 
@@ -57,7 +55,13 @@ class DiskImage:
     """An image whose header and top-level tables passed every check; returned by `open_disk`."""
 
     def __init__(
-        self, source: ByteSource, layout: Layout, limits: InspectionLimits, *, worker_threads: int | None = None
+        self,
+        source: ByteSource,
+        layout: Layout,
+        limits: InspectionLimits,
+        *,
+        metadata: MetadataReader,
+        worker_threads: int | None = None,
     ) -> None:
         self.format: str = layout.format_name
         self.subformat: str = layout.subformat
@@ -65,11 +69,13 @@ class DiskImage:
         self.source = source
         self.limits = limits
         self._layout = layout
+        self._metadata = metadata
         # Two threads keep two cores busy (Lambda gives 2 vCPUs from 3,538 MB); larger functions get up to four,
         # which keeps the data in flight (a few 8 MiB jobs per thread) well under 256 MiB.
         self._worker_threads = worker_threads or max(2, min(4, os.cpu_count() or 2))
         self._executor: ThreadPoolExecutor | None = None
-        self._units: OrderedDict[int, bytes] = OrderedDict()
+        # Keyed by where a unit is stored and its length: fewer bytes named at the same offset make another unit.
+        self._units: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._units_lock = threading.Lock()
         keep_freed_buffers()
 
@@ -77,10 +83,16 @@ class DiskImage:
         return f"DiskImage(format={self.format!r}, subformat={self.subformat!r}, virtual_size={self.virtual_size})"
 
     def segments(self, start: int, end: int) -> Iterator[Segment]:
-        """How [start, end) of the virtual disk is stored, from the format's tables (no data is read)."""
+        """How [start, end) of the virtual disk is stored, from the format's tables (no data is read).
+
+        Each call is one pass over the tables, with a metadata budget of its own: the whole-disk pass of
+        `allocated_ranges()` reads every table a later pass over part of the disk can read, so once it has passed,
+        no later pass is refused for its metadata after blocks were emitted.
+        """
         end = min(end, self.virtual_size)
         if end <= start:
             return iter(())
+        self._metadata.begin_pass()
         return merged_segments(self._layout.units(start, end), start, end)
 
     def allocated_ranges(self) -> list[tuple[int, int]]:
@@ -88,16 +100,23 @@ class DiskImage:
 
         Reading every second-level table also vets it, before any data is decoded: an image whose tables point
         outside the file is refused here, and so is one whose tables map more stored (uncompressed) data than the
-        file holds. Each stored byte backs one byte of the virtual disk; tables that reuse the same bytes many times
-        would make a small file cost the work of a large disk.
+        file holds (plus one unit, whose tail may run past its end), or name one compressed unit twice. Each stored
+        byte backs one byte of the virtual disk; tables that reuse the same bytes many times would make a small file
+        cost the work of a large disk.
         """
         collector = RangeCollector(self.limits.max_allocation_ranges)
         stored_bytes = 0
-        most_stored_bytes = self.source.size + STORED_DATA_SLACK_BYTES
+        most_stored_bytes = self.source.size + self._layout.stored_unit_size
+        compressed_units: set[int] = set()
         for segment in self.segments(0, self.virtual_size):
             if segment.kind is SegmentKind.ZERO:
                 continue
             collector.add(segment.start, segment.end)
+            if segment.kind is SegmentKind.COMPRESSED and is_repeated(compressed_units, segment.file_offset):
+                raise ImageRejectedError(
+                    f"Two {self.format} table entries name the compressed unit at offset {segment.file_offset}, which "
+                    "no writer does: the tables are corrupt or crafted; export the disk again and upload the new file."
+                )
             if segment.kind is SegmentKind.DATA:
                 stored_bytes += segment.length
                 if stored_bytes > most_stored_bytes:
@@ -272,16 +291,17 @@ class DiskImage:
         return data if len(data) == length else data + bytes(length - len(data))
 
     def _decompressed_unit(self, segment: Segment) -> bytes:
+        key = (segment.file_offset, segment.stored_length)
         with self._units_lock:
-            unit = self._units.get(segment.file_offset)
+            unit = self._units.get(key)
             if unit is not None:
-                self._units.move_to_end(segment.file_offset)
+                self._units.move_to_end(key)
                 return unit
         assert segment.decompress is not None, "a compressed segment always carries its decompressor"
         # Inflating outside the lock lets workers inflate different units at once (zlib and zstd release the GIL).
         unit = segment.decompress(self.source.read_at(segment.file_offset, segment.stored_length))
         with self._units_lock:
-            self._units[segment.file_offset] = unit
+            self._units[key] = unit
             if len(self._units) > DECOMPRESSED_UNITS_KEPT:
                 self._units.popitem(last=False)
         return unit

@@ -74,6 +74,9 @@ class Layout(Protocol):
     format_name: str
     subformat: str
     virtual_size: int
+    # The most stored data one table entry maps (a cluster, grain or block), 0 where data never passes the end of
+    # the file: a unit may start inside the file and run past its end (its tail reads as zeros, as in qemu).
+    stored_unit_size: int
 
     def units(self, start: int, end: int) -> Iterator[Segment]:
         """Segments in virtual order, without gaps, covering [start, end) (they may reach beyond it).

@@ -17,10 +17,31 @@ class ZstdDecompressionError(Exception):
 
 
 def decompress_zstd(data: bytes, max_length: int) -> bytes:
-    """Up to `max_length` bytes inflated from the zstd frame at the start of `data` (padding after it ignored)."""
+    """Up to `max_length` bytes inflated from the zstd frames at the start of `data`, as qemu reads a cluster.
+
+    qemu streams the stored bytes through one decompression context until the cluster is full, so skippable frames
+    and several frames in a row are read in turn; once the output is full, whatever follows (the sector padding)
+    is ignored. A frame still open when the cluster is full, or the input ending first, gives fewer bytes, which
+    the caller refuses.
+    """
+    pieces: list[bytes] = []
+    produced = 0
+    remaining = data
     try:
-        decompressor = _zstd.ZstdDecompressor(options=_OPTIONS)
-        inflated: bytes = decompressor.decompress(data, max_length=max_length)
+        while produced < max_length and remaining:
+            decompressor = _zstd.ZstdDecompressor(options=_OPTIONS)
+            piece: bytes = decompressor.decompress(remaining, max_length=max_length - produced)
+            pieces.append(piece)
+            produced += len(piece)
+            if not decompressor.eof:
+                if produced >= max_length and decompressor.decompress(b"", max_length=1):
+                    raise ZstdDecompressionError("the frame inflates to more than one cluster")
+                if produced >= max_length and not decompressor.eof and decompressor.needs_input:
+                    raise ZstdDecompressionError("the cluster is full before its frame ends")
+                break
+            remaining = decompressor.unused_data
+            if not piece and remaining == data:
+                break  # nothing consumed: not a frame
     except (_zstd.ZstdError, EOFError, ValueError) as error:
         raise ZstdDecompressionError(str(error)) from error
-    return inflated
+    return b"".join(pieces)

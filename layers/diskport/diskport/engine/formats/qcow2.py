@@ -16,13 +16,23 @@ from collections.abc import Iterator
 
 from diskport.errors import ImageRejectedError, UnsupportedFormatError
 
-from ..inspection import REUPLOAD_HINT, MetadataReader, end_of_run, is_repeated, printable, unpack_table
+from ..inspection import (
+    REUPLOAD_HINT,
+    MetadataReader,
+    end_of_run,
+    is_repeated,
+    printable,
+    tables_kept,
+    unpack_table,
+)
 from ..layout import Decompressor, Segment, compressed, stored, zero
 from ..zstd import ZstdDecompressionError, decompress_zstd
 
 MAGIC = b"QFI\xfb"
 VERSION_2_HEADER_LENGTH = 72
 VERSION_3_HEADER_LENGTH = 104
+MAX_SNAPSHOTS = 65_536
+SNAPSHOT_HEADER_SIZE = 40  # the fixed part of each snapshot table entry
 MIN_CLUSTER_BITS = 9
 MAX_CLUSTER_BITS = 21
 
@@ -30,6 +40,8 @@ OFFSET_MASK = 0x00FF_FFFF_FFFF_FE00  # bits 9-55 of L1 and standard L2 entries
 COMPRESSED_FLAG = 1 << 62
 COPIED_FLAG = 1 << 63
 ZERO_FLAG = 1
+# An L1 entry whose offset bits are clear names no L2 table, whatever its other bits.
+L1_NOT_OFFSET_BITS = ~OFFSET_MASK & 0xFFFF_FFFF_FFFF_FFFF
 
 INCOMPATIBLE_DIRTY = 1 << 0
 INCOMPATIBLE_CORRUPT = 1 << 1
@@ -153,11 +165,23 @@ def open_qcow2(metadata: MetadataReader) -> Qcow2Layout:
         )
 
     metadata.require_virtual_size(virtual_size)
+    if refcount_table_clusters == 0:
+        raise ImageRejectedError(
+            f"The qcow2 header gives a refcount table of 0 clusters, which qemu refuses too: {REUPLOAD_HINT}."
+        )
     _require_table(
         metadata, refcount_table_offset, refcount_table_clusters * cluster_size, cluster_size, "refcount table"
     )
+    if snapshot_count > MAX_SNAPSHOTS:
+        raise ImageRejectedError(
+            f"The qcow2 header claims {snapshot_count} snapshots, more than the {MAX_SNAPSHOTS} qemu allows: "
+            f"{REUPLOAD_HINT}."
+        )
     if snapshot_count:
-        _require_table(metadata, snapshots_offset, 1, cluster_size, "snapshot table")
+        # Each snapshot takes at least its fixed header: the table must have room for all of them in the file.
+        _require_table(
+            metadata, snapshots_offset, snapshot_count * SNAPSHOT_HEADER_SIZE, cluster_size, "snapshot table"
+        )
 
     l2_entries = cluster_size // 8
     l1_span = cluster_size * l2_entries
@@ -172,7 +196,8 @@ def open_qcow2(metadata: MetadataReader) -> Qcow2Layout:
     _vet_l1_table(metadata, l1_table, cluster_size)
     return Qcow2Layout(
         metadata,
-        virtual_size=virtual_size,
+        # qemu counts the disk in whole sectors, rounding the header's size down.
+        virtual_size=virtual_size // 512 * 512,
         version=version,
         cluster_bits=cluster_bits,
         l1_table=l1_table,
@@ -199,10 +224,14 @@ class Qcow2Layout:
         self._version = version
         self._cluster_bits = cluster_bits
         self._cluster_size = 1 << cluster_bits
+        self.stored_unit_size = self._cluster_size
         self._l2_entries = self._cluster_size // 8
+        # Bits that do not stop a run of entries reading as zeros: COPIED, and the zero flag where version 3 has it
+        # (in a version 2 image the flag stops the run, and the entry is refused).
+        self._zero_run_bits = COPIED_FLAG | (ZERO_FLAG if version >= 3 else 0)
         self._l1_table = l1_table
         self._l2_tables: OrderedDict[int, array.array[int]] = OrderedDict()
-        self._l2_tables_kept = max(2, metadata.limits.table_cache_bytes // self._cluster_size)
+        self._l2_tables_kept = tables_kept(metadata.limits.table_cache_bytes, self._cluster_size)
         # Compressed cluster descriptors: the sector count sits above the offset, split at this bit.
         self._compressed_shift = 62 - (cluster_bits - 8)
         self._decompress = (
@@ -220,9 +249,7 @@ class Qcow2Layout:
             span_start = l1_index * l1_span
             l2_offset = l1_table[l1_index] & OFFSET_MASK
             if not l2_offset:  # a run of L1 entries without L2 tables becomes one segment
-                run_end = end_of_run(l1_table, l1_index + 1, last_l1_index + 1)
-                while run_end <= last_l1_index and not l1_table[run_end] & OFFSET_MASK:
-                    run_end = end_of_run(l1_table, run_end + 1, last_l1_index + 1)
+                run_end = end_of_run(l1_table, l1_index + 1, last_l1_index + 1, ignored_bits=L1_NOT_OFFSET_BITS)
                 yield zero(span_start, (run_end - l1_index) * l1_span)
                 l1_index = run_end
                 continue
@@ -245,9 +272,12 @@ class Qcow2Layout:
                 continue
             run_end = index + 1
             if self._reads_as_zeros(entry):
-                run_end = end_of_run(l2_table, run_end, last)
+                # Entries without an offset, zero flag or not, COPIED or not, are skipped as one run; a zero-flag
+                # entry that keeps its cluster (preallocated zeros) is looked at on its own and continues the run.
+                ignored = self._zero_run_bits
+                run_end = end_of_run(l2_table, run_end, last, ignored_bits=ignored)
                 while run_end < last and self._reads_as_zeros(l2_table[run_end]):
-                    run_end = end_of_run(l2_table, run_end + 1, last)
+                    run_end = end_of_run(l2_table, run_end + 1, last, ignored_bits=ignored)
                 yield zero(virtual_offset, (run_end - index) * cluster_size)
             else:
                 host_offset = self._data_cluster_offset(entry)
@@ -298,6 +328,7 @@ class Qcow2Layout:
     def _l2_table(self, offset: int) -> array.array[int]:
         table = self._l2_tables.get(offset)
         if table is not None:
+            self._metadata.charge(self._cluster_size, "L2 table")
             self._l2_tables.move_to_end(offset)
             return table
         table = unpack_table(self._metadata.read(offset, self._cluster_size, "L2 table"), 8, big_endian=True)

@@ -7,10 +7,14 @@ from collections.abc import Iterator
 from ..inspection import MetadataReader
 from ..layout import Segment, stored
 
+SECTOR = 512
+
 
 class RawLayout:
     format_name = "raw"
     subformat = "raw"
+    # The disk is the file rounded up to a sector, as qemu reads it: the tail past the file's end reads as zeros.
+    stored_unit_size = SECTOR
 
     def __init__(self, virtual_size: int) -> None:
         self.virtual_size = virtual_size
@@ -20,5 +24,6 @@ class RawLayout:
 
 
 def open_raw(metadata: MetadataReader) -> RawLayout:
-    metadata.require_virtual_size(metadata.file_size)
-    return RawLayout(metadata.file_size)
+    virtual_size = -(-metadata.file_size // SECTOR) * SECTOR
+    metadata.require_virtual_size(virtual_size)
+    return RawLayout(virtual_size)

@@ -76,6 +76,8 @@ def open_vdi(metadata: MetadataReader) -> VdiLayout:
     blocks_needed = -(-virtual_size // block_size)
     block_map = unpack_table(metadata.read_table(block_map_offset, blocks_needed * 4, "block map"), 4, big_endian=False)
     subformat = "static" if image_type == IMAGE_TYPE_STATIC else "dynamic"
+    # qemu counts the disk in whole sectors, rounding the header's size up (still inside the last mapped block).
+    virtual_size = -(-virtual_size // SECTOR) * SECTOR
     return VdiLayout(subformat, virtual_size, metadata, data_offset=data_offset, block_map=block_map)
 
 
@@ -95,6 +97,7 @@ class VdiLayout:
         self.virtual_size = virtual_size
         self._metadata = metadata
         self._data_offset = data_offset
+        self.stored_unit_size = BLOCK_SIZE
         self._block_map = block_map
 
     def units(self, start: int, end: int) -> Iterator[Segment]:
@@ -103,10 +106,10 @@ class VdiLayout:
         index, last = start // BLOCK_SIZE, (end - 1) // BLOCK_SIZE
         while index <= last:
             entry = block_map[index]
-            if entry >= BLOCK_ZERO:  # free or zero: a run of them becomes one segment
-                run_end = end_of_run(block_map, index + 1, last + 1, all_ones=True)
-                while run_end <= last and block_map[run_end] >= BLOCK_ZERO:
-                    run_end = end_of_run(block_map, run_end + 1, last + 1, all_ones=True)
+            if entry >= BLOCK_ZERO:  # free or discarded (zeros): a run of either becomes one segment
+                run_end = end_of_run(
+                    block_map, index + 1, last + 1, all_ones=True, ignored_bits=BLOCK_FREE ^ BLOCK_ZERO
+                )
                 yield zero(index * BLOCK_SIZE, (run_end - index) * BLOCK_SIZE)
                 index = run_end
                 continue

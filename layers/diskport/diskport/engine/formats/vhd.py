@@ -2,8 +2,8 @@
 
 Checked before anything is decoded: the footer's checksum and disk type, the virtual size (computed as qemu does),
 a fixed disk's data against the file size, and for a dynamic disk the header's checksum, block size, and a BAT
-that fits the file and the table cap and covers the disk. Each BAT entry is vetted when used: its block starts
-inside the file.
+that fits the file and the table cap and covers the disk; the copy of the footer at offset 0, where present,
+equals the footer. Each BAT entry is vetted when used: its block lies inside the file.
 """
 
 from __future__ import annotations
@@ -40,6 +40,13 @@ def open_vhd(metadata: MetadataReader) -> VhdLayout:
             "upload the whole file again."
         )
     _require_checksum(footer, 64, "footer")
+    copy = metadata.read(0, FOOTER_SIZE, "footer copy") if metadata.file_size >= 2 * FOOTER_SIZE else b""
+    if copy.startswith(b"conectix") and copy != footer:
+        # qemu reads the copy at offset 0 when it has the cookie, the specification the footer at the end.
+        raise ImageRejectedError(
+            "The VHD can be read two ways: its footer at the end of the file and the copy at offset 0 (which qemu "
+            f"reads) disagree: {REUPLOAD_HINT}."
+        )
     data_offset, _timestamp, creator = struct.unpack_from(">QI4s", footer, 16)
     current_size, cylinders, heads, sectors_per_track, disk_type = struct.unpack_from(">QHBBI", footer, 48)
     if disk_type == DISK_TYPE_DIFFERENCING:
@@ -56,6 +63,8 @@ def open_vhd(metadata: MetadataReader) -> VhdLayout:
     metadata.require_virtual_size(max(virtual_size, current_size))
 
     if disk_type == DISK_TYPE_FIXED:
+        if virtual_size == 0:
+            raise ImageRejectedError(f"The fixed VHD holds a disk of 0 bytes, which qemu refuses too: {REUPLOAD_HINT}.")
         data_size = metadata.file_size - FOOTER_SIZE
         if virtual_size > data_size:
             raise ImageRejectedError(
@@ -105,6 +114,8 @@ class VhdLayout:
         self._metadata = metadata
         self._block_size = block_size
         self._table = table
+        # A fixed disk's data lies inside the file; qemu refuses a dynamic block that runs past its end.
+        self.stored_unit_size = 0
         # Each dynamic block starts with a sector bitmap, padded to whole sectors; qemu reads past it, as do we.
         self._bitmap_size = -(-(block_size // SECTOR // 8) // SECTOR) * SECTOR
 
@@ -125,9 +136,10 @@ class VhdLayout:
                 index = run_end
                 continue
             data_offset = entry * SECTOR + self._bitmap_size
-            if data_offset >= file_size:
+            if data_offset + block_size > file_size:
+                # qemu refuses the file too ("free_data_block_offset points after the end of file").
                 raise ImageRejectedError(
-                    f"VHD block {index} points to offset {entry * SECTOR}, past the end of the {file_size}-byte file: "
+                    f"VHD block {index} at offset {entry * SECTOR} runs past the end of the {file_size}-byte file: "
                     f"{REUPLOAD_HINT}."
                 )
             yield stored(index * block_size, block_size, data_offset)

@@ -2,8 +2,9 @@
 
 Checked before anything is decoded: the file identifier, the current header (CRC-32C, version, an empty log), the
 region table (CRC-32C, regions inside the file, no unknown required region), the metadata table (items inside the
-region, no unknown required item, no parent), block and sector sizes, the virtual size, and a BAT that fits its
-region, the file and the table cap. Each BAT entry is vetted when used: a known state, a block inside the file.
+region, each region and item listed once, no unknown required item, no parent), block and sector sizes, the virtual
+size, and a BAT that fits its region, the file and the table cap. Each BAT entry is vetted when used: a known state,
+a block inside the file and clear of the headers, log, metadata and BAT (qemu's checks).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 from diskport.errors import ImageRejectedError, UnsupportedFormatError
 
 from ..crc32c import crc32c
-from ..inspection import REUPLOAD_HINT, MetadataReader, unpack_table
+from ..inspection import REUPLOAD_HINT, MetadataReader, end_of_run, unpack_table
 from ..layout import Segment, stored, zero
 
 KIB = 1024
@@ -26,6 +27,7 @@ HEADER_SIZE = 4 * KIB
 REGION_TABLE_OFFSET = 192 * KIB
 REGION_TABLE_SIZE = 64 * KIB
 MAX_TABLE_ENTRIES = 2047
+METADATA_TABLE_HEADER_SIZE = 32
 
 BAT_REGION = uuid.UUID("2DC27766-F623-4200-9D64-115E9BFD4A08")
 METADATA_REGION = uuid.UUID("8B7CA206-4790-4B9A-B8FE-575F050F886E")
@@ -50,6 +52,8 @@ PAYLOAD_FULLY_PRESENT = 6
 PAYLOAD_PARTIALLY_PRESENT = 7
 READS_AS_ZEROS = {PAYLOAD_NOT_PRESENT, PAYLOAD_UNDEFINED, PAYLOAD_ZERO, PAYLOAD_UNMAPPED, PAYLOAD_UNMAPPED_DRAFT}
 BAT_OFFSET_MASK = ~(MIB - 1) & 0xFFFF_FFFF_FFFF_FFFF
+# States 0 to 3 (not present, undefined, zero, unmapped) differ only in these bits: a run of them is one search.
+ZERO_STATE_BITS = 0b011
 
 CHILD_HINT = (
     "Differencing (child) VHDX images are not supported: merge the disk into its parent (Merge-VHD) or convert it "
@@ -62,7 +66,7 @@ def open_vhdx(metadata: MetadataReader) -> VhdxLayout:
         raise ImageRejectedError(
             f"The file starts like a VHDX image but is too short to hold its headers: {REUPLOAD_HINT}."
         )
-    _current_header(metadata)
+    log_region = _current_header(metadata)
     regions = _regions(metadata)
     if BAT_REGION not in regions or METADATA_REGION not in regions:
         raise ImageRejectedError(f"The VHDX region table lacks the BAT or the metadata region: {REUPLOAD_HINT}.")
@@ -98,7 +102,17 @@ def open_vhdx(metadata: MetadataReader) -> VhdxLayout:
         )
     bat = unpack_table(metadata.read_table(bat_offset, bat_entries * 8, "BAT"), 8, big_endian=False)
     subformat = "fixed" if parameter_flags & FILE_PARAMETER_LEAVE_BLOCKS_ALLOCATED else "dynamic"
-    return VhdxLayout(subformat, virtual_size, metadata, block_size=block_size, chunk_ratio=chunk_ratio, bat=bat)
+    # Where no payload block may lie, as qemu checks: the headers, the log, the metadata and the BAT.
+    reserved = [(0, MIB), log_region, regions[METADATA_REGION], regions[BAT_REGION]]
+    return VhdxLayout(
+        subformat,
+        virtual_size // 512 * 512,  # qemu counts the disk in whole sectors, rounding down
+        metadata,
+        block_size=block_size,
+        chunk_ratio=chunk_ratio,
+        bat=bat,
+        reserved=[(offset, offset + length) for offset, length in reserved if length],
+    )
 
 
 class VhdxLayout:
@@ -113,6 +127,7 @@ class VhdxLayout:
         block_size: int,
         chunk_ratio: int,
         bat: array.array[int],
+        reserved: list[tuple[int, int]],
     ) -> None:
         self.subformat = subformat
         self.virtual_size = virtual_size
@@ -120,6 +135,9 @@ class VhdxLayout:
         self._block_size = block_size
         self._chunk_ratio = chunk_ratio
         self._bat = bat
+        self._reserved = reserved
+        # qemu refuses a block that runs past the end of the file: no tail of stored data reads as zeros.
+        self.stored_unit_size = 0
 
     def units(self, start: int, end: int) -> Iterator[Segment]:
         block_size = self._block_size
@@ -129,30 +147,56 @@ class VhdxLayout:
             entry = self._payload_entry(index)
             state = entry & 7
             if state in READS_AS_ZEROS:  # a run of blocks that read as zeros becomes one segment
-                run_end = index + 1
-                while run_end <= last and self._payload_entry(run_end) & 7 in READS_AS_ZEROS:
-                    run_end += 1
+                run_end = self._end_of_zero_run(index + 1, last + 1)
                 yield zero(index * block_size, (run_end - index) * block_size)
                 index = run_end
                 continue
             if state == PAYLOAD_PARTIALLY_PRESENT:
                 raise UnsupportedFormatError(CHILD_HINT)
             block_offset = entry & BAT_OFFSET_MASK
-            if state != PAYLOAD_FULLY_PRESENT or not 0 < block_offset < file_size:
+            # The last block may be partial: qemu wants what the disk uses of it inside the file.
+            block_length = min(block_size, self.virtual_size - index * block_size)
+            if state != PAYLOAD_FULLY_PRESENT or block_offset == 0 or block_offset + block_length > file_size:
                 raise ImageRejectedError(
                     f"VHDX block {index} has state {state} at offset {block_offset}, which the format does not allow "
                     f"in a {file_size}-byte file: {REUPLOAD_HINT}."
                 )
+            for region_start, region_end in self._reserved:
+                if block_offset < region_end and region_start < block_offset + block_length:
+                    raise ImageRejectedError(
+                        f"VHDX block {index} at offset {block_offset} overlaps the headers, log, metadata or BAT "
+                        f"(bytes {region_start} to {region_end}), which qemu refuses too: {REUPLOAD_HINT}."
+                    )
             yield stored(index * block_size, block_size, block_offset)
             index += 1
+
+    def _end_of_zero_run(self, index: int, stop: int) -> int:
+        """The first block in [index, stop) that does not read as zeros, else `stop`.
+
+        The payload entries between two sector bitmap entries lie side by side in the BAT: each such stretch is
+        searched at memory speed for an entry other than states 0 to 3 without an offset; an entry the search stops
+        at that still reads as zeros (state 5, or a zero state with stray offset bits) is looked at on its own.
+        """
+        ratio = self._chunk_ratio
+        while index < stop:
+            stretch_end = min(stop, (index // ratio + 1) * ratio)
+            position = index + index // ratio
+            found = end_of_run(self._bat, position, position + stretch_end - index, ignored_bits=ZERO_STATE_BITS)
+            index += found - position
+            if index < stretch_end:
+                if self._bat[found] & 7 not in READS_AS_ZEROS:
+                    return index
+                index += 1
+        return stop
 
     def _payload_entry(self, block_index: int) -> int:
         # A sector bitmap entry follows every `chunk_ratio` payload entries.
         return self._bat[block_index + block_index // self._chunk_ratio]
 
 
-def _current_header(metadata: MetadataReader) -> None:
-    """The valid header with the highest sequence number, as the VHDX specification and qemu choose it."""
+def _current_header(metadata: MetadataReader) -> tuple[int, int]:
+    """The log region (offset, length) of the valid header with the highest sequence number, as the VHDX
+    specification and qemu choose it."""
     best: tuple[int, bytes] | None = None
     for offset in HEADER_OFFSETS:
         header = metadata.read(offset, HEADER_SIZE, "header")
@@ -175,6 +219,8 @@ def _current_header(metadata: MetadataReader) -> None:
             "The VHDX file has a log that was never replayed (it was not closed cleanly): attach and detach it once "
             "in Hyper-V, or convert it (qemu-img convert -O vhdx in.vhdx out.vhdx), then upload it."
         )
+    log_length, log_offset = struct.unpack_from("<IQ", header, 68)
+    return log_offset, log_length
 
 
 def _regions(metadata: MetadataReader) -> dict[uuid.UUID, tuple[int, int]]:
@@ -201,12 +247,19 @@ def _regions(metadata: MetadataReader) -> dict[uuid.UUID, tuple[int, int]]:
                 f"The VHDX region {guid} starts at offset {offset}, not a whole MiB past the headers: {REUPLOAD_HINT}."
             )
         metadata.require_inside(offset, length, "region")
+        if guid in regions:
+            # qemu refuses a second entry for one region; keeping either would be a guess.
+            raise ImageRejectedError(f"The VHDX region table lists region {guid} twice: {REUPLOAD_HINT}.")
         regions[guid] = (offset, length)
     return regions
 
 
 def _metadata_items(metadata: MetadataReader, region_offset: int, region_length: int) -> dict[uuid.UUID, bytes]:
     table_length = min(region_length, 64 * KIB)
+    if table_length < METADATA_TABLE_HEADER_SIZE:
+        raise ImageRejectedError(
+            f"The VHDX metadata region ({region_length} bytes) is too short to hold its table header: {REUPLOAD_HINT}."
+        )
     table = metadata.read(region_offset, table_length, "metadata table")
     if table[:8] != b"metadata":
         raise ImageRejectedError(f"The VHDX metadata table has no 'metadata' signature: {REUPLOAD_HINT}.")
@@ -218,6 +271,9 @@ def _metadata_items(metadata: MetadataReader, region_offset: int, region_length:
         position = 32 + number * 32
         guid = uuid.UUID(bytes_le=table[position : position + 16])
         offset, length, flags = struct.unpack_from("<III", table, position + 16)
+        if guid in items:
+            # qemu refuses a second entry for one item; keeping either would be a guess.
+            raise ImageRejectedError(f"The VHDX metadata table lists item {guid} twice: {REUPLOAD_HINT}.")
         if guid == PARENT_LOCATOR:
             items[guid] = b""
             continue

@@ -3,7 +3,8 @@
 Checked before anything is decoded: the embedded descriptor (create type, exactly one SPARSE extent naming no other
 file, no parent), the header version, grain and table sizes, the virtual size, the compression algorithm, the
 footer of a stream-optimized file, and a grain directory that fits the file and the table cap with every grain
-table inside the file and used once. Each grain table entry is vetted when used: its grain starts inside the file.
+table (of at most 512 entries, as qemu allows) inside the file and used once. Each grain table entry is vetted when
+used: its grain starts inside the file; a compressed grain must inflate to what the disk reads from it.
 A standalone text descriptor always names other files (flat or split extents) and is refused.
 """
 
@@ -19,7 +20,15 @@ from dataclasses import dataclass
 
 from diskport.errors import ImageRejectedError, UnsupportedFormatError
 
-from ..inspection import REUPLOAD_HINT, MetadataReader, end_of_run, is_repeated, printable, unpack_table
+from ..inspection import (
+    REUPLOAD_HINT,
+    MetadataReader,
+    end_of_run,
+    is_repeated,
+    printable,
+    tables_kept,
+    unpack_table,
+)
 from ..layout import Decompressor, Segment, compressed, stored, zero
 
 SECTOR = 512
@@ -33,7 +42,10 @@ MARKER_END_OF_STREAM = 0
 MARKER_FOOTER = 3
 GRAIN_ZEROED = 1
 MAX_GRAIN_SECTORS = 4096  # 2 MiB grains: the decompressed unit stays small
-MAX_ENTRIES_PER_GRAIN_TABLE = 65_536
+MAX_ENTRIES_PER_GRAIN_TABLE = 512  # as qemu ("L2 table size too big" beyond); VMware writes 512
+# A smaller grain table is charged to the metadata budget as a table of 512 entries: what a pass costs is mostly per
+# table (a read, a decode, a lookup), and qemu's one-entry tables made a 2 GiB file take 57 s.
+CHARGED_GRAIN_TABLE_BYTES = MAX_ENTRIES_PER_GRAIN_TABLE * 4
 SUPPORTED_CREATE_TYPES = ("monolithicSparse", "streamOptimized")
 SINGLE_FILE_HINT = (
     "convert the disk to a single-file VMDK (qemu-img convert -O vmdk -o subformat=streamOptimized disk.vmdk "
@@ -50,8 +62,24 @@ class Descriptor:
     parent_file: str | None
 
 
+def _qemu_value(text: str, key: str) -> str | None:
+    """A descriptor value found as qemu finds it: the first occurrence of `key` anywhere (comments included), two
+    characters skipped (`="`), up to the next quote. None where qemu finds none."""
+    position = text.find(key)
+    if position < 0:
+        return None
+    start = position + len(key) + 2
+    end = text.find('"', start)
+    return text[start:end] if start < len(text) and end >= 0 else None
+
+
 def parse_descriptor(text: str) -> Descriptor:
-    """The create type, extents and parent of a descriptor, read line by line: linear in its size, whatever it holds."""
+    """The create type, extents and parent of a descriptor, read line by line: linear in its size, whatever it holds.
+
+    qemu reads some keys differently, searching the whole text for their first occurrence, comments included: where
+    its reading of the create type would differ, the descriptor is refused, and a parent named anywhere it looks
+    makes the disk a child.
+    """
     create_type = ""
     parent_file: str | None = None
     extents: list[tuple[str, str]] = []
@@ -73,7 +101,30 @@ def parse_descriptor(text: str) -> Descriptor:
             parent_file = value
         elif key == "parentCID" and value.lower() != "ffffffff" and parent_file is None:
             parent_file = "(unnamed parent)"
+    qemu_create_type = _qemu_value(text, "createType")
+    if qemu_create_type is not None and printable(qemu_create_type.encode()) != create_type:
+        raise ImageRejectedError(
+            f"The VMDK descriptor can be read two ways: its createType line says '{create_type or 'nothing'}', "
+            f"qemu's search of the text finds '{printable(qemu_create_type.encode())}' first: {REUPLOAD_HINT}."
+        )
+    if parent_file is None and "parentFileNameHint" in text:
+        # qemu takes the first occurrence anywhere as the parent, after '="', up to the next quote.
+        hint = text[text.index("parentFileNameHint") + len("parentFileNameHint") + 2 :].split('"', 1)[0]
+        parent_file = printable(hint.encode()) or "(unnamed parent)"
+    if parent_file is None:
+        parent_cid = _qemu_parent_cid(text)
+        if parent_cid is not None and parent_cid != 0xFFFF_FFFF:
+            parent_file = "(unnamed parent)"
     return Descriptor(create_type=create_type, extents=extents, parent_file=parent_file)
+
+
+def _qemu_parent_cid(text: str) -> int | None:
+    """The parent CID as qemu reads it: hex digits after the first `parentCID` and one more character."""
+    position = text.find("parentCID")
+    if position < 0:
+        return None
+    match = re.match(r"\s*(?:0[xX])?([0-9a-fA-F]{1,8})", text[position + len("parentCID") + 1 :])
+    return int(match.group(1), 16) if match else None
 
 
 def _names_another_place(file_name: str) -> bool:
@@ -117,6 +168,12 @@ def open_vmdk(metadata: MetadataReader) -> VmdkLayout:
     if not 1 <= header.version <= 3:
         raise UnsupportedFormatError(
             f"VMDK sparse extent version {header.version} is not supported (1 to 3 are): {SINGLE_FILE_HINT}."
+        )
+    if header.capacity == 0 and header.descriptor_offset:
+        raise ImageRejectedError(
+            "The sparse VMDK claims a capacity of 0 and embeds a descriptor, which can be read two ways: as an empty "
+            "disk, or (as qemu reads it) as a descriptor file whose extents name other files. Neither is a disk to "
+            f"import: {SINGLE_FILE_HINT}."
         )
     descriptor = _embedded_descriptor(metadata, header)
     _refuse_child(descriptor)
@@ -225,6 +282,14 @@ def _footer_header(metadata: MetadataReader) -> SparseHeader:
     """A stream-optimized file written in one pass keeps its grain directory offset in a footer before the end."""
     if metadata.file_size < 3 * SECTOR:
         raise ImageRejectedError(f"The stream-optimized VMDK has no footer: {REUPLOAD_HINT}.")
+    if metadata.file_size % SECTOR:
+        rounded = -(-metadata.file_size // SECTOR) * SECTOR
+        raise ImageRejectedError(
+            f"The stream-optimized VMDK is {metadata.file_size} bytes, not a whole number of sectors, so its footer "
+            f"can be read two ways: at offset {metadata.file_size - 3 * SECTOR} (the file's last 1536 bytes) or at "
+            f"{rounded - 3 * SECTOR} (the size rounded up to a sector, as qemu reads it): the upload is truncated "
+            "or corrupt; upload the whole file again."
+        )
     tail = metadata.read(metadata.file_size - 3 * SECTOR, 3 * SECTOR, "footer")
     _footer_sectors, footer_size, footer_type = struct.unpack_from("<QII", tail, 0)
     _end_sectors, end_size, end_type = struct.unpack_from("<QII", tail, 2 * SECTOR)
@@ -276,13 +341,17 @@ class VmdkLayout:
         self.virtual_size = virtual_size
         self._metadata = metadata
         self._grain_size = grain_size
+        self.stored_unit_size = grain_size
         self._entries_per_grain_table = entries_per_grain_table
         self._directory = directory
         self._compressed_grains = compressed_grains
         self._zeroed_grains = zeroed_grains
-        self._decompress = _grain_decompressor(grain_size, has_markers)
+        self._decompress = _grain_decompressor(grain_size, has_markers, grain_size)
+        # The grain holding the end of the disk need only inflate to what the disk uses of it, as qemu reads it.
+        last_grain_used = virtual_size - (virtual_size - 1) // grain_size * grain_size if virtual_size else grain_size
+        self._decompress_last = _grain_decompressor(grain_size, has_markers, last_grain_used)
         self._grain_tables: OrderedDict[int, array.array[int]] = OrderedDict()
-        self._grain_tables_kept = max(2, metadata.limits.table_cache_bytes // (entries_per_grain_table * 4))
+        self._grain_tables_kept = tables_kept(metadata.limits.table_cache_bytes, entries_per_grain_table * 4)
 
     def units(self, start: int, end: int) -> Iterator[Segment]:
         grain_size = self._grain_size
@@ -313,14 +382,17 @@ class VmdkLayout:
             virtual_offset = span_start + index * grain_size
             run_end = index + 1
             if self._reads_as_zeros(grain_sector):
-                run_end = end_of_run(grain_table, run_end, last)
-                while run_end < last and self._reads_as_zeros(grain_table[run_end]):
-                    run_end = end_of_run(grain_table, run_end + 1, last)
+                # With the zeroed-grain flag, entry 1 means zeros like 0 does: both are skipped as one run.
+                run_end = end_of_run(
+                    grain_table, run_end, last, ignored_bits=GRAIN_ZEROED if self._zeroed_grains else 0
+                )
                 yield zero(virtual_offset, (run_end - index) * grain_size)
             elif self._compressed_grains:
                 grain_offset = self._grain_offset(grain_sector)
                 stored_length = min(2 * grain_size + SECTOR, self._metadata.file_size - grain_offset)
-                yield compressed(virtual_offset, grain_size, grain_offset, stored_length, self._decompress)
+                last_grain = virtual_offset + grain_size >= self.virtual_size
+                decompress = self._decompress_last if last_grain else self._decompress
+                yield compressed(virtual_offset, grain_size, grain_offset, stored_length, decompress)
             else:
                 while run_end < last and grain_table[run_end] == grain_sector + (run_end - index) * grain_sectors:
                     run_end += 1
@@ -343,10 +415,13 @@ class VmdkLayout:
 
     def _grain_table(self, sector: int) -> array.array[int]:
         table = self._grain_tables.get(sector)
+        table_bytes = self._entries_per_grain_table * 4
         if table is not None:
+            self._metadata.charge(max(table_bytes, CHARGED_GRAIN_TABLE_BYTES), "grain table")
             self._grain_tables.move_to_end(sector)
             return table
-        data = self._metadata.read(sector * SECTOR, self._entries_per_grain_table * 4, "grain table")
+        data = self._metadata.read(sector * SECTOR, table_bytes, "grain table")
+        self._metadata.charge(max(0, CHARGED_GRAIN_TABLE_BYTES - table_bytes), "grain table")
         table = unpack_table(data, 4, big_endian=False)
         self._grain_tables[sector] = table
         if len(self._grain_tables) > self._grain_tables_kept:
@@ -354,7 +429,10 @@ class VmdkLayout:
         return table
 
 
-def _grain_decompressor(grain_size: int, has_markers: bool) -> Decompressor:
+def _grain_decompressor(grain_size: int, has_markers: bool, least_length: int) -> Decompressor:
+    """Inflates one grain; a stream cut short, or inflating to fewer than `least_length` bytes, is refused (qemu fails
+    the read of such a grain: padding it with zeros would import a disk qemu cannot read)."""
+
     def decompress(stored_bytes: bytes) -> bytes:
         payload = stored_bytes
         if has_markers:
@@ -372,10 +450,19 @@ def _grain_decompressor(grain_size: int, has_markers: bool) -> Decompressor:
         try:
             inflater = zlib.decompressobj()
             inflated = inflater.decompress(payload, grain_size)
+            if not inflater.eof and inflater.unconsumed_tail and inflater.decompress(inflater.unconsumed_tail, 1):
+                raise ImageRejectedError(f"A compressed VMDK grain inflates to more than one grain: {REUPLOAD_HINT}.")
         except zlib.error as error:
             raise ImageRejectedError(f"A compressed VMDK grain is corrupt ({error}): {REUPLOAD_HINT}.") from error
-        if inflater.unconsumed_tail:
-            raise ImageRejectedError(f"A compressed VMDK grain inflates to more than one grain: {REUPLOAD_HINT}.")
+        if not inflater.eof:
+            raise ImageRejectedError(
+                f"A compressed VMDK grain's deflate stream is cut short after {len(inflated)} bytes: {REUPLOAD_HINT}."
+            )
+        if len(inflated) < least_length:
+            raise ImageRejectedError(
+                f"A compressed VMDK grain inflates to {len(inflated)} bytes, fewer than the {least_length} the disk "
+                f"reads from it: {REUPLOAD_HINT}."
+            )
         return inflated + bytes(grain_size - len(inflated))
 
     return decompress
