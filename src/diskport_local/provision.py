@@ -14,6 +14,7 @@ from typing import Any
 
 import boto3
 
+from diskport_local.aws_emulator import install_strict_services
 from diskport_local.emulator import serialize_dynamodb_writes
 from diskport_local.template import LocalStack
 
@@ -23,6 +24,7 @@ LOCAL_ROLE = "arn:aws:iam::{account}:role/diskport-local"
 def provision(stack: LocalStack, session: boto3.session.Session | None = None, *, endpoint: str | None = None) -> None:
     """Create every resource of the template that local mode emulates."""
     serialize_dynamodb_writes()  # the emulator's transactions are not isolated otherwise (see emulator.py)
+    install_strict_services()  # EBS as AWS documents it (see aws_emulator/ebs.py)
     session = session or boto3.session.Session(region_name=stack.region)
     clients = _Clients(session, endpoint)
     for logical_id, spec in stack.resources_of_type("AWS::DynamoDB::Table").items():

@@ -27,6 +27,7 @@ from diskport import aws
 from diskport.observability import logger
 from diskport.settings import get_settings
 
+from diskport_local.aws_emulator.ebs import remove_block_files
 from diskport_local.execution_events import ExecutionStatusWatcher, execution_status_rules
 from diskport_local.front import ApiFront, FrontServer
 from diskport_local.openapi import openapi_document
@@ -186,6 +187,7 @@ class LocalMode:
             self._front.stop()
         if self._moto_server is not None:
             self._moto_server.stop()
+        remove_block_files()  # the emulated snapshots' block files go with local mode
 
     def banner(self) -> str:
         watched_bucket = self.stack.physical_name("WatchedBucket")
