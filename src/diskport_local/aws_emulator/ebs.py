@@ -171,6 +171,7 @@ class StrictEbsBackend(EBSBackend):
         self.strict_snapshots: dict[str, StrictSnapshot] = {}
         self.client_tokens: dict[str, tuple[str, str]] = {}  # token -> (request fingerprint, snapshot id)
         self.account_put_quota = RateQuota()
+        self.throttled_requests = 0  # PutSnapshotBlock requests answered RequestThrottledException, for tests
         self.lock = threading.RLock()
 
     def reset(self) -> None:
@@ -267,12 +268,14 @@ class StrictEbsBackend(EBSBackend):
         with self.lock:
             snapshot = self.visible_snapshot(snapshot_id)
             if not snapshot.put_quota.take(options.puts_per_second_per_snapshot):
+                self.throttled_requests += 1
                 raise EbsError(
                     "RequestThrottledException",
                     f"PutSnapshotBlock requests for {snapshot_id} exceed its rate limit.",
                     "RESOURCE_LEVEL_THROTTLE",
                 )
             if not self.account_put_quota.take(options.puts_per_second_per_account):
+                self.throttled_requests += 1
                 raise EbsError(
                     "RequestThrottledException",
                     "PutSnapshotBlock requests of this account exceed its rate limit.",
