@@ -28,6 +28,7 @@ from diskport.observability import logger
 from diskport.settings import get_settings
 
 from diskport_local.aws_emulator.ebs import remove_block_files
+from diskport_local.aws_emulator.function_instances import FunctionInstances
 from diskport_local.execution_events import ExecutionStatusWatcher, execution_status_rules
 from diskport_local.front import ApiFront, FrontServer
 from diskport_local.openapi import openapi_document
@@ -86,8 +87,12 @@ def function_environment_union(stack: LocalStack) -> dict[str, str]:
 
 def local_environment(stack: LocalStack, project_id: str, aws_endpoint: str, aws_port: int) -> dict[str, str]:
     """The process environment the functions need in local mode."""
+    return {**function_environment_union(stack), **local_overrides(stack, project_id, aws_endpoint, aws_port)}
+
+
+def local_overrides(stack: LocalStack, project_id: str, aws_endpoint: str, aws_port: int) -> dict[str, str]:
+    """What local mode sets over every function's own environment."""
     return {
-        **function_environment_union(stack),
         **LOCAL_CREDENTIALS,
         "AWS_DEFAULT_REGION": stack.region,
         "AWS_REGION": stack.region,
@@ -126,6 +131,7 @@ class LocalMode:
     _front: FrontServer | None = None
     _pollers: list[SqsPoller] = field(default_factory=list)
     _watchers: list[ExecutionStatusWatcher] = field(default_factory=list)
+    functions: FunctionInstances | None = None
 
     def start(self) -> None:
         from moto.server import ThreadedMotoServer  # the emulator is a development dependency
@@ -150,20 +156,22 @@ class LocalMode:
         provision(self.stack, endpoint=self.aws_url)
         aws.client("s3").create_bucket(Bucket=UPLOADS_BUCKET)
 
-        lambdas = InProcessLambdas(self.stack)
-        lambdas.install()
+        lambdas = InProcessLambdas(self.stack)  # only to read the API functions' OpenAPI descriptions
         self._load_functions(lambdas)
+        overrides = local_overrides(self.stack, self.options.project_id, self.aws_url, aws_port)
+        self.functions = FunctionInstances(self.stack, overrides)  # every invocation runs in an instance process
+        self.functions.install()
         for mapping in sqs_mappings(self.stack):
-            poller = SqsPoller(mapping, _invoker_of(lambdas, mapping.function), region=self.stack.region)
+            poller = SqsPoller(mapping, _invoker_of(self.functions, mapping.function), region=self.stack.region)
             poller.start()
             self._pollers.append(poller)
         for rule in execution_status_rules(self.stack):
-            watcher = ExecutionStatusWatcher(rule, _invoker_of(lambdas, rule.function))
+            watcher = ExecutionStatusWatcher(rule, _invoker_of(self.functions, rule.function))
             watcher.start()
             self._watchers.append(watcher)
 
         document = cache(lambda: openapi_document(lambdas))
-        front = ApiFront(self.stack.api_routes(), lambdas.invoke, document)
+        front = ApiFront(self.stack.api_routes(), self.functions.invoke, document)
         self._front = FrontServer(front, LOCAL_HOST, self.options.api_port)
         self._front.start()
         self.api_url = self._front.url
@@ -185,6 +193,8 @@ class LocalMode:
             watcher.stop()
         if self._front is not None:
             self._front.stop()
+        if self.functions is not None:
+            self.functions.stop()
         if self._moto_server is not None:
             self._moto_server.stop()
         remove_block_files()  # the emulated snapshots' block files go with local mode
@@ -229,7 +239,7 @@ def watched_suffixes(stack: LocalStack) -> list[str]:
     ]
 
 
-def _invoker_of(lambdas: InProcessLambdas, function: str) -> Any:
+def _invoker_of(lambdas: FunctionInstances, function: str) -> Any:
     return lambda event: lambdas.invoke(function, event)
 
 
