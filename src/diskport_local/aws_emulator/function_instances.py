@@ -222,9 +222,24 @@ class FunctionInstances:
                 self.invocations.append(Invocation(logical_id, started, time.monotonic()))
             self._release(logical_id, kept)
 
-    def warm_up(self, logical_id: str) -> None:
-        """Start one instance of the function now, so a handler that cannot load shows at start."""
-        self._release(logical_id, self._acquire(logical_id))
+    def warm_up(self, function_name_or_arn: str, instances: int = 1) -> None:
+        """Start instances of the function now (at most its concurrency), as provisioned concurrency would."""
+        logical_id = self.logical_id(function_name_or_arn)
+        started: list[_Instance] = []
+        lock = threading.Lock()
+
+        def start_one() -> None:
+            instance = self._acquire(logical_id)
+            with lock:
+                started.append(instance)
+
+        threads = [threading.Thread(target=start_one) for _ in range(min(instances, self.concurrency))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for instance in started:
+            self._release(logical_id, instance)
 
     def moto_invoke(self) -> Callable[..., tuple[str, bool, str]]:
         """A stand-in for moto's `LambdaFunction._invoke_lambda` that calls these instances."""
