@@ -27,6 +27,7 @@ from diskport import aws
 from diskport.observability import logger
 from diskport.settings import get_settings
 
+from diskport_local.aws_emulator import iam
 from diskport_local.aws_emulator.ebs import remove_block_files
 from diskport_local.aws_emulator.function_instances import FunctionInstances
 from diskport_local.execution_events import ExecutionStatusWatcher, execution_status_rules
@@ -55,6 +56,8 @@ class LocalModeOptions:
     project_id: str = DEFAULT_PROJECT_ID
     # Keep the emulator's own logs: every AWS call, and the interpreter's account of each failed state.
     verbose: bool = False
+    # Each function calls AWS as its own role, with the template's policies, and moto enforces them.
+    enforce_iam: bool = True
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> LocalModeOptions:
@@ -63,6 +66,7 @@ class LocalModeOptions:
             api_port=int(environ.get("LOCAL_API_PORT") or DEFAULT_API_PORT),
             aws_port=int(environ.get("LOCAL_AWS_PORT") or DEFAULT_AWS_PORT),
             project_id=environ.get("LOCAL_PROJECT_ID") or DEFAULT_PROJECT_ID,
+            enforce_iam=environ.get(iam.ENFORCE_VARIABLE, "1").strip().lower() not in ("0", "false", "no", "off"),
         )
 
 
@@ -152,15 +156,24 @@ class LocalMode:
         get_settings.cache_clear()
         aws.forget_clients()
 
+        _post_json(f"{self.aws_url}/moto-api/reset", {})  # an emulator started earlier in this process leaves state
         _post_json(f"{self.aws_url}/moto-api/config", {"stepfunctions": {"execute_state_machine": True}})
-        provision(self.stack, endpoint=self.aws_url)
+        if self.options.enforce_iam:
+            iam.create_callers(self.stack)  # before any signed request: the admin behind `testing`
+            # Any bucket of the emulator may be a source (docs/local-mode.md): the deployment SourceBuckets=* gives.
+            self.stack.parameters.setdefault("SourceBuckets", "*")
+        provision(self.stack, endpoint=self.aws_url, function_roles=self.options.enforce_iam)
         aws.client("s3").create_bucket(Bucket=UPLOADS_BUCKET)
+        credentials = iam.function_credentials(self.stack, aws.client("sts")) if self.options.enforce_iam else {}
 
         lambdas = InProcessLambdas(self.stack)  # only to read the API functions' OpenAPI descriptions
         self._load_functions(lambdas)
         overrides = local_overrides(self.stack, self.options.project_id, self.aws_url, aws_port)
-        self.functions = FunctionInstances(self.stack, overrides)  # every invocation runs in an instance process
+        # Every invocation runs in an instance process, with its function's own role when IAM is enforced.
+        self.functions = FunctionInstances(self.stack, overrides, function_overrides=credentials)
         self.functions.install()
+        if self.options.enforce_iam:
+            iam.turn_enforcement_on()
         for mapping in sqs_mappings(self.stack):
             poller = SqsPoller(mapping, _invoker_of(self.functions, mapping.function), region=self.stack.region)
             poller.start()
@@ -198,6 +211,8 @@ class LocalMode:
         if self._moto_server is not None:
             self._moto_server.stop()
         remove_block_files()  # the emulated snapshots' block files go with local mode
+        if self.options.enforce_iam:
+            iam.turn_enforcement_off()
 
     def banner(self) -> str:
         watched_bucket = self.stack.physical_name("WatchedBucket")

@@ -89,9 +89,12 @@ class FunctionInstances:
         overrides: Mapping[str, str] | None = None,
         concurrency: int | None = None,
         base_environment: Callable[[], Mapping[str, str]] = lambda: os.environ,
+        function_overrides: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.stack = stack
         self._overrides = dict(overrides or {})
+        # Per function, set last: the credentials of the function's own role when IAM is enforced.
+        self._function_overrides = {name: dict(values) for name, values in (function_overrides or {}).items()}
         self.concurrency = concurrency or concurrency_from_environment()
         self._base_environment = base_environment
         self._logical_ids = {
@@ -126,10 +129,13 @@ class FunctionInstances:
             **base,
             **own,
             **self._overrides,
+            **self._function_overrides.get(logical_id, {}),
             "AWS_LAMBDA_FUNCTION_NAME": self.stack.physical_name(logical_id),
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self._memory(logical_id)),
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
             "PYTHONUNBUFFERED": "1",
+            # Powertools warns on every invocation that it has no metrics, which local mode does not publish.
+            "PYTHONWARNINGS": "ignore:No application metrics to publish",
         }
 
     def _memory(self, logical_id: str) -> int:
