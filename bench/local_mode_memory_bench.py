@@ -4,8 +4,9 @@ Starts `diskport serve` on free ports, uploads a qcow2 of `--size-gib` GiB whose
 bucket of the emulator, imports it through the IMS API and samples, every 0.2 s, the memory of the serve
 process and every process below it (the AWS emulator and the function instances): the sum of their RSS
 (shared pages counted once per process, so an overestimate) and of their PSS (shared pages split between
-them). Prints both peaks next to the disk's size, the import's wall time, and whether the snapshot holds
-a block for every block of the disk.
+them), from the POST that starts the import to its end. Prints both peaks next to the disk's size, the
+heaviest processes, the upload's own peak, the import's wall time, and whether the snapshot holds a block
+for every block of the disk.
 
     python bench/local_mode_memory_bench.py [--size-gib 4] [--workdir DIR]
 """
@@ -78,11 +79,24 @@ def memory_of(pids: list[int]) -> tuple[int, int]:
     return rss, pss
 
 
+def process_name(pid: int) -> str:
+    """`serve`, or the function an instance process runs (from its environment)."""
+    try:
+        environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return "gone"
+    for entry in environment:
+        if entry.startswith(b"AWS_LAMBDA_FUNCTION_NAME="):
+            return f"{entry.partition(b'=')[2].decode()} instance {pid}"
+    return f"serve {pid}" if pid else "?"
+
+
 class PeakSampler(threading.Thread):
     def __init__(self, root: int) -> None:
         super().__init__(daemon=True)
         self.root = root
         self.peak_rss = self.peak_pss = self.most_processes = 0
+        self.peak_by_process: dict[str, int] = {}
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -91,6 +105,15 @@ class PeakSampler(threading.Thread):
             rss, pss = memory_of(pids)
             self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
             self.most_processes = max(self.most_processes, len(pids))
+            for pid in pids:
+                single, _ = memory_of([pid])
+                name = process_name(pid)
+                self.peak_by_process[name] = max(self.peak_by_process.get(name, 0), single)
+
+    def restart(self) -> None:
+        """Forget the peaks so far (the upload's), to measure the import alone."""
+        self.peak_rss = self.peak_pss = 0
+        self.peak_by_process = {}
 
 
 def call(api_url: str, method: str, path: str, body: Any = None) -> Any:
@@ -139,6 +162,8 @@ def main() -> None:
         s3 = boto3.client("s3", **clients, **credentials)  # type: ignore[call-overload]
         s3.create_bucket(Bucket="bench")
         s3.upload_file(str(image), "bench", "dense.qcow2")
+        upload_peak_rss = sampler.peak_rss
+        sampler.restart()
         started = time.monotonic()
         request = {"name": "dense", "image_url": "bench:dense.qcow2", "min_disk": 40}
         job_id = call(api_url, "POST", "/v1/cloudimages/dataimages/action", request)["job_id"]
@@ -167,6 +192,11 @@ def main() -> None:
         f"({sampler.peak_rss / (arguments.size_gib * GIB):.2f} of the disk's size)"
     )
     print(f"peak memory PSS   {sampler.peak_pss / MIB:.0f} MiB summed over processes")
+    print(
+        f"upload peak RSS   {upload_peak_rss / MIB:.0f} MiB (moto assembling the multipart upload, before the import)"
+    )
+    for name, peak in sorted(sampler.peak_by_process.items(), key=lambda item: -item[1])[:6]:
+        print(f"  {name:60} {peak / MIB:6.0f} MiB RSS at its peak")
 
 
 if __name__ == "__main__":

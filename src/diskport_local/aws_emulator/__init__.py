@@ -6,7 +6,7 @@ moto version must be checked against them first.
 
 from __future__ import annotations
 
-from diskport_local.aws_emulator import ebs
+from diskport_local.aws_emulator import ebs, s3_ranges
 
 MOTO_VERSION = "5.2.5"
 
@@ -14,3 +14,4 @@ MOTO_VERSION = "5.2.5"
 def install_strict_services() -> None:
     """Install the strict services into moto in this process (idempotent)."""
     ebs.install()
+    s3_ranges.install()
