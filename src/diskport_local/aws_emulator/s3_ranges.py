@@ -40,12 +40,12 @@ def install() -> None:
 
     if getattr(S3Response.get_object, "reads_ranges_only", False):
         return
-    whole_value = FakeKey.value
+    whole_value: Any = FakeKey.__dict__["value"]  # the property itself
 
     def value(key: Any) -> Any:
         if getattr(_RANGED, "active", False):
             return RangedContent(key)
-        return whole_value.fget(key)  # type: ignore[attr-defined]
+        return whole_value.fget(key)
 
     FakeKey.value = property(value, whole_value.fset)  # type: ignore[assignment,method-assign]
     original_get_object = S3Response.get_object
@@ -60,4 +60,4 @@ def install() -> None:
             _RANGED.active = False
 
     get_object.reads_ranges_only = True  # type: ignore[attr-defined]
-    S3Response.get_object = get_object  # type: ignore[method-assign]
+    S3Response.get_object = get_object  # type: ignore[method-assign,assignment]
