@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -159,7 +160,8 @@ def main() -> None:
     try:
         clients = {"endpoint_url": aws_url, "region_name": "us-east-1"}
         credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-        s3 = boto3.client("s3", **clients, **credentials)  # type: ignore[call-overload]
+        patient = Config(read_timeout=1800, retries={"max_attempts": 1})  # moto assembles 4 GiB slowly
+        s3 = boto3.client("s3", **clients, **credentials, config=patient)  # type: ignore[call-overload]
         s3.create_bucket(Bucket="bench")
         s3.upload_file(str(image), "bench", "dense.qcow2")
         upload_peak_rss = sampler.peak_rss

@@ -14,8 +14,6 @@ from typing import Any
 
 import boto3
 
-from diskport_local.aws_emulator import install_strict_services
-from diskport_local.aws_emulator.iam import create_function_roles, role_arn
 from diskport_local.emulator import serialize_dynamodb_writes
 from diskport_local.template import LocalStack
 
@@ -34,6 +32,10 @@ def provision(
     With `function_roles`, each function gets a role of its own holding its policies from the template (see
     `aws_emulator.iam`), as it would when deployed, instead of one shared role.
     """
+    # Imported here: the aws_emulator package re-exports this module, which must be loaded first.
+    from diskport_local.aws_emulator.iam import create_function_roles
+    from diskport_local.aws_emulator.strict_services import install_strict_services
+
     serialize_dynamodb_writes()  # the emulator's transactions are not isolated otherwise (see emulator.py)
     install_strict_services()  # EBS as AWS documents it (see aws_emulator/ebs.py)
     session = session or boto3.session.Session(region_name=stack.region)
@@ -122,6 +124,8 @@ def _create_bucket(s3: Any, stack: LocalStack, logical_id: str) -> None:
 
 
 def _create_functions(lambda_client: Any, iam: Any, stack: LocalStack, *, function_roles: bool) -> None:
+    from diskport_local.aws_emulator.iam import role_arn
+
     role_name = LOCAL_ROLE.format(account=stack.account_id).rpartition("/")[2]
     with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
         iam.create_role(

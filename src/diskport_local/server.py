@@ -27,7 +27,7 @@ from diskport import aws
 from diskport.observability import logger
 from diskport.settings import get_settings
 
-from diskport_local.aws_emulator import iam
+from diskport_local.aws_emulator import check_moto_version, iam
 from diskport_local.aws_emulator.ebs import remove_block_files
 from diskport_local.aws_emulator.function_instances import FunctionInstances
 from diskport_local.execution_events import ExecutionStatusWatcher, execution_status_rules
@@ -140,6 +140,7 @@ class LocalMode:
     def start(self) -> None:
         from moto.server import ThreadedMotoServer  # the emulator is a development dependency
 
+        check_moto_version()
         _ensure_free(self.options.aws_port, "AWS emulator")
         _ensure_free(self.options.api_port, "API front")
         if not self.options.verbose:

@@ -1,17 +1,60 @@
-"""The AWS emulator local mode and the tests share: moto, with the parts diskport depends on made strict.
+"""The AWS emulator `diskport serve` and the tests share: moto, made to behave like AWS where diskport needs it.
 
-Built against moto 5.2.5 (`MOTO_VERSION`); the strict services replace moto internals by name, so another
-moto version must be checked against them first.
+The one interface, for local mode (`diskport_local.server.LocalMode`) and the tests (`tests/conftest.py`):
+
+- `LocalStack`: `template.yaml` resolved for a local stack (names, ARNs, intrinsics, routes, functions);
+- `provision(stack, ..., function_roles=...)`: creates the template's tables, buckets, queues, functions
+  (with a role of their own each, when IAM is enforced) and state machine in moto, and installs the strict
+  services;
+- `install_strict_services()`: EBS direct APIs as documented (`ebs`), ranged S3 reads that read only
+  their range (`s3_ranges`);
+- `FunctionInstances`: the function runtime of local mode, each instance its own process;
+  `InProcessLambdas`: the runtime of the in-process tests, one event per function at a time, which
+  lets a test inject faults into the handlers' own clients;
+- `iam`: roles from the template's policies, per-function credentials, enforcement on and off;
+- the HTTP front (`diskport_local.front`), the SQS pollers (`diskport_local.sqs_poller`) and the
+  execution status watchers (`diskport_local.execution_events`), which `LocalMode` wires up.
+
+Built against moto `MOTO_VERSION`: the strict services replace moto internals by name (the EBS backend and
+responses, `FakeKey.value`, the IAM authorizer), so `check_moto_version()` refuses another version until
+they have been checked against it.
 """
 
 from __future__ import annotations
 
-from diskport_local.aws_emulator import ebs, s3_ranges
+from importlib.metadata import version
+
+from diskport_local.aws_emulator import iam
+from diskport_local.aws_emulator.function_instances import FunctionInstances
+from diskport_local.aws_emulator.strict_services import install_strict_services
+from diskport_local.provision import provision
+from diskport_local.runtime import InProcessLambdas
+from diskport_local.template import LocalStack
 
 MOTO_VERSION = "5.2.5"
 
 
-def install_strict_services() -> None:
-    """Install the strict services into moto in this process (idempotent)."""
-    ebs.install()
-    s3_ranges.install()
+class UnsupportedMotoError(RuntimeError):
+    """The installed moto is not the version the emulator's strict services were built against."""
+
+
+def check_moto_version(installed: str | None = None) -> None:
+    installed = installed or version("moto")
+    if installed != MOTO_VERSION:
+        raise UnsupportedMotoError(
+            f"diskport's AWS emulator is built against moto {MOTO_VERSION}, not {installed}: "
+            "check aws_emulator's replacements of moto internals against it, then update MOTO_VERSION."
+        )
+
+
+__all__ = [
+    "MOTO_VERSION",
+    "FunctionInstances",
+    "InProcessLambdas",
+    "LocalStack",
+    "UnsupportedMotoError",
+    "check_moto_version",
+    "iam",
+    "install_strict_services",
+    "provision",
+]
