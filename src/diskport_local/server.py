@@ -1,9 +1,10 @@
 """Local mode: the whole service on this machine, built from `template.yaml`.
 
 moto, in server mode inside this process, stands in for AWS (S3, DynamoDB, SQS, KMS, EBS, Step Functions
-running the real ASL). The project's functions run in this process too: Step Functions reaches them
-through moto's Lambda (`InProcessLambdas.install()`), queues through `SqsPoller`, HTTP clients through the
-`ApiFront`. Every table, bucket, queue, function, route and the state machine come from the template.
+running the real ASL). The project's functions run in instance processes, each as its own role
+(`aws_emulator.function_instances`, `aws_emulator.iam`): Step Functions reaches them through moto's Lambda,
+queues through `SqsPoller`, HTTP clients through the `ApiFront`. Every table, bucket, queue, function,
+route and the state machine come from the template.
 """
 
 from __future__ import annotations
