@@ -22,14 +22,36 @@ they have been checked against it.
 
 from __future__ import annotations
 
+import importlib
 from importlib.metadata import version
+from typing import TYPE_CHECKING, Any
 
-from diskport_local.aws_emulator import iam
-from diskport_local.aws_emulator.function_instances import FunctionInstances
-from diskport_local.aws_emulator.strict_services import install_strict_services
-from diskport_local.provision import provision
-from diskport_local.runtime import InProcessLambdas
-from diskport_local.template import LocalStack
+if TYPE_CHECKING:
+    from diskport_local.aws_emulator import iam
+    from diskport_local.aws_emulator.function_instances import FunctionInstances
+    from diskport_local.aws_emulator.strict_services import install_strict_services
+    from diskport_local.provision import provision
+    from diskport_local.runtime import InProcessLambdas
+    from diskport_local.template import LocalStack
+
+# Loaded on first use: a function instance process imports this package too, and should not pay for moto.
+_EXPORTS = {
+    "iam": ("diskport_local.aws_emulator.iam", None),
+    "FunctionInstances": ("diskport_local.aws_emulator.function_instances", "FunctionInstances"),
+    "install_strict_services": ("diskport_local.aws_emulator.strict_services", "install_strict_services"),
+    "provision": ("diskport_local.provision", "provision"),
+    "InProcessLambdas": ("diskport_local.runtime", "InProcessLambdas"),
+    "LocalStack": ("diskport_local.template", "LocalStack"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module_name, attribute = _EXPORTS[name]
+    module = importlib.import_module(module_name)
+    return module if attribute is None else getattr(module, attribute)
+
 
 MOTO_VERSION = "5.2.5"
 
