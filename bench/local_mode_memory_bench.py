@@ -8,7 +8,7 @@ them), from the POST that starts the import to its end. Prints both peaks next t
 heaviest processes, the upload's own peak, the import's wall time, and whether the snapshot holds a block
 for every block of the disk.
 
-    python bench/local_mode_memory_bench.py [--size-gib 4] [--workdir DIR]
+    python bench/local_mode_memory_bench.py [--size-gib 4] [--workdir DIR] [--reuse-image]
 """
 
 from __future__ import annotations
@@ -151,9 +151,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-gib", type=int, default=4)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--reuse-image", action="store_true", help="use the workdir's dense.qcow2 from a run before")
     arguments = parser.parse_args()
     workdir = arguments.workdir or Path(tempfile.mkdtemp(prefix="diskport-memory-bench-"))
-    image = dense_qcow2(arguments.size_gib, workdir)
+    image = workdir / "dense.qcow2"
+    if not (arguments.reuse_image and image.is_file()):
+        image = dense_qcow2(arguments.size_gib, workdir)
     process, api_url, aws_url = serve(workdir / "serve.log")
     sampler = PeakSampler(process.pid)
     sampler.start()

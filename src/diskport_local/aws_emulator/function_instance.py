@@ -111,5 +111,17 @@ def serve(connection: socket.socket) -> None:
         send_message(connection, answer)
 
 
+def stop_with_parent() -> None:
+    """Have Linux end this instance when local mode's process ends, even mid-invocation (elsewhere, best effort)."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+    import signal
+
+    set_parent_death_signal = 1  # PR_SET_PDEATHSIG
+    ctypes.CDLL(None, use_errno=True).prctl(set_parent_death_signal, signal.SIGTERM)
+
+
 if __name__ == "__main__":
+    stop_with_parent()
     serve(socket.socket(fileno=int(sys.argv[1])))
