@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import socket
 import struct
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -111,15 +113,16 @@ def serve(connection: socket.socket) -> None:
         send_message(connection, answer)
 
 
-def stop_with_parent() -> None:
-    """Have Linux end this instance when local mode's process ends, even mid-invocation (elsewhere, best effort)."""
-    if sys.platform != "linux":
-        return
-    import ctypes
-    import signal
+def stop_with_parent(poll_seconds: float = 1.0) -> None:
+    """End this instance when local mode's process ends, even in the middle of an invocation."""
+    parent = os.getppid()
 
-    set_parent_death_signal = 1  # PR_SET_PDEATHSIG
-    ctypes.CDLL(None, use_errno=True).prctl(set_parent_death_signal, signal.SIGTERM)
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 if __name__ == "__main__":

@@ -209,7 +209,12 @@ class FunctionInstances:
         }
         kept: _Instance | None = None
         try:
-            send_message(instance.connection, {"event": event, "context": context})
+            try:
+                send_message(instance.connection, {"event": event, "context": context})
+            except OSError:  # an idle instance that has gone: Lambda would start a fresh one
+                instance.stop()
+                instance = self._start_instance(logical_id)
+                send_message(instance.connection, {"event": event, "context": context})
             readable, _, _ = select.select([instance.connection], [], [], timeout)
             if not readable:
                 instance.process.kill()
