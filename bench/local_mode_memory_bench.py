@@ -180,7 +180,10 @@ def main() -> None:
             ebs = boto3.client("ebs", **clients, **credentials)  # type: ignore[call-overload]
             image_id = job["entities"]["image_id"]
             listed = call(api_url, "GET", f"/v2/cloudimages?id={image_id}")["images"][0]
-            for page in ebs.get_paginator("list_snapshot_blocks").paginate(SnapshotId=listed["snapshot_id"]):
+            page: dict[str, Any] = {"NextToken": None}
+            while "NextToken" in page:
+                token = {"NextToken": page["NextToken"]} if page["NextToken"] else {}
+                page = ebs.list_snapshot_blocks(SnapshotId=listed["snapshot_id"], MaxResults=10_000, **token)
                 blocks += len(page["Blocks"])
     finally:
         sampler.stopping.set()
