@@ -199,8 +199,9 @@ class StrictEbsBackend(EBSBackend):
             raise validation_error("KmsKeyArn is given but Encrypted is not true.")
         fingerprint = json.dumps([volume_size, tags, description, encrypted, kms_key_arn], sort_keys=True)
         with self.lock:
-            if client_token is not None and client_token in self.client_tokens:
-                seen_fingerprint, snapshot_id = self.client_tokens[client_token]
+            seen = self.client_tokens.get(client_token) if client_token is not None else None
+            if seen is not None and seen[1] in self.strict_snapshots:
+                seen_fingerprint, snapshot_id = seen
                 if seen_fingerprint != fingerprint:
                     raise EbsError(
                         "ConflictException",
