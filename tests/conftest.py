@@ -20,10 +20,8 @@ from diskport import aws
 from diskport.settings import get_settings
 from moto import mock_aws
 
+from diskport_local.aws_emulator import InProcessLambdas, LocalStack, provision
 from diskport_local.events import http_api_event
-from diskport_local.provision import provision
-from diskport_local.runtime import InProcessLambdas
-from diskport_local.template import LocalStack
 
 PROJECT_ID = "0123456789ab"
 

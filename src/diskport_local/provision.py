@@ -20,9 +20,24 @@ from diskport_local.template import LocalStack
 LOCAL_ROLE = "arn:aws:iam::{account}:role/diskport-local"
 
 
-def provision(stack: LocalStack, session: boto3.session.Session | None = None, *, endpoint: str | None = None) -> None:
-    """Create every resource of the template that local mode emulates."""
+def provision(
+    stack: LocalStack,
+    session: boto3.session.Session | None = None,
+    *,
+    endpoint: str | None = None,
+    function_roles: bool = False,
+) -> None:
+    """Create every resource of the template that local mode emulates.
+
+    With `function_roles`, each function gets a role of its own holding its policies from the template (see
+    `aws_emulator.iam`), as it would when deployed, instead of one shared role.
+    """
+    # Imported here: the aws_emulator package re-exports this module, which must be loaded first.
+    from diskport_local.aws_emulator.iam import create_function_roles
+    from diskport_local.aws_emulator.strict_services import install_strict_services
+
     serialize_dynamodb_writes()  # the emulator's transactions are not isolated otherwise (see emulator.py)
+    install_strict_services()  # EBS as AWS documents it (see aws_emulator/ebs.py)
     session = session or boto3.session.Session(region_name=stack.region)
     clients = _Clients(session, endpoint)
     for logical_id, spec in stack.resources_of_type("AWS::DynamoDB::Table").items():
@@ -46,7 +61,9 @@ def provision(stack: LocalStack, session: boto3.session.Session | None = None, *
             TargetKeyId=keys[target]["KeyMetadata"]["KeyId"],
         )
     if any(stack.resources_of_type("AWS::Serverless::Function")):
-        _create_functions(clients.get("lambda"), clients.get("iam"), stack)
+        if function_roles:
+            create_function_roles(stack, clients.get("iam"))
+        _create_functions(clients.get("lambda"), clients.get("iam"), stack, function_roles=function_roles)
     for logical_id in stack.resources_of_type("AWS::Serverless::StateMachine"):
         clients.get("stepfunctions").create_state_machine(
             name=stack.physical_name(logical_id),
@@ -116,14 +133,16 @@ def _create_bucket(s3: Any, stack: LocalStack, logical_id: str) -> None:
         )
 
 
-def _create_functions(lambda_client: Any, iam: Any, stack: LocalStack) -> None:
+def _create_functions(lambda_client: Any, iam: Any, stack: LocalStack, *, function_roles: bool) -> None:
+    from diskport_local.aws_emulator.iam import role_arn
+
     role_name = LOCAL_ROLE.format(account=stack.account_id).rpartition("/")[2]
     with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
         iam.create_role(
             RoleName=role_name,
             AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
         )
-    # The code never runs from this archive: InProcessLambdas calls the handlers themselves.
+    # The code never runs from this archive: local mode's runtime calls the handlers themselves.
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as bundle:
         bundle.writestr("app.py", "def lambda_handler(event, context):\n    raise RuntimeError('run in-process')\n")
@@ -131,7 +150,7 @@ def _create_functions(lambda_client: Any, iam: Any, stack: LocalStack) -> None:
         lambda_client.create_function(
             FunctionName=stack.physical_name(logical_id),
             Runtime=str(stack.function_property(logical_id, "Runtime")),
-            Role=LOCAL_ROLE.format(account=stack.account_id),
+            Role=role_arn(stack, logical_id) if function_roles else LOCAL_ROLE.format(account=stack.account_id),
             Handler=str(stack.function_property(logical_id, "Handler")),
             Code={"ZipFile": archive.getvalue()},
             Timeout=int(stack.function_property(logical_id, "Timeout") or 3),

@@ -5,6 +5,9 @@ container per call. `InProcessLambdas.install()` replaces that one method so eac
 function's `app.py` (from the template's CodeUri and Handler) and calls it here, answering the way the
 Lambda runtime does: the handler's result, or `errorMessage` / `errorType` / `stackTrace` flagged as a
 function error.
+
+This is the runtime of the in-process tests, where a test injects faults into the handlers' own clients;
+local mode runs each function instance in a process of its own (`aws_emulator.function_instances`).
 """
 
 from __future__ import annotations

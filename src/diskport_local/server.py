@@ -1,9 +1,10 @@
 """Local mode: the whole service on this machine, built from `template.yaml`.
 
 moto, in server mode inside this process, stands in for AWS (S3, DynamoDB, SQS, KMS, EBS, Step Functions
-running the real ASL). The project's functions run in this process too: Step Functions reaches them
-through moto's Lambda (`InProcessLambdas.install()`), queues through `SqsPoller`, HTTP clients through the
-`ApiFront`. Every table, bucket, queue, function, route and the state machine come from the template.
+running the real ASL). The project's functions run in instance processes, each as its own role
+(`aws_emulator.function_instances`, `aws_emulator.iam`): Step Functions reaches them through moto's Lambda,
+queues through `SqsPoller`, HTTP clients through the `ApiFront`. Every table, bucket, queue, function,
+route and the state machine come from the template.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from diskport.observability import logger
 from diskport.settings import get_settings
 
 from diskport_local import shutdown
+from diskport_local.aws_emulator import check_moto_version, iam
+from diskport_local.aws_emulator.ebs import remove_block_files
+from diskport_local.aws_emulator.function_instances import FunctionInstances
 from diskport_local.execution_events import ExecutionStatusWatcher, execution_status_rules
 from diskport_local.front import ApiFront, FrontServer
 from diskport_local.openapi import openapi_document
@@ -59,6 +63,8 @@ class LocalModeOptions:
     # made with `diskport access-key create`, and acts for that key's project, as a stack deployed with
     # Authentication=AccessKey does.
     auth: Literal["open", "aksk"] = "open"
+    # Each function calls AWS as its own role, with the template's policies, and moto enforces them.
+    enforce_iam: bool = True
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> LocalModeOptions:
@@ -68,6 +74,7 @@ class LocalModeOptions:
             aws_port=int(environ.get("LOCAL_AWS_PORT") or DEFAULT_AWS_PORT),
             project_id=environ.get("LOCAL_PROJECT_ID") or DEFAULT_PROJECT_ID,
             auth=local_auth_of(environ.get("LOCAL_AUTH") or "open"),
+            enforce_iam=environ.get(iam.ENFORCE_VARIABLE, "1").strip().lower() not in ("0", "false", "no", "off"),
         )
 
 
@@ -104,8 +111,12 @@ def function_environment_union(stack: LocalStack) -> dict[str, str]:
 
 def local_environment(stack: LocalStack, project_id: str, aws_endpoint: str, aws_port: int) -> dict[str, str]:
     """The process environment the functions need in local mode."""
+    return {**function_environment_union(stack), **local_overrides(stack, project_id, aws_endpoint, aws_port)}
+
+
+def local_overrides(stack: LocalStack, project_id: str, aws_endpoint: str, aws_port: int) -> dict[str, str]:
+    """What local mode sets over every function's own environment."""
     return {
-        **function_environment_union(stack),
         **LOCAL_CREDENTIALS,
         "AWS_DEFAULT_REGION": stack.region,
         "AWS_REGION": stack.region,
@@ -150,6 +161,7 @@ class LocalMode:
     _front: FrontServer | None = None
     _pollers: list[SqsPoller] = field(default_factory=list)
     _watchers: list[ExecutionStatusWatcher] = field(default_factory=list)
+    functions: FunctionInstances | None = None
 
     def __post_init__(self) -> None:
         if self.options.auth == "aksk" and "Authentication" not in self.stack.parameters:
@@ -162,6 +174,7 @@ class LocalMode:
 
         ensure_port_free(self.options.aws_port, "AWS emulator")
         ensure_port_free(self.options.api_port, "API front")
+        check_moto_version()
         if not self.options.verbose:
             # The emulator would log every AWS call, and a screenful for each failed import (whose job
             # already records why): the functions' own logs say what matters.
@@ -178,24 +191,35 @@ class LocalMode:
         get_settings.cache_clear()
         aws.forget_clients()
 
+        _post_json(f"{self.aws_url}/moto-api/reset", {})  # an emulator started earlier in this process leaves state
         _post_json(f"{self.aws_url}/moto-api/config", {"stepfunctions": {"execute_state_machine": True}})
-        provision(self.stack, endpoint=self.aws_url)
+        if self.options.enforce_iam:
+            iam.create_callers(self.stack)  # before any signed request: the admin behind `testing`
+            # Any bucket of the emulator may be a source (docs/local-mode.md): the deployment SourceBuckets=* gives.
+            self.stack.parameters.setdefault("SourceBuckets", "*")
+        provision(self.stack, endpoint=self.aws_url, function_roles=self.options.enforce_iam)
         aws.client("s3").create_bucket(Bucket=UPLOADS_BUCKET)
+        credentials = iam.function_credentials(self.stack, aws.client("sts")) if self.options.enforce_iam else {}
 
-        lambdas = InProcessLambdas(self.stack)
-        lambdas.install()
+        lambdas = InProcessLambdas(self.stack)  # only to read the API functions' OpenAPI descriptions
         self._load_functions(lambdas)
+        overrides = local_overrides(self.stack, self.options.project_id, self.aws_url, aws_port)
+        # Every invocation runs in an instance process, with its function's own role when IAM is enforced.
+        self.functions = FunctionInstances(self.stack, overrides, function_overrides=credentials)
+        self.functions.install()
+        if self.options.enforce_iam:
+            iam.turn_enforcement_on()
         for mapping in sqs_mappings(self.stack):
-            poller = SqsPoller(mapping, _invoker_of(lambdas, mapping.function), region=self.stack.region)
+            poller = SqsPoller(mapping, _invoker_of(self.functions, mapping.function), region=self.stack.region)
             poller.start()
             self._pollers.append(poller)
         for rule in execution_status_rules(self.stack):
-            watcher = ExecutionStatusWatcher(rule, _invoker_of(lambdas, rule.function))
+            watcher = ExecutionStatusWatcher(rule, _invoker_of(self.functions, rule.function))
             watcher.start()
             self._watchers.append(watcher)
 
         document = cache(lambda: openapi_document(lambdas))
-        front = ApiFront(self.stack.api_routes(), lambdas.invoke, document)
+        front = ApiFront(self.stack.api_routes(), self.functions.invoke, document)
         self._front = FrontServer(front, LOCAL_HOST, self.options.api_port)
         self._front.start()
         self.api_url = self._front.url
@@ -221,8 +245,13 @@ class LocalMode:
             watcher.stop()
         if self._front is not None:
             self._front.stop()
+        if self.functions is not None:
+            self.functions.stop()
         if self._moto_server is not None:
             self._moto_server.stop()
+        remove_block_files()  # the emulated snapshots' block files go with local mode
+        if self.options.enforce_iam:
+            iam.turn_enforcement_off()
 
     def banner(self) -> str:
         watched_bucket = self.stack.physical_name("WatchedBucket")
@@ -239,6 +268,7 @@ class LocalMode:
                 [
                     "diskport local mode is running (Ctrl-C stops it), verifying IMS AK/SK signatures.",
                     f"  IMS API        {self.api_url}    OpenAPI: {self.api_url}/openapi.json",
+                    f"  API page       {self.api_url}/swagger    (Swagger UI of the OpenAPI document)",
                     f"  AWS emulator   {self.aws_url}    S3, DynamoDB, SQS, KMS, EBS, Step Functions (moto)",
                     "  projects       each access key's own; unsigned requests are refused (401)",
                     "",
@@ -281,7 +311,7 @@ def watched_suffixes(stack: LocalStack) -> list[str]:
     ]
 
 
-def _invoker_of(lambdas: InProcessLambdas, function: str) -> Any:
+def _invoker_of(lambdas: FunctionInstances, function: str) -> Any:
     return lambda event: lambdas.invoke(function, event)
 
 

@@ -12,11 +12,13 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from diskport_local.aws_emulator import install_strict_services
 from diskport_local.export import EBS_BLOCK_BYTES, ExportError, export_snapshot
 
 
 @pytest.fixture
 def ebs() -> Iterator[Any]:
+    install_strict_services()
     with mock_aws():
         yield boto3.client("ebs", region_name="us-east-1")
 
@@ -25,7 +27,7 @@ def checksum(data: bytes) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
 
 
-def snapshot_with(ebs: Any, blocks: dict[int, bytes], *, wrong_checksum_at: int | None = None) -> str:
+def snapshot_with(ebs: Any, blocks: dict[int, bytes]) -> str:
     snapshot_id = str(ebs.start_snapshot(VolumeSize=1)["SnapshotId"])
     for index, data in blocks.items():
         ebs.put_snapshot_block(
@@ -33,7 +35,7 @@ def snapshot_with(ebs: Any, blocks: dict[int, bytes], *, wrong_checksum_at: int 
             BlockIndex=index,
             BlockData=data,
             DataLength=len(data),
-            Checksum=checksum(b"not the data" if index == wrong_checksum_at else data),
+            Checksum=checksum(data),
             ChecksumAlgorithm="SHA256",
         )
     ebs.complete_snapshot(SnapshotId=snapshot_id, ChangedBlocksCount=len(blocks))
@@ -64,10 +66,32 @@ def test_the_holes_are_left_sparse(ebs: Any, tmp_path: Path) -> None:
     assert stat.st_blocks * 512 < 8 * EBS_BLOCK_BYTES
 
 
+class CorruptingEbs:
+    """The EBS client answering GetSnapshotBlock for one block with a checksum that is not its data's.
+
+    A strict EBS refuses such a block when it is written, so the damage is done on the way back.
+    """
+
+    def __init__(self, ebs: Any, corrupt_index: int) -> None:
+        self._ebs = ebs
+        self._corrupt_index = corrupt_index
+
+    def list_snapshot_blocks(self, **request: Any) -> Any:
+        return self._ebs.list_snapshot_blocks(**request)
+
+    def get_snapshot_block(self, **request: Any) -> Any:
+        answer = self._ebs.get_snapshot_block(**request)
+        if request["BlockIndex"] == self._corrupt_index:
+            answer["Checksum"] = checksum(b"not the data")
+        return answer
+
+
 def test_a_block_that_does_not_match_its_checksum_stops_the_export_and_leaves_no_file(ebs: Any, tmp_path: Path) -> None:
-    snapshot_id = snapshot_with(ebs, {0: block_of(1), 1: block_of(2)}, wrong_checksum_at=1)
+    snapshot_id = snapshot_with(ebs, {0: block_of(1), 1: block_of(2)})
     with pytest.raises(ExportError, match="Block 1"):
-        export_snapshot(snapshot_id, 2 * EBS_BLOCK_BYTES, tmp_path / "disk.raw", ebs=ebs)
+        export_snapshot(
+            snapshot_id, 2 * EBS_BLOCK_BYTES, tmp_path / "disk.raw", ebs=CorruptingEbs(ebs, corrupt_index=1)
+        )
     assert not (tmp_path / "disk.raw").exists()
 
 

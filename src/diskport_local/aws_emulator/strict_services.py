@@ -1,0 +1,11 @@
+"""The services moto mocks more leniently than AWS behaves, replaced by ones that behave as AWS documents."""
+
+from __future__ import annotations
+
+from diskport_local.aws_emulator import ebs, s3_ranges
+
+
+def install_strict_services() -> None:
+    """Install the strict services into moto in this process (idempotent): EBS direct APIs, ranged S3 reads."""
+    ebs.install()
+    s3_ranges.install()

@@ -1,0 +1,38 @@
+"""The AWS emulator's one interface: what it is built against, and the strict reads it adds to moto."""
+
+from __future__ import annotations
+
+import os
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from diskport_local.aws_emulator import MOTO_VERSION, UnsupportedMotoError, check_moto_version, install_strict_services
+
+
+def test_the_emulator_runs_on_the_moto_it_is_built_against() -> None:
+    check_moto_version()  # the pinned moto
+    assert MOTO_VERSION == "5.2.5"
+
+
+def test_another_moto_is_refused_until_the_emulator_is_checked_against_it() -> None:
+    with pytest.raises(UnsupportedMotoError, match=r"built against moto 5\.2\.5, not 5\.3\.0"):
+        check_moto_version("5.3.0")
+
+
+def test_a_ranged_get_answers_exactly_its_range_and_a_plain_get_the_whole_object() -> None:
+    install_strict_services()
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="ranges")
+        data = os.urandom(12 * 1024 * 1024)  # beyond moto's in-memory buffer: the object lives in a file
+        s3.put_object(Bucket="ranges", Key="object", Body=data)
+
+        ranged = s3.get_object(Bucket="ranges", Key="object", Range="bytes=1000-2000999")
+        assert (ranged["ContentRange"], ranged["Body"].read()) == (
+            f"bytes 1000-2000999/{len(data)}",
+            data[1000:2001000],
+        )
+        assert s3.get_object(Bucket="ranges", Key="object", Range="bytes=-10")["Body"].read() == data[-10:]
+        assert s3.get_object(Bucket="ranges", Key="object")["Body"].read() == data
