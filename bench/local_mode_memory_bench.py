@@ -183,7 +183,7 @@ def main() -> None:
             page: dict[str, Any] = {"NextToken": None}
             while "NextToken" in page:
                 token = {"NextToken": page["NextToken"]} if page["NextToken"] else {}
-                page = ebs.list_snapshot_blocks(SnapshotId=listed["snapshot_id"], MaxResults=10_000, **token)
+                page = ebs.list_snapshot_blocks(SnapshotId=listed["diskport_snapshot_id"], MaxResults=10_000, **token)
                 blocks += len(page["Blocks"])
     finally:
         sampler.stopping.set()

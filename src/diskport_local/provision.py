@@ -54,6 +54,8 @@ def provision(
         logical_id: clients.get("kms").create_key(Description=str(spec["Properties"].get("Description", "")))
         for logical_id, spec in stack.resources_of_type("AWS::KMS::Key").items()
     }
+    for logical_id, key in keys.items():
+        stack.provisioned_arns[logical_id] = key["KeyMetadata"]["Arn"]  # policies name the key the emulator made
     for spec in stack.resources_of_type("AWS::KMS::Alias").values():
         target = spec["Properties"]["TargetKeyId"]["Ref"]
         clients.get("kms").create_alias(

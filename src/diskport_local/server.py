@@ -204,6 +204,8 @@ class LocalMode:
         lambdas = InProcessLambdas(self.stack)  # only to read the API functions' OpenAPI descriptions
         self._load_functions(lambdas)
         overrides = local_overrides(self.stack, self.options.project_id, self.aws_url, aws_port)
+        if self.options.auth == "aksk":
+            overrides.update(access_key_environment())  # every instance verifies signatures, as deployed
         # Every invocation runs in an instance process, with its function's own role when IAM is enforced.
         self.functions = FunctionInstances(self.stack, overrides, function_overrides=credentials)
         self.functions.install()

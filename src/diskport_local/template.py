@@ -60,6 +60,8 @@ class LocalStack:
     account_id: str = LOCAL_ACCOUNT_ID
     region: str = LOCAL_REGION
     template_path: Path = TEMPLATE_PATH
+    # ARNs the emulator chose itself when it made a resource (a KMS key's id is random), by logical id.
+    provisioned_arns: dict[str, str] = field(default_factory=dict)
 
     @cached_property
     def template(self) -> dict[str, Any]:
@@ -90,6 +92,8 @@ class LocalStack:
         return name
 
     def arn(self, logical_id: str) -> str:
+        if logical_id in self.provisioned_arns:
+            return self.provisioned_arns[logical_id]
         kind = self.resources[logical_id]["Type"]
         name = self.physical_name(logical_id)
         prefix = f"arn:aws:{{}}:{self.region}:{self.account_id}"

@@ -47,8 +47,8 @@ def test_the_named_disk_of_an_ova_becomes_the_image_byte_for_byte(
     # Then the import succeeded and the snapshot holds that disk exactly as qemu-img reads it
     assert job["status"] == "SUCCESS", job
     image = importer.image(job["entities"]["image_id"])
-    assert image["source_format"] == "vmdk"
-    assert importer.snapshot_blocks(image["snapshot_id"]) == oracle_blocks(vmdk.oracle)
+    assert image["diskport_source_format"] == "vmdk"
+    assert importer.snapshot_blocks(image["diskport_snapshot_id"]) == oracle_blocks(vmdk.oracle)
 
 
 def test_an_ova_with_two_disks_and_none_named_fails_listing_them(importer: Any, image_files: dict[str, Any]) -> None:

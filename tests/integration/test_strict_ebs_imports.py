@@ -27,7 +27,7 @@ def test_an_import_throttled_by_ebs_still_ends_success_with_exactly_its_blocks(
     assert ebs.throttled_requests > throttled_before
     assert job["status"] == "SUCCESS", job
     image = importer.image(job["entities"]["image_id"])
-    assert importer.snapshot_blocks(image["snapshot_id"]) == oracle_blocks(image_file.oracle)
+    assert importer.snapshot_blocks(image["diskport_snapshot_id"]) == oracle_blocks(image_file.oracle)
 
 
 def test_an_import_waits_out_a_snapshot_that_does_not_exist_yet_and_one_that_completes_later(
@@ -44,4 +44,4 @@ def test_an_import_waits_out_a_snapshot_that_does_not_exist_yet_and_one_that_com
     # Then the import succeeded with the disk's blocks
     assert job["status"] == "SUCCESS", job
     image = importer.image(job["entities"]["image_id"])
-    assert importer.snapshot_blocks(image["snapshot_id"]) == oracle_blocks(image_file.oracle)
+    assert importer.snapshot_blocks(image["diskport_snapshot_id"]) == oracle_blocks(image_file.oracle)

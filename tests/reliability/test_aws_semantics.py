@@ -28,17 +28,18 @@ class CompletingSnapshots:
         self._describes_since: dict[str, int] = {}
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from moto.ebs.models import EBSBackend
         from moto.ec2.models.elastic_block_store import EBSBackend as EC2SnapshotsBackend
 
-        start_snapshot, describe_snapshots = EBSBackend.start_snapshot, EC2SnapshotsBackend.describe_snapshots
+        from diskport_local.aws_emulator.ebs import StrictEbsBackend
 
-        def start_pending(backend: EBSBackend, *args: Any, **kwargs: Any) -> Any:
-            started = start_snapshot(backend, *args, **kwargs)
-            backend.ec2_backend.snapshots[started.snapshot_id].status = "pending"
-            return started
+        complete_snapshot, describe_snapshots = (
+            StrictEbsBackend.strict_complete_snapshot,
+            EC2SnapshotsBackend.describe_snapshots,
+        )
+        # The strict EBS itself would complete the snapshot only after an hour: the describes below decide.
+        monkeypatch.setenv("DISKPORT_EBS_COMPLETION_SECONDS", "3600")
 
-        def complete(backend: EBSBackend, snapshot_id: str) -> str:
+        def complete(backend: StrictEbsBackend, *, snapshot_id: str, **kwargs: Any) -> str:
             self.completions[snapshot_id] = self.completions.get(snapshot_id, 0) + 1
             if self.completions[snapshot_id] > 1:
                 raise ClientError(
@@ -46,7 +47,7 @@ class CompletingSnapshots:
                     "CompleteSnapshot",
                 )
             self._describes_since[snapshot_id] = 0
-            return "pending"
+            return str(complete_snapshot(backend, snapshot_id=snapshot_id, **kwargs))
 
         def describe(backend: Any, *args: Any, **kwargs: Any) -> Any:
             found = describe_snapshots(backend, *args, **kwargs)
@@ -57,8 +58,7 @@ class CompletingSnapshots:
                         snapshot.status = "completed"
             return found
 
-        monkeypatch.setattr(EBSBackend, "start_snapshot", start_pending)
-        monkeypatch.setattr(EBSBackend, "complete_snapshot", complete)
+        monkeypatch.setattr(StrictEbsBackend, "strict_complete_snapshot", complete)
         monkeypatch.setattr(EC2SnapshotsBackend, "describe_snapshots", describe)
 
 

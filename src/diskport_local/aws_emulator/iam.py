@@ -39,7 +39,11 @@ def policy_documents(stack: LocalStack, logical_id: str) -> list[dict[str, Any]]
 
     templates = PolicyTemplatesProcessor(PolicyTemplatesProcessor.get_default_policy_templates_json())
     documents = []
-    for policy in stack.resources[logical_id].get("Properties", {}).get("Policies", []):
+    for written in stack.resources[logical_id].get("Properties", {}).get("Policies", []):
+        # A policy may be conditional (Fn::If ... AWS::NoValue): what the stack's parameters choose, if anything.
+        policy = stack.resolve(written) if isinstance(written, dict) and "Fn::If" in written else written
+        if policy is None:
+            continue
         if isinstance(policy, dict) and "Statement" in policy:
             document = {"Version": "2012-10-17", "Statement": policy["Statement"]}
         elif isinstance(policy, dict) and len(policy) == 1 and templates.has(next(iter(policy))):
@@ -150,7 +154,72 @@ def _authorize(response: Any, action: str | None, resource: str) -> None:
     )
     # The access key names the caller; its signature is not checked here, because moto recomputes some EBS
     # requests' signatures wrongly (CompleteSnapshot, with its x-amz-* parameters, never matches).
-    request.check_action_permitted(resource)
+    if request._action == "sts:GetCallerIdentity":  # always allowed, as on AWS
+        return
+    if not _permitted(request._access_key.collect_policies(), request._action, resource, _context_of(response)):
+        request._raise_access_denied()
+
+
+def _permitted(policies: list[Any], action: str, resource: str, context: dict[str, str]) -> bool:
+    """IAM's decision for an identity's policies: an explicit Deny wins, else any Allow, else no.
+
+    moto evaluates only StringEquals conditions, against no request values, and takes a failed condition for an
+    explicit Deny; on AWS a statement whose condition does not hold simply does not apply. So each statement's
+    condition is decided here, with the request's own condition keys, and moto matches action and resource.
+    """
+    from moto.iam.access_control import IAMPolicy, IAMPolicyStatement, PermissionResult
+
+    allowed = False
+    for policy in policies:
+        statements = IAMPolicy(policy)._policy_json["Statement"]
+        for statement in statements if isinstance(statements, list) else [statements]:
+            if not _condition_holds(statement.get("Condition") or {}, context):
+                continue
+            unconditional = {key: value for key, value in statement.items() if key != "Condition"}
+            result = IAMPolicyStatement(unconditional).is_action_permitted(action, resource)
+            if result == PermissionResult.DENIED:
+                return False
+            allowed = allowed or result == PermissionResult.PERMITTED
+    return allowed
+
+
+def _condition_holds(condition: dict[str, Any], context: dict[str, str]) -> bool:
+    """Every operator of a statement's Condition block, for the request's condition keys (an unknown one fails)."""
+    import fnmatch
+
+    def listed(values: Any) -> list[str]:
+        return [
+            str(value).lower() if isinstance(value, bool) else str(value)
+            for value in (values if isinstance(values, list) else [values])
+        ]
+
+    for operator, tests in condition.items():
+        for key, expected in tests.items():
+            actual = context.get(key)
+            wanted = listed(expected)
+            if operator == "Null":
+                holds = (actual is None) == (wanted[0].lower() == "true")
+            elif operator in ("StringEquals", "ArnEquals", "Bool"):
+                holds = actual is not None and actual in wanted
+            elif operator in ("StringLike", "ArnLike"):
+                holds = actual is not None and any(fnmatch.fnmatchcase(actual, pattern) for pattern in wanted)
+            else:
+                return False
+            if not holds:
+                return False
+    return True
+
+
+def _context_of(response: Any) -> dict[str, str]:
+    """The condition keys a request carries that the template's policies test: a KMS request's encryption context."""
+    if (getattr(response, "service_name", "") or "") != "kms":
+        return {}
+    try:
+        body = json.loads(response.raw_body or b"{}")
+    except (TypeError, ValueError):
+        return {}
+    context = body.get("EncryptionContext") or {}
+    return {f"kms:EncryptionContext:{key}": str(value) for key, value in context.items()}
 
 
 def turn_enforcement_off() -> None:

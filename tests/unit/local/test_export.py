@@ -137,10 +137,12 @@ def test_a_failed_export_leaves_the_file_it_would_have_replaced_untouched(ebs: A
     # Given an existing file, and a snapshot whose second block is corrupt
     existing = tmp_path / "disk.raw"
     existing.write_bytes(b"an earlier export")
-    snapshot_id = snapshot_with(ebs, {0: block_of(1), 1: block_of(2)}, wrong_checksum_at=1)
+    snapshot_id = snapshot_with(ebs, {0: block_of(1), 1: block_of(2)})
     # When an export asked to overwrite it fails
     with pytest.raises(ExportError, match="Block 1"):
-        export_snapshot(snapshot_id, 2 * EBS_BLOCK_BYTES, existing, ebs=ebs, overwrite=True)
+        export_snapshot(
+            snapshot_id, 2 * EBS_BLOCK_BYTES, existing, ebs=CorruptingEbs(ebs, corrupt_index=1), overwrite=True
+        )
     # Then the file is as it was, and nothing else was left in its directory
     assert existing.read_bytes() == b"an earlier export"
     assert list(tmp_path.iterdir()) == [existing]
