@@ -303,12 +303,23 @@ def _sqs(response: Any, body: dict[str, Any], region: str, account: str) -> list
 
 
 def _kms(response: Any, body: dict[str, Any], region: str, account: str) -> list[str]:
-    if "KeyId" not in body:
-        return []
     from moto.kms.models import kms_backends
 
+    key_id = body.get("KeyId")
+    if key_id is None and "CiphertextBlob" in body:
+        # Decrypt names no key: KMS finds it in the ciphertext, and authorizes the request on that key.
+        import base64
+
+        from moto.kms.utils import _deserialize_ciphertext_blob
+
+        try:
+            key_id = _deserialize_ciphertext_blob(base64.b64decode(body["CiphertextBlob"])).key_id
+        except Exception:  # not a ciphertext of this emulator: the service itself answers InvalidCiphertextException
+            return []
+    if key_id is None:
+        return []
     try:
-        return [str(kms_backends[account][region].describe_key(body["KeyId"]).arn)]
+        return [str(kms_backends[account][region].describe_key(key_id).arn)]
     except Exception:  # an unknown key: the service itself answers NotFoundException
         return []
 
