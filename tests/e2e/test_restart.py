@@ -38,7 +38,11 @@ def busy_session(api_url: str, aws_url: str) -> None:
         with urllib.request.urlopen(f"{api_url}/v2/cloudimages", timeout=30) as answer:
             assert json.loads(answer.read()) == {"images": []}
     s3 = boto3.client(
-        "s3", endpoint_url=aws_url, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"
+        "s3",
+        endpoint_url=aws_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
     )
     assert s3.list_buckets()["Buckets"]
 
