@@ -71,6 +71,7 @@ deploy: build ## sam deploy of the built stack (STACK_NAME, REGION, PARAMETERS, 
 bench: setup qemu-img ## engine and import benchmarks; the last line is the engine/qemu-img speed ratio
 	$(BIN)/python bench/import_bench.py
 	$(BIN)/python bench/zero_entries_bench.py
+	$(BIN)/python bench/throughput_bench.py
 	$(BIN)/python bench/pipeline_model.py
 	$(BIN)/python bench/engine_bench.py
 

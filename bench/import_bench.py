@@ -239,17 +239,15 @@ def main() -> int:
             data_mib, file_mib, virtual_mib = filled / MIB, image.stat().st_size / MIB, size / MIB
             print(f"file: {file_mib:.0f} MiB, data: {data_mib:.0f} MiB, virtual disk: {virtual_mib:.0f} MiB")
             print(f"wall time (POST to SUCCESS): {wall_seconds:.1f} s, {data_mib / wall_seconds:.1f} MiB/s of data")
-            print(
-                f"convert invocations (chunks): {len(item.get('chunks_done', ()))} of {options.chunk_mib} MiB at most"
-            )
+            chunks = item.get("chunk_bytes_done") or {}
+            print(f"convert invocations (chunks): {len(chunks)} of {options.chunk_mib} MiB at most")
             source_gets, work_gets = counts.calls["S3 GET source"], counts.calls["S3 GET work file"]
             print(f"S3 GETs of the source: {source_gets}, of work files: {work_gets}")
             print(f"EBS PutSnapshotBlock: {puts} ({puts * BLOCK_SIZE / MIB:.0f} MiB)")
             settings = get_settings()
-            share = settings.snapshot_puts_per_second / settings.convert_concurrency
             print(
-                f"each convert worker is paced to {share:.0f} puts/s ({share * BLOCK_SIZE / MIB:.0f} MiB/s), its share "
-                f"of {settings.snapshot_puts_per_second:.0f}/s among {settings.convert_concurrency} workers"
+                f"convert workers share {settings.snapshot_puts_per_second:.0f} puts/s per snapshot among those "
+                f"running, {settings.writers_per_chunk} requests in flight each"
             )
             print(f"bytes skipped: {skipped} ({skipped / size:.0%} of the virtual disk)")
             if not options.no_verify:

@@ -172,13 +172,17 @@ class Worker:
         self._renew()
         for _ in range(self.model.settings.writers_per_chunk):
             self._writer_ready()
-        self.model.sim.at(self.model.settings.renew_seconds, self._periodic_renewal)
+        self._schedule_renewal()
+
+    def _schedule_renewal(self) -> None:
+        every = self.rate.seconds_to_next_renewal(self.model.settings.renew_seconds)
+        self.model.sim.at(every + self.model.environment.dynamodb_latency, self._periodic_renewal)
 
     def _periodic_renewal(self) -> None:
         if self.finished:
             return
         self._renew()
-        self.model.sim.at(self.model.settings.renew_seconds, self._periodic_renewal)
+        self._schedule_renewal()
 
     def _renew(self) -> None:
         self.run.leases[self.chunk.chunk_id] = self.rate.worker_lease(self.rate.claim()).to_item()

@@ -7,8 +7,8 @@ Imports one dense qcow2 (`--size-gib`, default 2) through the emulated stack thr
   900 / 16 = 56 requests/s with 8 writers;
 - "shared": the service's defaults: chunks for up to `ConvertConcurrency` workers, each taking its share of
   the snapshot quota among the workers that run;
-- "throttled": the defaults, but the workers told the quota is 1.5x what EBS allows, so EBS throttles them;
-  the import must still end SUCCESS with exactly the file's bytes.
+- "throttled": the defaults, with EBS accepting only a tenth of `--quota`, unknown to the workers: only its
+  throttling answers slow them down; the import must still end SUCCESS with exactly the file's bytes.
 
 EBS here answers each PutSnapshotBlock after `--latency` seconds and refuses, with the ThrottlingException
 EBS sends, any request beyond `--quota` in a one-second window (per snapshot). These are added at the client
@@ -128,24 +128,25 @@ def main() -> int:
             from diskport.settings import get_settings
 
             default_budget = get_settings().snapshot_puts_per_second
-            runs = {
-                "static": STATIC,
-                "shared": {},
-                "throttled": {"SNAPSHOT_PUTS_PER_SECOND": str(1.5 * options.quota)},
+            runs: dict[str, tuple[dict[str, str], float]] = {
+                "static": (STATIC, options.quota),
+                "shared": ({}, options.quota),
+                "throttled": ({}, options.quota / 10),
             }
             seconds: dict[str, float] = {}
             print(
                 f"EBS: {options.quota:.0f} PutSnapshotBlock/s per snapshot, {options.latency * 1000:.0f} ms each; "
                 f"the service plans {default_budget:.0f}/s"
             )
-            for name, settings in runs.items():
+            for name, (settings, quota) in runs.items():
                 ebs.reset()
+                ebs.quota = quota
                 _, seconds[name], item = import_with(settings, stack, lambdas)
                 chunks = len(item.get("chunk_bytes_done") or {})
                 print(
                     f"  {name:9s}: {item['status']} in {seconds[name]:6.1f} s, {chunks} chunks, "
                     f"{size / 2**20 / seconds[name]:6.1f} MiB/s, {ebs.requests} requests, throttled {ebs.throttled}, "
-                    f"most accepted in one second {ebs.most_in_one_second}"
+                    f"most accepted in one second {ebs.most_in_one_second} (quota {quota:.0f})"
                 )
                 if item["status"] != "SUCCESS":
                     print(f"  {name} ended {item['status']}: {item.get('error_code')} {item.get('fail_reason')}")

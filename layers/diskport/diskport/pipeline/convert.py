@@ -204,7 +204,7 @@ class ChunkLeases:
         stop = threading.Event()
 
         def keep_renewing() -> None:
-            while not stop.wait(every_seconds):
+            while not stop.wait(self._rate.seconds_to_next_renewal(every_seconds)):
                 try:
                     self.renew()
                 except Exception:
