@@ -168,6 +168,8 @@ def main() -> None:
         s3.create_bucket(Bucket="bench")
         s3.upload_file(str(image), "bench", "dense.qcow2")
         upload_peak_rss = sampler.peak_rss
+        time.sleep(2)
+        resident_before_import, _ = memory_of(descendants(process.pid))
         sampler.restart()
         started = time.monotonic()
         request = {"name": "dense", "image_url": "bench:dense.qcow2", "min_disk": 40}
