@@ -168,6 +168,8 @@ def main() -> None:
         s3.create_bucket(Bucket="bench")
         s3.upload_file(str(image), "bench", "dense.qcow2")
         upload_peak_rss = sampler.peak_rss
+        time.sleep(2)
+        resident_before_import, _ = memory_of(descendants(process.pid))
         sampler.restart()
         started = time.monotonic()
         request = {"name": "dense", "image_url": "bench:dense.qcow2", "min_disk": 40}
@@ -203,6 +205,7 @@ def main() -> None:
     print(
         f"upload peak RSS   {upload_peak_rss / MIB:.0f} MiB (moto assembling the multipart upload, before the import)"
     )
+    print(f"RSS at import     {resident_before_import / MIB:.0f} MiB, all processes, once the upload is done")
     for name, peak in sorted(sampler.peak_by_process.items(), key=lambda item: -item[1])[:6]:
         print(f"  {name:60} {peak / MIB:6.0f} MiB RSS at its peak")
 

@@ -6,6 +6,7 @@ the process by the disk's size. Every file lives in one temporary folder, remove
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -26,6 +27,7 @@ class BlockFiles:
         with self._lock:
             if self._root is None or not self._root.is_dir():
                 self._root = Path(tempfile.mkdtemp(prefix="diskport-ebs-"))
+                atexit.register(shutil.rmtree, self._root, ignore_errors=True)  # a process that never stops local mode
             return self._root
 
     def path(self, snapshot_id: str) -> Path:
