@@ -16,32 +16,14 @@ import importlib.util
 import json
 import threading
 import traceback
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from diskport_local.aws_emulator.function_instance import LambdaContextStandIn
 from diskport_local.template import LocalStack
 
 Handler = Callable[[dict[str, Any], Any], Any]
-
-
-@dataclass
-class LambdaContextStandIn:
-    """The parts of the Lambda context object that Powertools and the handlers read."""
-
-    function_name: str
-    memory_limit_in_mb: int
-    invoked_function_arn: str
-    timeout_seconds: int
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    function_version: str = "$LATEST"
-    log_group_name: str = ""
-    log_stream_name: str = ""
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.timeout_seconds * 1000
 
 
 class InProcessLambdas:
