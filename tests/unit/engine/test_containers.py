@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from diskport.engine import BLOCK_SIZE, LocalFileSource, open_disk
-from diskport.engine.containers import WindowSource
+from diskport.engine.sources import WindowSource
 from diskport.errors import DiskportError, ImageRejectedError, UnsupportedFormatError
 
 from .images import ImageCase, requires_qemu_img

@@ -19,7 +19,7 @@ from xml.etree import ElementTree
 from diskport.errors import ImageRejectedError, UnsupportedFormatError
 
 from .inspection import human_size, printable
-from .sources import ByteSource, coalesces_reads
+from .sources import ByteSource, WindowSource
 
 SECTOR = 512
 TAR_BLOCK = 512
@@ -41,28 +41,6 @@ ARCHIVE_SIGNATURES: tuple[tuple[bytes, int, str, str], ...] = (
 )
 TAR_HINT = "extract the disk image from it (tar -xf FILE) and upload that"
 DISK_ONLY_HINT = "upload the disk image itself (raw, qcow2, VMDK, VHD, VHDX, VDI or an OVA)"
-
-
-class WindowSource:
-    """The bytes [offset, offset + size) of another source, as a source of their own: an OVA member read in place."""
-
-    def __init__(self, source: ByteSource, offset: int, size: int) -> None:
-        if offset < 0 or size < 0 or offset + size > source.size:
-            raise ValueError(f"window [{offset}, {offset + size}) lies outside a source of {source.size} bytes")
-        self._source = source
-        self._offset = offset
-        self._size = size
-        self.coalesce_reads = coalesces_reads(source)
-
-    @property
-    def size(self) -> int:
-        return self._size
-
-    def read_at(self, offset: int, length: int) -> bytes:
-        if offset < 0 or length < 0:
-            raise ValueError(f"read_at needs a non-negative offset and length, got {offset} and {length}")
-        length = max(0, min(length, self._size - offset))
-        return self._source.read_at(self._offset + offset, length) if length else b""
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,13 @@ def coalesces_reads(source: ByteSource) -> bool:
     return bool(getattr(source, "coalesce_reads", True))
 
 
+def readable_length(offset: int, length: int, size: int) -> int:
+    """How many of the `length` bytes asked for at `offset` a source of `size` bytes holds (0 past its end)."""
+    if offset < 0 or length < 0:
+        raise ValueError(f"read_at needs a non-negative offset and length, got {offset} and {length}")
+    return max(0, min(length, size - offset))
+
+
 class LocalFileSource:
     """A file on this machine, read with `pread` so concurrent readers never share a file position."""
 
@@ -58,9 +65,7 @@ class LocalFileSource:
         return self._size
 
     def read_at(self, offset: int, length: int) -> bytes:
-        if offset < 0 or length < 0:
-            raise ValueError(f"read_at needs a non-negative offset and length, got {offset} and {length}")
-        length = max(0, min(length, self._size - offset))
+        length = readable_length(offset, length, self._size)
         first = os.pread(self._descriptor, length, offset)
         if len(first) == length:
             return first
@@ -134,11 +139,10 @@ class S3ObjectSource:
         return self._size
 
     def read_at(self, offset: int, length: int) -> bytes:
-        if offset < 0 or length < 0:
-            raise ValueError(f"read_at needs a non-negative offset and length, got {offset} and {length}")
-        end = min(offset + length, self._size)
-        if end <= offset:
+        length = readable_length(offset, length, self._size)
+        if length == 0:
             return b""
+        end = offset + length
         if end - offset >= self.page_size:
             return self._get_range(offset, end)
         first_page = offset // self.page_size
@@ -191,6 +195,26 @@ class S3ObjectSource:
                 "the file changed during import; upload it again and start a new import."
             )
         return body
+
+
+class WindowSource:
+    """The bytes [offset, offset + size) of another source, as a source of their own: an OVA member read in place."""
+
+    def __init__(self, source: ByteSource, offset: int, size: int) -> None:
+        if offset < 0 or size < 0 or offset + size > source.size:
+            raise ValueError(f"window [{offset}, {offset + size}) lies outside a source of {source.size} bytes")
+        self._source = source
+        self._offset = offset
+        self._size = size
+        self.coalesce_reads = coalesces_reads(source)
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        length = readable_length(offset, length, self._size)
+        return self._source.read_at(self._offset + offset, length) if length else b""
 
 
 def _source_error(error: ClientError, bucket: str, key: str) -> SourceError | None:
