@@ -95,18 +95,31 @@ class InProcessLambdas:
 
     def moto_invoke(self) -> Callable[..., tuple[str, bool, str]]:
         """A stand-in for moto's `LambdaFunction._invoke_lambda` that calls these handlers."""
-
-        def invoke_in_process(function: Any, event: Any = None) -> tuple[str, bool, str]:
-            payload, errored = self.invoke(function.function_name, event if event is not None else {})
-            return payload, errored, ""
-
-        return invoke_in_process
+        return moto_invoker(self.invoke)
 
     def install(self) -> None:
         """Make moto's Lambda (and so the Step Functions interpreter) call these handlers in-process."""
-        from moto.awslambda.models import LambdaFunction
+        install_in_moto(self.invoke)
 
-        LambdaFunction._invoke_lambda = self.moto_invoke()  # type: ignore[method-assign]
+
+Invoke = Callable[[str, Any], tuple[str, bool]]
+
+
+def moto_invoker(invoke: Invoke) -> Callable[..., tuple[str, bool, str]]:
+    """moto's `LambdaFunction._invoke_lambda`, answered by `invoke(function name, event)` (payload, function error)."""
+
+    def invoke_function(function: Any, event: Any = None) -> tuple[str, bool, str]:
+        payload, errored = invoke(function.function_name, event if event is not None else {})
+        return payload, errored, ""
+
+    return invoke_function
+
+
+def install_in_moto(invoke: Invoke) -> None:
+    """Make moto's Lambda (and so the Step Functions interpreter) call `invoke` instead of a container."""
+    from moto.awslambda.models import LambdaFunction
+
+    LambdaFunction._invoke_lambda = moto_invoker(invoke)  # type: ignore[method-assign]
 
 
 def error_payload(error: BaseException) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from diskport_local.aws_emulator.function_instance import receive_message, send_message
+from diskport_local.runtime import install_in_moto
 from diskport_local.template import LocalStack
 
 CONCURRENCY_VARIABLE = "DISKPORT_FUNCTION_CONCURRENCY"
@@ -252,20 +253,9 @@ class FunctionInstances:
         for instance in started:
             self._release(logical_id, instance)
 
-    def moto_invoke(self) -> Callable[..., tuple[str, bool, str]]:
-        """A stand-in for moto's `LambdaFunction._invoke_lambda` that calls these instances."""
-
-        def invoke_instance(function: Any, event: Any = None) -> tuple[str, bool, str]:
-            payload, errored = self.invoke(function.function_name, event if event is not None else {})
-            return payload, errored, ""
-
-        return invoke_instance
-
     def install(self) -> None:
         """Make moto's Lambda (and so the Step Functions interpreter) call these instances."""
-        from moto.awslambda.models import LambdaFunction
-
-        LambdaFunction._invoke_lambda = self.moto_invoke()  # type: ignore[method-assign]
+        install_in_moto(self.invoke)
 
     def stop(self) -> None:
         """Stop every idle instance; busy ones stop when their invocation ends."""
