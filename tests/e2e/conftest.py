@@ -5,6 +5,7 @@ The process listens on free ports, so these tests run while a developer's `make 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -102,21 +103,25 @@ def _endpoints_once_serving(process: subprocess.Popen[bytes], log: Path) -> tupl
     pytest.fail(f"diskport serve did not start within {STARTUP_SECONDS} s:\n{log.read_text()}")
 
 
-@pytest.fixture(scope="session")
-def local_mode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalModeProcess]:
+@contextlib.contextmanager
+def running_local_mode(log: Path, *serve_options: str, **settings: str) -> Iterator[LocalModeProcess]:
+    """`diskport serve` in its own process on free ports, with this process's environment less its AWS settings,
+    the emulator's documented key, and `settings`; stopped on leaving."""
     environment = {name: value for name, value in os.environ.items() if not name.startswith(("AWS_", "MOTO_"))}
     environment.update(
         LOCAL_API_PORT="0",  # free ports, chosen by the system: a developer's `make run` may hold 3000 and 5000
         LOCAL_AWS_PORT="0",
-        LOCAL_PROJECT_ID=PROJECT_ID,
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",
         AWS_DEFAULT_REGION="us-east-1",
+        **settings,
     )
-    log = tmp_path_factory.mktemp("local-mode") / "serve.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "diskport_local.cli", "serve"], env=environment, stdout=output, stderr=output
+            [sys.executable, "-m", "diskport_local.cli", "serve", *serve_options],
+            env=environment,
+            stdout=output,
+            stderr=output,
         )
     try:
         api_url, aws_url = _endpoints_once_serving(process, log)
@@ -129,6 +134,14 @@ def local_mode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalModePr
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def local_mode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalModeProcess]:
+    with running_local_mode(
+        tmp_path_factory.mktemp("local-mode") / "serve.log", LOCAL_PROJECT_ID=PROJECT_ID
+    ) as running:
+        yield running
 
 
 @dataclass(frozen=True)

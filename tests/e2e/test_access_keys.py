@@ -8,9 +8,6 @@ write nothing: no job, no execution.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -35,7 +32,7 @@ from huaweicloudsdkims.v2 import (
 
 from diskport_local.template import LocalStack
 
-from .conftest import Answer, LocalModeProcess, SampleDisk, _endpoints_once_serving
+from .conftest import Answer, LocalModeProcess, SampleDisk, running_local_mode
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning:huaweicloudsdkcore.signer.signer"),
@@ -50,35 +47,14 @@ CREATE = "/v1/cloudimages/dataimages/action"
 
 @pytest.fixture(scope="module")
 def verifying_local_mode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalModeProcess]:
-    environment = {name: value for name, value in os.environ.items() if not name.startswith(("AWS_", "MOTO_"))}
-    environment.update(
-        LOCAL_API_PORT="0",
-        LOCAL_AWS_PORT="0",
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1",
+    with running_local_mode(
+        tmp_path_factory.mktemp("aksk-local-mode") / "serve.log",
+        "--auth",
+        "aksk",
         # A warm instance keeps a key this long: after a revocation the test waits it out, as a client would
         ACCESS_KEY_CACHE_SECONDS=str(CACHE_SECONDS),
-    )
-    log = tmp_path_factory.mktemp("aksk-local-mode") / "serve.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "diskport_local.cli", "serve", "--auth", "aksk"],
-            env=environment,
-            stdout=output,
-            stderr=output,
-        )
-    try:
-        api_url, aws_url = _endpoints_once_serving(process, log)
-        environment.update(LOCAL_API_PORT=api_url.rpartition(":")[2], LOCAL_AWS_PORT=aws_url.rpartition(":")[2])
-        yield LocalModeProcess(api_url, aws_url, environment, log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    ) as running:
+        yield running
 
 
 def create_key(local_mode: LocalModeProcess, project_id: str) -> dict[str, str]:
