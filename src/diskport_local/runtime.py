@@ -95,11 +95,12 @@ class InProcessLambdas:
 
     def moto_invoke(self) -> Callable[..., tuple[str, bool, str]]:
         """A stand-in for moto's `LambdaFunction._invoke_lambda` that calls these handlers."""
-        return moto_invoker(self.invoke)
+        # Looked up at each call, so a test that patches `invoke` after installing is heard.
+        return moto_invoker(lambda name, event: self.invoke(name, event))
 
     def install(self) -> None:
         """Make moto's Lambda (and so the Step Functions interpreter) call these handlers in-process."""
-        install_in_moto(self.invoke)
+        install_in_moto(lambda name, event: self.invoke(name, event))
 
 
 Invoke = Callable[[str, Any], tuple[str, bool]]

@@ -255,7 +255,7 @@ class FunctionInstances:
 
     def install(self) -> None:
         """Make moto's Lambda (and so the Step Functions interpreter) call these instances."""
-        install_in_moto(self.invoke)
+        install_in_moto(lambda name, event: self.invoke(name, event))
 
     def stop(self) -> None:
         """Stop every idle instance; busy ones stop when their invocation ends."""
