@@ -90,8 +90,8 @@ def emulated_stack(chunk_bytes: int) -> Iterator[Any]:
     }.items():
         os.environ[name] = value
     os.environ.pop("AWS_PROFILE", None)
-    from diskport import aws
     from diskport.settings import get_settings
+    from diskport.stores import aws
     from moto import mock_aws
 
     from diskport_local.provision import provision
@@ -112,7 +112,7 @@ def emulated_stack(chunk_bytes: int) -> Iterator[Any]:
 
 
 def count_calls(counts: CallCounts, source_key: str) -> None:
-    from diskport import aws
+    from diskport.stores import aws
 
     def on_s3_get(params: dict[str, Any], **_: Any) -> None:
         counts.count("S3 GET source" if source_key in params["url_path"] else "S3 GET work file")
@@ -131,7 +131,7 @@ def serve_source_ranges_from(image: Path, bucket: str, source_key: str) -> None:
     moto; the ETag a read is pinned to must match the one moto reported.
     """
     from botocore.response import StreamingBody
-    from diskport import aws
+    from diskport.stores import aws
 
     s3_client = aws.client("s3")
     etag = boto3.client("s3").head_object(Bucket=bucket, Key=source_key)["ETag"]

@@ -38,9 +38,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from diskport.engine import BLOCK_SIZE
-from diskport.pipeline.chunk_plan import Chunk, chunk_size_for, plan_chunks
-from diskport.pipeline.rate_control import QUOTA_MARGIN, Lease, Limits, WriteRate
+from diskport.pipeline.chunk_plan import chunk_size_for, plan_chunks
+from diskport.pipeline.rate_control import QUOTA_MARGIN, Limits, WriteRate
 from diskport.settings import Settings, get_settings
+from diskport.stores.work_files import Chunk
+from diskport.stores.write_leases import Lease
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB

@@ -51,7 +51,7 @@ class QuotaAndLatency:
         self.most_in_one_second = 0
 
     def install(self) -> None:
-        from diskport import aws
+        from diskport.stores import aws
 
         aws.client("ebs").meta.events.register("before-call.ebs.PutSnapshotBlock", self._on_put)
 

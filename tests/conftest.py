@@ -16,8 +16,8 @@ from typing import Any
 import boto3
 import botocore.session
 import pytest
-from diskport import aws
 from diskport.settings import get_settings
+from diskport.stores import aws
 from moto import mock_aws
 
 from diskport_local.aws_emulator import InProcessLambdas, LocalStack, provision

@@ -5,9 +5,10 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from diskport.engine.checksums import hashing_method
 from diskport.observability import logger, metrics, tracer
-from diskport.pipeline.chunk_plan import Chunk
 from diskport.pipeline.convert import convert_chunk
 from diskport.pipeline.step_errors import reported_for_the_state_machine
+from diskport.stores import Stores
+from diskport.stores.work_files import Chunk
 
 
 @logger.inject_lambda_context(correlation_id_path="job_id")
@@ -15,7 +16,7 @@ from diskport.pipeline.step_errors import reported_for_the_state_machine
 @metrics.log_metrics
 @reported_for_the_state_machine
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = convert_chunk(str(event["job_id"]), Chunk.model_validate(event["chunk"]))
+    result = convert_chunk(str(event["job_id"]), Chunk.model_validate(event["chunk"]), Stores())
     metrics.add_metric(name="SnapshotBlocksWritten", unit="Count", value=result.blocks_written)
     metrics.add_metric(name="ZeroBytesSkipped", unit="Bytes", value=result.bytes_skipped)
     # block_hashing: whether this CPU hashed with the 16 AVX-512 lanes or fell back to hashlib (docs/engine.md).

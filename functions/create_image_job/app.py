@@ -4,13 +4,16 @@
 
 from typing import Annotated, Any
 
+from aws_lambda_powertools.event_handler import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from diskport.api import current_project, make_resolver
-from diskport.api_models import CreateDataImageRequest, CreateJobResponse
-from diskport.imports import start_import
+from diskport.api.models import CreateJobResponse
+from diskport.api.resolver import current_project, make_resolver, request_stores
+from diskport.domain.imports import start_import
+from diskport.domain.requests import CreateDataImageRequest
 from diskport.observability import logger, metrics, tracer
+from diskport.stores import Stores
 
 app = make_resolver()
 
@@ -18,8 +21,10 @@ app = make_resolver()
 @app.post("/v1/cloudimages/dataimages/action")
 @app.post("/v2.1/cloudimages/dataimages/action")  # the SDK's create_data_image_in_safe_mode: the same request
 @tracer.capture_method
-def create_data_image(request: Annotated[CreateDataImageRequest, Body()]) -> CreateJobResponse:
-    job = start_import(request, current_project(app))
+def create_data_image(
+    request: Annotated[CreateDataImageRequest, Body()], stores: Annotated[Stores, Depends(request_stores)]
+) -> CreateJobResponse:
+    job = start_import(request, current_project(app), stores)
     logger.set_correlation_id(job.job_id)
     logger.info("Import accepted", extra={"image_url": request.image_url, "min_disk": request.min_disk})
     metrics.add_metric(name="JobsCreated", unit="Count", value=1)

@@ -8,22 +8,24 @@ of a new key is in the answer to its creation and nowhere else: not in the logs,
 
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler import Depends, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from diskport.access_keys import AccessKeyList, AccessKeyStore, AccessKeyView, NewAccessKeyRequest
-from diskport.api import OPERATOR, make_resolver
+from diskport.api.resolver import OPERATOR, make_resolver, request_stores
 from diskport.observability import logger, metrics, tracer
+from diskport.stores import Stores
+from diskport.stores.access_keys import AccessKeyList, AccessKeyView, NewAccessKeyRequest
 
 app = make_resolver(for_operators=True)
-store = AccessKeyStore()
 
 
 @app.post("/diskport/access-keys")
 @tracer.capture_method
-def create_access_key(request: Annotated[NewAccessKeyRequest, Body()]) -> Response[str]:
-    created = store.create(request.project_id)
+def create_access_key(
+    request: Annotated[NewAccessKeyRequest, Body()], stores: Annotated[Stores, Depends(request_stores)]
+) -> Response[str]:
+    created = stores.access_keys.create(request.project_id)
     logger.info(
         "Access key created",
         extra={"access_key": created.access_key, "project_id": created.project_id, "operator": app.context[OPERATOR]},
@@ -34,14 +36,14 @@ def create_access_key(request: Annotated[NewAccessKeyRequest, Body()]) -> Respon
 
 @app.get("/diskport/access-keys")
 @tracer.capture_method
-def list_access_keys() -> AccessKeyList:
-    return AccessKeyList(access_keys=store.list())
+def list_access_keys(stores: Annotated[Stores, Depends(request_stores)]) -> AccessKeyList:
+    return AccessKeyList(access_keys=stores.access_keys.list())
 
 
 @app.delete("/diskport/access-keys/<access_key>")
 @tracer.capture_method
-def revoke_access_key(access_key: str) -> AccessKeyView:
-    revoked = store.revoke(access_key)
+def revoke_access_key(access_key: str, stores: Annotated[Stores, Depends(request_stores)]) -> AccessKeyView:
+    revoked = stores.access_keys.revoke(access_key)
     logger.info(
         "Access key revoked",
         extra={"access_key": access_key, "project_id": revoked.project_id, "operator": app.context[OPERATOR]},

@@ -6,6 +6,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from diskport.observability import logger, metrics, tracer
 from diskport.pipeline.register import register_image
 from diskport.pipeline.step_errors import reported_for_the_state_machine
+from diskport.stores import Stores
 
 
 @logger.inject_lambda_context(correlation_id_path="job_id")
@@ -13,6 +14,6 @@ from diskport.pipeline.step_errors import reported_for_the_state_machine
 @metrics.log_metrics
 @reported_for_the_state_machine
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = register_image(str(event["job_id"]))
+    result = register_image(str(event["job_id"]), Stores())
     metrics.add_metric(name="ImagesRegistered", unit="Count", value=1)
     return result.model_dump()

@@ -13,22 +13,20 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
     IdempotencyConfig,
     idempotent_function,
 )
 from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import PydanticSerializer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from diskport import aws
+from diskport.domain.uploads import IDEMPOTENCY_EXPIRY_SECONDS, UploadImport, import_upload, uploads_in
 from diskport.observability import logger, metrics, tracer
 from diskport.settings import get_settings
-from diskport.uploaded_objects import UploadedObject
-from diskport.uploads import IDEMPOTENCY_EXPIRY_SECONDS, UploadImport, import_upload, uploads_in
+from diskport.stores import Stores
+from diskport.stores.idempotency import idempotency_store
+from diskport.stores.uploaded_objects import UploadedObject
 
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-persistence_layer = DynamoDBPersistenceLayer(
-    table_name=get_settings().idempotency_table, boto3_client=aws.client("dynamodb")
-)
+persistence_layer = idempotency_store(get_settings().idempotency_table)
 # One object version, one import: the key is the bucket, the key and the version id (the ETag when unversioned).
 idempotency_config = IdempotencyConfig(
     event_key_jmespath="[bucket, key, version_id || etag]",
@@ -44,7 +42,7 @@ idempotency_config = IdempotencyConfig(
     output_serializer=PydanticSerializer,
 )
 def import_once(upload: UploadedObject) -> UploadImport:
-    return import_upload(upload)
+    return import_upload(upload, Stores())
 
 
 @tracer.capture_method

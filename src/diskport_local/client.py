@@ -18,8 +18,8 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from diskport.api.signatures import DATE_FORMAT, SignedRequest, signature_of
 from diskport.errors import DiskportError, ServiceUnavailableError
-from diskport.signatures import DATE_FORMAT, SignedRequest, signature_of
 
 _REGION_IN_API_HOST = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com")
 

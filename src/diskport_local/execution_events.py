@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from diskport import aws
 from diskport.observability import logger
+from diskport.stores import aws
 
 from diskport_local.template import LocalStack
 

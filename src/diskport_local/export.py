@@ -18,8 +18,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from diskport import aws
 from diskport.errors import DiskportError
+from diskport.stores import aws
 
 EBS_BLOCK_BYTES = 524_288
 PARALLEL_READS = 8

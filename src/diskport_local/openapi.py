@@ -1,7 +1,7 @@
 """The API's OpenAPI document, generated from the functions' own routes and models.
 
 Each API function (`functions/<x>/app.py`) has a Powertools resolver, `app`, whose route annotations are
-the request and response models of `diskport.api_models`. Their documents are merged into one, and the
+the request and response models of `diskport.domain.requests`. Their documents are merged into one, and the
 validation error Powertools would describe (422) is replaced by what the service really answers: the IMS
 error body with the HTTP statuses it uses.
 """
@@ -12,7 +12,7 @@ import json
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from diskport.api_models import ErrorBody
+from diskport.api.models import ErrorBody
 
 from diskport_local.runtime import InProcessLambdas
 

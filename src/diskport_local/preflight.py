@@ -19,7 +19,7 @@ from typing import Any
 
 from boto3.s3.transfer import ProgressCallbackInvoker, TransferConfig, create_transfer_manager
 from botocore.exceptions import BotoCoreError, ClientError
-from diskport.api_models import CreateDataImageRequest, ims_code_of
+from diskport.domain.requests import CreateDataImageRequest, ims_code_of
 from diskport.engine import LocalFileSource, open_disk
 from diskport.pipeline.fetch import check_disk_size
 from pydantic import ValidationError

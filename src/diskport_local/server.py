@@ -24,10 +24,10 @@ from functools import cache
 from types import FrameType
 from typing import Any, Literal
 
-from diskport import aws
-from diskport.jobs import JobStore
 from diskport.observability import logger
 from diskport.settings import get_settings
+from diskport.stores import aws
+from diskport.stores.jobs import JobStore
 
 from diskport_local import shutdown
 from diskport_local.aws_emulator import check_moto_version, iam

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from botocore.exceptions import ClientError
-from diskport import aws
+from diskport.stores import aws
 
 from diskport_local.execution_events import ExecutionStatusWatcher
 

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from diskport import aws
 from diskport.observability import logger
+from diskport.stores import aws
 
 from diskport_local.template import LocalStack
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import boto3
 import pytest
-from diskport import aws
 from diskport.settings import get_settings
+from diskport.stores import aws
 
 from diskport_local.aws_emulator.function_instances import most_at_once
 from diskport_local.server import LocalMode, LocalModeOptions

@@ -17,9 +17,9 @@ from typing import Any
 
 import boto3
 import pytest
-from diskport import aws
 from diskport.engine import BLOCK_SIZE
 from diskport.settings import get_settings
+from diskport.stores import aws
 
 from diskport_local.export import nonzero_blocks, snapshot_contents
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import boto3
 import pytest
-from diskport import aws
-from diskport.access_keys import AccessKeyStore, CreatedAccessKey, forget_cached_key
 from diskport.settings import get_settings
+from diskport.stores import aws
+from diskport.stores.access_keys import AccessKeyStore, CreatedAccessKey, forget_cached_key
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer

@@ -41,8 +41,8 @@ def test_every_api_event_is_covered() -> None:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_an_api_event_reaches_its_function_and_gets_its_answer(stack: Any, name: str) -> None:
-    from diskport.images import ImageRecord, ImageStore
-    from diskport.jobs import Job, JobStore
+    from diskport.stores.images import ImageRecord, ImageStore
+    from diskport.stores.jobs import Job, JobStore
 
     # Given the job the show-job events ask about, and the active image the image events name, in the events' project
     event = json.loads((EVENTS / name).read_text())

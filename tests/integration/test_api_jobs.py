@@ -8,8 +8,9 @@ from typing import Any
 
 import boto3
 import pytest
-from diskport.jobs import JobStore
 from diskport.settings import get_settings
+from diskport.stores import Stores
+from diskport.stores.jobs import JobStore
 
 PROJECT_ID = "0123456789ab"  # the account the test requests are signed with (tests/conftest.py)
 OTHER_PROJECT_ID = "999999999999"
@@ -207,9 +208,9 @@ def test_an_unsigned_request_is_refused_when_deployed(stack: Any) -> None:
 def test_concurrent_creates_never_exceed_the_projects_limit(stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from diskport.api_models import CreateDataImageRequest
+    from diskport.domain.imports import start_import
+    from diskport.domain.requests import CreateDataImageRequest
     from diskport.errors import FlowControlError
-    from diskport.imports import start_import
 
     # Given a limit of 5 imports at once
     monkeypatch.setenv("MAX_ACTIVE_JOBS", "5")
@@ -219,7 +220,7 @@ def test_concurrent_creates_never_exceed_the_projects_limit(stack: Any, monkeypa
     # When 20 creates race each other (the count and the job are one transaction)
     def create(_: int) -> str:
         try:
-            return start_import(request, PROJECT_ID).job_id
+            return start_import(request, PROJECT_ID, Stores()).job_id
         except FlowControlError:
             return "refused"
 

@@ -13,8 +13,8 @@ from typing import Any
 import boto3
 import pytest
 from diskport.errors import ImageQuotaError
-from diskport.images import IMAGES_COUNTED, ImageRecord, ImageStore
 from diskport.settings import get_settings
+from diskport.stores.images import IMAGES_COUNTED, ImageRecord, ImageStore
 
 from tests.conftest import PROJECT_ID
 

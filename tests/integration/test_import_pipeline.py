@@ -14,6 +14,7 @@ from typing import Any
 
 import boto3
 import pytest
+from diskport.stores import Stores
 
 
 @pytest.mark.parametrize(
@@ -53,8 +54,8 @@ def test_the_progress_route_follows_the_import_chunk_by_chunk(
     original_convert = convert.convert_chunk
     seen: list[dict[str, Any]] = []
 
-    def convert_then_look(job_id: str, chunk: Any) -> Any:
-        result = original_convert(job_id, chunk)
+    def convert_then_look(job_id: str, chunk: Any, stores: Stores) -> Any:
+        result = original_convert(job_id, chunk, stores)
         seen.append(importer.job(job_id)["entities"])
         return result
 
@@ -75,7 +76,7 @@ def test_the_progress_route_follows_the_import_chunk_by_chunk(
 
 def test_a_job_reads_success_only_once_its_image_is_active(importer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a way to look at the job and its image the moment Register ends the job
-    from diskport.jobs import JobStore
+    from diskport.stores.jobs import JobStore
 
     original_mark_succeeded = JobStore.mark_succeeded
     seen: list[tuple[str, str]] = []

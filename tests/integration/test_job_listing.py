@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from diskport.jobs import Job, JobStore
+from diskport.stores.jobs import Job, JobStore
 
 PROJECT_ID = "0123456789ab"  # the account the test requests are signed with (tests/conftest.py)
 OTHER_PROJECT_ID = "999999999999"

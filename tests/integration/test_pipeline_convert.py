@@ -13,12 +13,12 @@ from typing import Any
 
 import boto3
 from diskport.engine import BLOCK_SIZE, Block
-from diskport.jobs import JobStore
 from diskport.pipeline import convert
-from diskport.pipeline.chunk_plan import Chunk
-from diskport.pipeline.source_objects import SourceObject
-from diskport.pipeline.work_files import ImportManifest, WorkFiles
 from diskport.settings import get_settings
+from diskport.stores import Stores
+from diskport.stores.jobs import JobStore
+from diskport.stores.source_objects import SourceObject
+from diskport.stores.work_files import Chunk, ImportManifest, WorkFiles
 
 BLOCKS = 48
 
@@ -96,7 +96,7 @@ def test_a_chunk_is_written_by_several_writers_with_only_a_few_blocks_held_at_on
     monkeypatch.setattr(convert, "open_disk", counting_open_disk)
 
     # When the chunk is converted
-    result = convert.convert_chunk(job_id, chunk, snapshots=snapshot)
+    result = convert.convert_chunk(job_id, chunk, Stores(snapshots=snapshot))
 
     # Then every block reached the snapshot intact, several writes ran at once, and few blocks were ever held
     writers = get_settings().writers_per_chunk
@@ -160,7 +160,7 @@ def test_a_chunks_progress_moves_while_it_is_written_and_counts_once_when_it_is_
     watcher.start()
     # When the chunk is converted
     try:
-        convert.convert_chunk(job_id, chunk, snapshots=snapshot)
+        convert.convert_chunk(job_id, chunk, Stores(snapshots=snapshot))
     finally:
         done.set()
         watcher.join()
@@ -168,7 +168,7 @@ def test_a_chunks_progress_moves_while_it_is_written_and_counts_once_when_it_is_
     assert len({percent for percent in seen if 0 < percent < 100}) >= 3, seen
     assert JobStore().get(job_id).bytes_done == len(disk)  # type: ignore[union-attr]
     # And running the chunk again (a Lambda retry) counts nothing twice
-    convert.convert_chunk(job_id, chunk, snapshots=snapshot)
+    convert.convert_chunk(job_id, chunk, Stores(snapshots=snapshot))
     assert JobStore().get(job_id).bytes_done == len(disk)  # type: ignore[union-attr]
     # And the worker's lease is gone, so the others may take its share
     stored = stack.table("JobsTable").get_item(Key={"job_id": job_id})["Item"]

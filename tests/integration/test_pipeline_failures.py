@@ -10,8 +10,9 @@ from typing import Any
 
 import boto3
 import pytest
-from diskport.jobs import JobStore
 from diskport.settings import get_settings
+from diskport.stores import Stores
+from diskport.stores.jobs import JobStore
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 EXAMPLE_JOB_ID = "9a175ac692fa125401930027b9c026b3"
@@ -142,7 +143,7 @@ def test_concurrent_imports_never_exceed_the_image_quota(importer: Any) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from diskport.errors import ImageQuotaError
-    from diskport.images import ImageRecord, ImageStore
+    from diskport.stores.images import ImageRecord, ImageStore
 
     # Given a project allowed 3 images, and 12 Fetch steps creating an image each at the same moment
     project_id = "0123456789ab0123456789ab0123456789"
@@ -176,8 +177,8 @@ def test_a_file_changed_during_import_fails_with_img_0057_and_removes_the_half_w
     original_fetch = fetch.fetch_source
     image_url = importer.upload(DISK, "changing.raw")
 
-    def fetch_then_overwrite(job_id: str) -> Any:
-        result = original_fetch(job_id)
+    def fetch_then_overwrite(job_id: str, stores: Stores) -> Any:
+        result = original_fetch(job_id, stores)
         importer.upload(b"\x33" * 700_416, "changing.raw")
         return result
 
@@ -190,8 +191,8 @@ def test_a_file_changed_during_import_fails_with_img_0057_and_removes_the_half_w
 
 
 def test_an_uploaded_file_replaced_before_its_import_starts_is_not_imported_under_the_old_job(importer: Any) -> None:
-    from diskport.api_models import CreateDataImageRequest
-    from diskport.imports import start_import
+    from diskport.domain.imports import start_import
+    from diskport.domain.requests import CreateDataImageRequest
 
     # Given a job created for one uploaded version of a file (as the upload trigger creates it)
     image_url = importer.upload(DISK, "replaced.raw")
@@ -202,7 +203,7 @@ def test_an_uploaded_file_replaced_before_its_import_starts_is_not_imported_unde
     request = CreateDataImageRequest(name="data-disk-1", image_url=image_url, min_disk=40)
 
     # When the job's import runs
-    job_id = start_import(request, "0123456789ab", origin="upload", source_etag=uploaded_etag).job_id
+    job_id = start_import(request, "0123456789ab", Stores(), origin="upload", source_etag=uploaded_etag).job_id
     job = importer.wait_for_end(job_id)
 
     # Then it fails, saying the file was replaced, and nothing of the newer file became its image
@@ -289,8 +290,8 @@ def test_a_job_failed_by_the_safety_net_mid_import_gets_no_active_image(
 
     original_convert = convert.convert_chunk
 
-    def convert_then_end_the_job(job_id: str, chunk: Any) -> Any:
-        result = original_convert(job_id, chunk)
+    def convert_then_end_the_job(job_id: str, chunk: Any, stores: Stores) -> Any:
+        result = original_convert(job_id, chunk, stores)
         JobStore().mark_failed(job_id, error_code="IMG.1075", fail_reason="The import was stopped.")
         return result
 

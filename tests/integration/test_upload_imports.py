@@ -19,10 +19,10 @@ from typing import Any
 
 import boto3
 import pytest
-from diskport import aws
-from diskport.jobs import Job, JobStore
+from diskport.domain.uploads import job_id_of, uploads_in
 from diskport.settings import get_settings
-from diskport.uploads import job_id_of, uploads_in
+from diskport.stores import aws
+from diskport.stores.jobs import Job, JobStore
 
 from diskport_local.template import LOCAL_ACCOUNT_ID
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from diskport.pipeline.rate_control import Lease
-from diskport.pipeline.write_leases import AccountLeaseTable
+from diskport.stores.write_leases import AccountLeaseTable, Lease
 
 
 def test_imports_see_each_others_leases_and_expired_ones_are_cleared(stack: Any) -> None:

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from diskport.images import ImageStore
-from diskport.pipeline.snapshots import SnapshotStore
 from diskport.settings import get_settings
+from diskport.stores.images import ImageStore
+from diskport.stores.snapshots import SnapshotStore
 from moto.core.botocore_stubber import BotocoreStubber
 
 from .conftest import ImageFile, Importer

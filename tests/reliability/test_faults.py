@@ -16,9 +16,10 @@ from typing import Any
 
 import boto3
 import pytest
-from diskport.jobs import JobStore
 from diskport.pipeline.failure import FailedImport, mark_import_failed
-from diskport.pipeline.snapshots import SnapshotStore
+from diskport.stores import Stores
+from diskport.stores.jobs import JobStore
+from diskport.stores.snapshots import SnapshotStore
 
 from diskport_local.export import nonzero_blocks
 
@@ -406,7 +407,7 @@ def test_a_mark_failed_that_read_the_job_before_register_ended_it_leaves_the_imp
     # When it goes on to end the import
     outcome = mark_import_failed(
         FailedImport.from_event(execution_event(importer, job["job_id"], "ABORTED")),
-        jobs=JobReadBeforeRegisterEndedIt(),
+        Stores(jobs=JobReadBeforeRegisterEndedIt()),
     )
 
     # Then it changes nothing: the job stays SUCCESS, the image is not killed, its snapshot is intact

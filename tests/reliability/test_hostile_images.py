@@ -22,9 +22,10 @@ from typing import Any
 
 import boto3
 import pytest
-from diskport import aws, errors
-from diskport.engine import S3ObjectSource
+from diskport import errors
 from diskport.settings import get_settings
+from diskport.stores import aws
+from diskport.stores.source_objects import S3ObjectSource
 from moto import mock_aws
 
 from diskport_local.events import http_api_event

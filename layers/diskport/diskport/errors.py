@@ -11,6 +11,8 @@ image the caller cannot see (IMG.0404, 404, as IMS's "Returned Values" list it) 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 IMS_MESSAGES: dict[str, str] = {
     "IMG.0001": "The request message format is invalid.",
     "IMG.0002": "The image name contains more than 128 characters.",
@@ -175,3 +177,14 @@ class ThrottlingError(RetryableStepError):
 
 class TransientServiceError(RetryableStepError):
     """An AWS service failed in a way that a second attempt usually does not (5xx, dropped connection)."""
+
+
+@dataclass(frozen=True)
+class StepFailure:
+    """Why an import failed, as the job reports it."""
+
+    code: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "reason": self.reason}

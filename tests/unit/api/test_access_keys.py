@@ -8,11 +8,11 @@ from typing import Any
 
 import boto3
 import pytest
-from diskport import aws
-from diskport.access_keys import AccessKeyStore, UnknownAccessKeyError, cached_key, forget_cached_key
-from diskport.api import current_project, make_resolver
+from diskport.api.resolver import current_project, make_resolver
 from diskport.errors import RequestRejectedError
 from diskport.settings import get_settings
+from diskport.stores import aws
+from diskport.stores.access_keys import AccessKeyStore, UnknownAccessKeyError, cached_key, forget_cached_key
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer

@@ -6,9 +6,9 @@ import json
 
 import pytest
 from diskport import errors
-from diskport.api import error_response
+from diskport.api.callers import UnauthenticatedError
+from diskport.api.resolver import error_response
 from diskport.errors import IMS_MESSAGES, DiskportError
-from diskport.projects import UnauthenticatedError
 
 # Not in IMS's table: an id the caller cannot see (IMS's "Returned Values" list 404), and an unsigned request.
 OUTSIDE_THE_TABLE = {"IMG.0404": 404}

@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from diskport.api.image_queries import PARAMETERS, SORT_KEYS, ImageQuery, list_images
 from diskport.errors import NotFoundError, RequestRejectedError
-from diskport.image_queries import PARAMETERS, SORT_KEYS, ImageQuery, list_images
-from diskport.images import ImageRecord
+from diskport.stores.images import ImageRecord
 
 PROJECT = "0123456789abcdef0123456789abcdef"
 KEY_ID = "1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -69,7 +69,7 @@ class InMemoryImages:
 
 
 def names(parameters: dict[str, str]) -> list[str]:
-    answer = list_images(PROJECT, ImageQuery.from_parameters(parameters), images=InMemoryImages(IMAGES))  # type: ignore[arg-type]
+    answer = list_images(PROJECT, ImageQuery.from_parameters(parameters), InMemoryImages(IMAGES))  # type: ignore[arg-type]
     return [record["name"] for record in answer.images]
 
 
@@ -181,14 +181,14 @@ def test_pages_of_one_follow_the_sort_order_without_repeats(sort_key: str) -> No
     whole = names(parameters)
     # When they are read one page at a time, following the `next` link's marker
     seen: list[str] = []
-    page = list_images(PROJECT, ImageQuery.from_parameters({**parameters, "limit": "1"}), images=store)  # type: ignore[arg-type]
+    page = list_images(PROJECT, ImageQuery.from_parameters({**parameters, "limit": "1"}), store)  # type: ignore[arg-type]
     while True:
         seen.extend(record["name"] for record in page.images)
         if page.next is None:
             break
         marker = page.next.rpartition("marker=")[2]
         query = ImageQuery.from_parameters({**parameters, "limit": "1", "marker": marker})
-        page = list_images(PROJECT, query, images=store)  # type: ignore[arg-type]
+        page = list_images(PROJECT, query, store)  # type: ignore[arg-type]
     # Then they come in the same order, each once
     assert seen == whole
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from diskport.images import ImageRecord
+from diskport.stores.images import ImageRecord
 
 GIB = 1024**3
 INT32_MAX = 2**31 - 1

@@ -13,13 +13,13 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 import pytest
-from diskport.access_keys import VerifiableKey
-from diskport.signatures import (
+from diskport.api.signatures import (
     SignatureRejectedError,
     SignedRequest,
     TemporaryCredentialsRefusedError,
     verified_project,
 )
+from diskport.stores.access_keys import VerifiableKey
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from diskport.api_models import CreateDataImageRequest, ims_code_of
-from diskport.image_tags import TagActionRequest
+from diskport.domain.image_tags import TagActionRequest
+from diskport.domain.requests import CreateDataImageRequest, ims_code_of
 from pydantic import ValidationError
 
 CREATE = {"name": "fedora-data1", "image_url": "image-test:fedora_data1.qcow2", "min_disk": 40}

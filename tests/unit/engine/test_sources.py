@@ -8,8 +8,9 @@ from typing import Any
 
 import boto3
 import pytest
-from diskport.engine import BLOCK_SIZE, LocalFileSource, S3ObjectSource, open_disk
+from diskport.engine import BLOCK_SIZE, LocalFileSource, open_disk
 from diskport.errors import SourceError
+from diskport.stores.source_objects import S3ObjectSource
 from moto import mock_aws
 
 from .images import ImageCase

@@ -10,8 +10,8 @@ import urllib.request
 from typing import Any
 
 import pytest
-from diskport import aws
 from diskport.settings import get_settings
+from diskport.stores import aws
 
 from diskport_local.front import MAX_REQUEST_BYTES, ApiFront, FrontRequest, FrontServer
 from diskport_local.template import LocalStack

@@ -5,7 +5,8 @@ from __future__ import annotations
 import itertools
 import random
 
-from diskport.pipeline.rate_control import Lease, Limits, WriteRate, share_of
+from diskport.pipeline.rate_control import Limits, WriteRate, share_of
+from diskport.stores.write_leases import Lease
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

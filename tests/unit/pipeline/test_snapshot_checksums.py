@@ -7,8 +7,9 @@ import hashlib
 import threading
 import time
 
-from diskport.pipeline.rate_control import Lease, Limits, WriteRate
-from diskport.pipeline.snapshots import LinearChecksum, linear_aggregate_checksum
+from diskport.pipeline.rate_control import Limits, WriteRate
+from diskport.stores.snapshots import LinearChecksum, linear_aggregate_checksum
+from diskport.stores.write_leases import Lease
 
 
 def b64_sha256(data: bytes) -> str:

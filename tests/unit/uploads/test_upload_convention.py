@@ -5,11 +5,8 @@ from __future__ import annotations
 import base64
 
 import pytest
-from diskport.api_models import CreateDataImageRequest, ims_code_of
-from diskport.errors import RequestRejectedError
-from diskport.settings import Settings
-from diskport.uploaded_objects import UploadedObject
-from diskport.uploads import (
+from diskport.domain.requests import CreateDataImageRequest, ims_code_of
+from diskport.domain.uploads import (
     IMAGE_SUFFIXES,
     default_min_disk,
     default_name,
@@ -17,6 +14,9 @@ from diskport.uploads import (
     request_fields_of,
     upload_project_id,
 )
+from diskport.errors import RequestRejectedError
+from diskport.settings import Settings
+from diskport.stores.uploaded_objects import UploadedObject
 from pydantic import ValidationError
 
 from diskport_local.template import LocalStack

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from diskport.domain.uploads import uploads_in
 from diskport.errors import RequestRejectedError
 from diskport.settings import Settings
-from diskport.uploaded_objects import UploadedObject
-from diskport.uploads import uploads_in
+from diskport.stores.uploaded_objects import UploadedObject
 
 EVENTS = Path(__file__).resolve().parents[3] / "events"
 WATCHED = Settings.model_validate({"WATCHED_BUCKET": "uploads"})

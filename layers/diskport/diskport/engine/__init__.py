@@ -12,7 +12,7 @@ from .detection import detect_formats, open_disk
 from .disk import BLOCK_SIZE, Block, DiskImage
 from .layout import Segment, SegmentKind
 from .limits import InspectionLimits
-from .sources import ByteSource, LocalFileSource, S3ObjectSource
+from .sources import ByteSource, LocalFileSource
 
 __all__ = [
     "BLOCK_SIZE",
@@ -21,7 +21,6 @@ __all__ = [
     "DiskImage",
     "InspectionLimits",
     "LocalFileSource",
-    "S3ObjectSource",
     "Segment",
     "SegmentKind",
     "detect_formats",

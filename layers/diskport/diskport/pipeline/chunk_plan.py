@@ -19,27 +19,8 @@ chunk to start over within its own invocation.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
-
 from diskport.engine import BLOCK_SIZE
-
-
-class Chunk(BaseModel):
-    """One item of the Convert map: [start, end) of the virtual disk, block-aligned (end may be the disk's end)."""
-
-    index: int = Field(ge=0)
-    start: int = Field(ge=0)
-    end: int = Field(ge=0)
-    allocated_bytes: int = Field(ge=0, description="Bytes of [start, end) the image's tables mark allocated.")
-
-    @property
-    def chunk_id(self) -> str:
-        return chunk_id_of(self.index)
-
-
-def chunk_id_of(index: int) -> str:
-    """A chunk's name in work files and progress records: its index, zero-padded so names sort in disk order."""
-    return f"{index:06d}"
+from diskport.stores.work_files import Chunk
 
 
 def chunk_size_for(data_bytes: int, *, workers: int, min_chunk_bytes: int, max_chunk_bytes: int) -> int:

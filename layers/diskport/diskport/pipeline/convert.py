@@ -23,22 +23,19 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any
 
 from pydantic import BaseModel
 
-from diskport import aws
-from diskport.engine import BLOCK_SIZE, Block, S3ObjectSource, open_disk
-from diskport.errors import DiskportError, ImportFailedError, RetryableStepError
-from diskport.jobs import JobStore
+from diskport.engine import BLOCK_SIZE, Block, open_disk
+from diskport.errors import DiskportError, ImportFailedError, RetryableStepError, StepFailure
 from diskport.observability import logger
-from diskport.pipeline.chunk_plan import Chunk
 from diskport.pipeline.rate_control import QUOTA_MARGIN, Limits, WriteRate
-from diskport.pipeline.snapshots import BlockWriter, SnapshotStore, SnapshotThrottledError
-from diskport.pipeline.step_errors import StepFailure, as_step_error
-from diskport.pipeline.work_files import BlockChecksum, WorkFiles
-from diskport.pipeline.write_leases import AccountLeases, AccountLeaseTable, leases_of
-from diskport.settings import Settings, get_settings
+from diskport.pipeline.step_errors import as_step_error
+from diskport.stores import Stores
+from diskport.stores.jobs import JobStore
+from diskport.stores.snapshots import BlockWriter, SnapshotThrottledError
+from diskport.stores.work_files import BlockChecksum, Chunk, WorkFiles
+from diskport.stores.write_leases import AccountLeases, leases_of
 
 
 class ConvertResult(BaseModel):
@@ -48,28 +45,12 @@ class ConvertResult(BaseModel):
     throttled_requests: int = 0
 
 
-def convert_chunk(
-    job_id: str,
-    chunk: Chunk,
-    *,
-    jobs: JobStore | None = None,
-    snapshots: BlockWriter | None = None,
-    work_files: WorkFiles | None = None,
-    s3_client: Any | None = None,
-    account_leases: AccountLeases | None = None,
-    settings: Settings | None = None,
-) -> ConvertResult:
-    settings = settings or get_settings()
-    jobs = jobs or JobStore()
-    if account_leases is None and settings.writer_leases_table:
-        account_leases = AccountLeaseTable(table_name=settings.writer_leases_table)
-    work_files = work_files or WorkFiles(job_id)
-    if not jobs.set_task(job_id, "convert"):
+def convert_chunk(job_id: str, chunk: Chunk, stores: Stores) -> ConvertResult:
+    work_files = stores.work_files(job_id)
+    if not stores.jobs.set_task(job_id, "convert"):
         raise ImportFailedError(f"Job {job_id} has already ended; its chunks are not converted any more.")
     try:
-        return _convert(
-            job_id, chunk, jobs, snapshots or SnapshotStore(), work_files, s3_client, account_leases, settings
-        )
+        return _convert(job_id, chunk, stores, work_files)
     except Exception as error:
         # A failed Distributed Map reports only that a child failed: keep the reason for MarkFailed.
         step_error = as_step_error(error)
@@ -78,26 +59,12 @@ def convert_chunk(
         raise
 
 
-def _convert(
-    job_id: str,
-    chunk: Chunk,
-    jobs: JobStore,
-    snapshots: BlockWriter,
-    work_files: WorkFiles,
-    s3_client: Any | None,
-    account_leases: AccountLeases | None,
-    settings: Settings,
-) -> ConvertResult:
+def _convert(job_id: str, chunk: Chunk, stores: Stores, work_files: WorkFiles) -> ConvertResult:
+    settings = stores.settings
+    jobs = stores.jobs
+    snapshots: BlockWriter = stores.snapshots
     manifest = work_files.manifest()
-    source = manifest.source
-    reader = S3ObjectSource(
-        s3_client or aws.client("s3"),
-        source.bucket,
-        source.key,
-        etag=source.etag,
-        size=source.size,
-        bucket_owner=source.bucket_owner,
-    )
+    reader = stores.sources.reader(manifest.source)
     rate = WriteRate(
         time.time,
         holder=chunk.chunk_id,
@@ -106,7 +73,7 @@ def _convert(
         planned_workers=min(settings.convert_concurrency, manifest.chunk_count),
         lease_seconds=3 * settings.renew_seconds,
     )
-    leases = ChunkLeases(job_id, chunk, jobs, rate, account_leases)
+    leases = ChunkLeases(job_id, chunk, jobs, rate, stores.account_leases)
     writers = settings.writers_per_chunk
 
     def write(block: Block) -> None:

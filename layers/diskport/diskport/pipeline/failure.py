@@ -9,23 +9,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
-from diskport.images import ImageStore, image_id_for_job
-from diskport.job_views import TASK_NAMES
-from diskport.jobs import Job, JobStore
+from diskport.errors import StepFailure
 from diskport.observability import logger
-from diskport.pipeline.snapshots import SnapshotStore
 from diskport.pipeline.step_errors import (
     UNEXPECTED_CODE,
-    StepFailure,
-    as_step_error,
     decoded_failure,
     error_name,
     unexpected_failure,
 )
-from diskport.pipeline.work_files import WorkFiles
+from diskport.stores import Stores
+from diskport.stores.images import ImageStore, image_id_for_job
+from diskport.stores.jobs import TASK_NAMES, Job
+from diskport.stores.snapshots import SnapshotKeptError, SnapshotStore
+from diskport.stores.work_files import WorkFiles
 
 EXECUTION_STATUS_CHANGE = "Step Functions Execution Status Change"
 JOB_TAG = "diskport:job-id"
@@ -63,18 +61,9 @@ class FailureOutcome(BaseModel):
     snapshots_kept: list[str] = []
 
 
-def mark_import_failed(
-    failed: FailedImport,
-    *,
-    jobs: JobStore | None = None,
-    images: ImageStore | None = None,
-    snapshots: SnapshotStore | None = None,
-    work_files: WorkFiles | None = None,
-) -> FailureOutcome:
-    jobs = jobs or JobStore()
-    images = images or ImageStore()
-    snapshots = snapshots or SnapshotStore()
-    work_files = work_files or WorkFiles(failed.job_id)
+def mark_import_failed(failed: FailedImport, stores: Stores) -> FailureOutcome:
+    jobs, images, snapshots = stores.jobs, stores.images, stores.snapshots
+    work_files = stores.work_files(failed.job_id)
 
     job = jobs.get(failed.job_id)
     if job is None or job.status == "SUCCESS":
@@ -134,13 +123,10 @@ def _remove_snapshots(job: Job, images: ImageStore, snapshots: SnapshotStore) ->
     for snapshot_id in sorted(candidates):
         try:
             snapshots.delete(snapshot_id)
-        except ClientError as error:
-            if as_step_error(error) is not error:
-                raise
-            code = error.response.get("Error", {}).get("Code")
+        except SnapshotKeptError as kept_by_ebs:
             logger.warning(
                 "Snapshot of a failed import not deleted",
-                extra={"job_id": job.job_id, "snapshot_id": snapshot_id, "code": code},
+                extra={"job_id": job.job_id, "snapshot_id": snapshot_id, "code": kept_by_ebs.code},
             )
             kept.append(snapshot_id)
         else:

@@ -8,23 +8,18 @@ it made the first time.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel
 
-from diskport import aws
-from diskport.api_models import CreateDataImageRequest
-from diskport.engine import S3ObjectSource, open_disk
+from diskport.domain.requests import CreateDataImageRequest
+from diskport.domain.source_buckets import bucket_owner_for
+from diskport.engine import open_disk
 from diskport.errors import DiskSizeError, ImportFailedError
-from diskport.images import ImageRecord, ImageStore, image_id_for_job
-from diskport.jobs import Job, JobStore
 from diskport.pipeline.chunk_plan import allocated_blocks_bytes, chunk_size_for, plan_chunks
-from diskport.pipeline.encryption_keys import usable_key_arn
-from diskport.pipeline.snapshots import SnapshotStore
-from diskport.pipeline.source_objects import SourceObject, find_source
-from diskport.pipeline.work_files import ImportManifest, WorkFiles
-from diskport.projects import bucket_owner_for
-from diskport.settings import Settings, get_settings
+from diskport.stores import Stores
+from diskport.stores.images import ImageRecord, image_id_for_job
+from diskport.stores.jobs import Job, JobStore
+from diskport.stores.source_objects import SourceObject, SourceObjects
+from diskport.stores.work_files import ImportManifest
 
 GIB = 1024**3
 
@@ -43,22 +38,10 @@ class InspectedSource(BaseModel):
     allocated_ranges: list[tuple[int, int]]
 
 
-def fetch_source(
-    job_id: str,
-    *,
-    jobs: JobStore | None = None,
-    images: ImageStore | None = None,
-    snapshots: SnapshotStore | None = None,
-    work_files: WorkFiles | None = None,
-    s3_client: Any | None = None,
-    kms_client: Any | None = None,
-    settings: Settings | None = None,
-) -> FetchResult:
-    settings = settings or get_settings()
-    jobs = jobs or JobStore()
-    images = images or ImageStore()
-    snapshots = snapshots or SnapshotStore()
-    work_files = work_files or WorkFiles(job_id)
+def fetch_source(job_id: str, stores: Stores) -> FetchResult:
+    settings = stores.settings
+    jobs, images, snapshots = stores.jobs, stores.images, stores.snapshots
+    work_files = stores.work_files(job_id)
 
     job = _running_job(jobs, job_id)
     request = CreateDataImageRequest.model_validate(job.request)
@@ -68,12 +51,12 @@ def fetch_source(
 
     inspected = inspect_source(
         request,
+        stores.sources,
         expected_etag=job.source_etag,
         bucket_owner=bucket_owner_for(job.project_id, request.bucket, settings),
-        s3_client=s3_client,
     )
     check_disk_size(request.min_disk, inspected.virtual_size)
-    kms_key_arn = usable_key_arn(request.cmk_id, kms_client) if request.cmk_id else None
+    kms_key_arn = stores.encryption_keys.usable_arn(request.cmk_id) if request.cmk_id else None
     chunk_bytes = chunk_size_for(
         allocated_blocks_bytes(inspected.allocated_ranges, inspected.virtual_size),
         workers=settings.convert_concurrency,
@@ -124,20 +107,14 @@ def fetch_source(
 
 def inspect_source(
     request: CreateDataImageRequest,
+    sources: SourceObjects,
     *,
     expected_etag: str | None = None,
     bucket_owner: str | None = None,
-    s3_client: Any | None = None,
 ) -> InspectedSource:
     """The source file's version, format, virtual size and allocated ranges; refuses a missing or unsafe file."""
-    s3_client = s3_client or aws.client("s3")
-    source = find_source(
-        request.bucket, request.object_key, s3_client, expected_etag=expected_etag, bucket_owner=bucket_owner
-    )
-    reader = S3ObjectSource(
-        s3_client, source.bucket, source.key, etag=source.etag, size=source.size, bucket_owner=source.bucket_owner
-    )
-    disk = open_disk(reader, ova_disk=request.ova_disk)
+    source = sources.find(request.bucket, request.object_key, expected_etag=expected_etag, bucket_owner=bucket_owner)
+    disk = open_disk(sources.reader(source), ova_disk=request.ova_disk)
     try:
         return InspectedSource(
             source=source,

@@ -29,45 +29,13 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from diskport.stores.write_leases import Lease
+
 # The share of an EBS quota the service plans to use: the margin absorbs requests EBS counts in one second and
 # the workers in the next, and a joining worker's first requests before the others have seen it.
 QUOTA_MARGIN = 0.95
 # Leases store times to the millisecond.
 _TIME_GRAIN = 0.001
-
-
-@dataclass(frozen=True)
-class Lease:
-    """A holder's announcement: `weight` writers claiming `rate` requests/s, written at `renewed_at`, alive until
-    `expires_at`; the holder first announced itself at `since`."""
-
-    rate: float
-    expires_at: float
-    weight: int = 1
-    since: float = 0.0
-    renewed_at: float = 0.0
-
-    def to_item(self) -> dict[str, float | int]:
-        return {
-            "rate": round(self.rate, 3),
-            "expires_at": round(self.expires_at, 3),
-            "weight": self.weight,
-            "since": round(self.since, 3),
-            "renewed_at": round(self.renewed_at, 3),
-        }
-
-    @classmethod
-    def from_item(cls, item: Mapping[str, object]) -> Lease:
-        def number(name: str, default: float = 0.0) -> float:
-            return float(str(item.get(name, default)))
-
-        return cls(
-            rate=number("rate"),
-            expires_at=number("expires_at"),
-            weight=int(number("weight", 1)),
-            since=number("since"),
-            renewed_at=number("renewed_at"),
-        )
 
 
 @dataclass(frozen=True)

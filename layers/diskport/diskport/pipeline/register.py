@@ -11,11 +11,9 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from diskport.errors import DiskportError, ImportFailedError
-from diskport.images import ImageStore
-from diskport.jobs import JobStore
-from diskport.pipeline.snapshots import SNAPSHOT_COMPLETED, LinearChecksum, SnapshotStore
-from diskport.pipeline.work_files import ImportManifest, WorkFiles
-from diskport.settings import Settings, get_settings
+from diskport.stores import Stores
+from diskport.stores.snapshots import SNAPSHOT_COMPLETED, LinearChecksum
+from diskport.stores.work_files import ImportManifest, WorkFiles
 
 
 class RegisterResult(BaseModel):
@@ -27,20 +25,10 @@ class SnapshotContents(BaseModel):
     aggregate_checksum: str
 
 
-def register_image(
-    job_id: str,
-    *,
-    jobs: JobStore | None = None,
-    images: ImageStore | None = None,
-    snapshots: SnapshotStore | None = None,
-    work_files: WorkFiles | None = None,
-    settings: Settings | None = None,
-) -> RegisterResult:
-    settings = settings or get_settings()
-    jobs = jobs or JobStore()
-    images = images or ImageStore()
-    snapshots = snapshots or SnapshotStore()
-    work_files = work_files or WorkFiles(job_id)
+def register_image(job_id: str, stores: Stores) -> RegisterResult:
+    settings = stores.settings
+    jobs, images, snapshots = stores.jobs, stores.images, stores.snapshots
+    work_files = stores.work_files(job_id)
 
     manifest = work_files.manifest()
     # A job that ended meanwhile (the EventBridge safety net, a stopped execution) must not get an active image.

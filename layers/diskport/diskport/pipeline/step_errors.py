@@ -14,37 +14,13 @@ import functools
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError, ConnectionError, ReadTimeoutError
-
-from diskport.errors import (
-    DiskportError,
-    SourceError,
-    ThrottlingError,
-    TransientServiceError,
-)
+from diskport.errors import DiskportError, SourceError, StepFailure
+from diskport.stores.aws_errors import passing_trouble
 
 UNEXPECTED_CODE = "IMG.1075"
 _ENCODED = re.compile(r"^(IMG\.\d{4}): (.*)$", re.DOTALL)
-# Error codes AWS services answer when a caller goes faster than its quota allows. EBS answers its own two with
-# HTTP 400 (EBS API reference, Errors): RequestThrottledException when the snapshot's or the account's request rate
-# is exceeded (the account's PutSnapshotBlock quota is shared by every import running in it), and
-# ConcurrentLimitExceededException for too many requests at once; both pass, neither is the image's fault.
-THROTTLING_CODES = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "503",
-        "RequestThrottledException",
-        "ConcurrentLimitExceededException",
-    }
-)
-_TRANSIENT_CODES = frozenset({"InternalError", "InternalServerError", "InternalServerException", "ServiceUnavailable"})
 # Step Functions' own error names, told the way a person understands them.
 _STATES_REASONS = {
     "States.Timeout": "the step took longer than allowed",
@@ -54,17 +30,6 @@ _STATES_REASONS = {
     "Sandbox.Timedout": "the step ran out of time",
 }
 REASON_MAX_LENGTH = 512
-
-
-@dataclass(frozen=True)
-class StepFailure:
-    """Why an import failed, as the job reports it."""
-
-    code: str
-    reason: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"code": self.code, "reason": self.reason}
 
 
 def encoded(error: DiskportError) -> str:
@@ -77,24 +42,13 @@ def as_step_error(error: Exception) -> Exception:
     A failed read of the source arrives as a SourceError (IMG.0057); when its cause was throttling or a 5xx, it is
     retried like any other passing trouble rather than blamed on the file.
     """
-    if isinstance(error, SourceError) and isinstance(error.__cause__, ClientError):
-        retryable = _retryable(error.__cause__)
+    if isinstance(error, SourceError) and error.__cause__ is not None:
+        retryable = passing_trouble(error.__cause__)
         return retryable if retryable is not None else error
     if isinstance(error, DiskportError):
         return error
-    retryable = _retryable(error)
+    retryable = passing_trouble(error)
     return retryable if retryable is not None else error
-
-
-def _retryable(error: Exception) -> Exception | None:
-    if isinstance(error, ClientError):
-        if _error_code(error) in THROTTLING_CODES:
-            return ThrottlingError(f"An AWS service throttled the import: {_short(error)}")
-        if _error_code(error) in _TRANSIENT_CODES or _http_status(error) >= 500:
-            return TransientServiceError(f"An AWS service failed for a moment: {_short(error)}")
-    if isinstance(error, ConnectionError | ReadTimeoutError):
-        return TransientServiceError(f"A connection to an AWS service failed: {type(error).__name__}")
-    return None
 
 
 def reported_for_the_state_machine[**P, R](handler: Callable[P, R]) -> Callable[P, R]:
@@ -150,18 +104,6 @@ def _error_message(cause: Any) -> str | None:
     if isinstance(parsed, dict) and parsed.get("errorMessage") is not None:
         return str(parsed["errorMessage"])
     return None
-
-
-def _http_status(error: ClientError) -> int:
-    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-
-
-def _error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
-def _short(error: ClientError) -> str:
-    return f"{error.operation_name} answered {_error_code(error)}"
 
 
 def _clip(reason: str) -> str:

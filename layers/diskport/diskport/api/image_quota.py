@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
+from diskport.settings import Settings
+from diskport.stores.images import ImageStore
 from pydantic import BaseModel, Field
-
-from diskport.images import ImageStore
-from diskport.settings import Settings, get_settings
 
 
 class QuotaResource(BaseModel):
@@ -28,11 +27,11 @@ class QuotaView(BaseModel):
     quotas: Quotas
 
 
-def image_quota(project_id: str, images: ImageStore | None = None, settings: Settings | None = None) -> QuotaView:
+def image_quota(project_id: str, images: ImageStore, settings: Settings) -> QuotaView:
     """The project's private image quota: `used` is the counter imports and deletions change in their transactions.
 
     The quota is the service's MAX_PRIVATE_IMAGES; a project cannot raise it, so it is also the maximum.
     """
-    quota = (settings or get_settings()).max_private_images
-    used = (images or ImageStore()).images_counted(project_id)
+    quota = settings.max_private_images
+    used = images.images_counted(project_id)
     return QuotaView(quotas=Quotas(resources=[QuotaResource(used=used, quota=quota, max=quota)]))

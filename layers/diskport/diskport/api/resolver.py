@@ -12,12 +12,12 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
-from diskport.api_models import ims_code_of
+from diskport.api.callers import operator_of_event, project_of_event
+from diskport.api.signatures import SignatureRejectedError
+from diskport.domain.requests import ims_code_of
 from diskport.errors import DiskportError, RequestRejectedError
 from diskport.observability import logger, metrics
-from diskport.projects import operator_of_event, project_of_event
-from diskport.signatures import SignatureRejectedError
+from diskport.stores import Stores
 
 CALLER_PROJECT = "caller_project"
 OPERATOR = "operator"
@@ -123,6 +123,11 @@ def make_resolver(*, for_operators: bool = False) -> APIGatewayHttpResolver:
     app.exception_handler(Exception)(unexpected_error)
     app.not_found(no_route)
     return app
+
+
+def request_stores() -> Stores:
+    """The stores one request uses: a route takes them as `stores: Annotated[Stores, Depends(request_stores)]`."""
+    return Stores()
 
 
 def current_project(app: APIGatewayHttpResolver) -> str:

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from diskport.access_keys import AccessKeyStore, cached_key, note_use_when_due
+from diskport.api.signatures import SignedRequest, verified_project
 from diskport.errors import DiskportError
 from diskport.settings import Settings, get_settings
-from diskport.signatures import SignedRequest, verified_project
+from diskport.stores.access_keys import AccessKeyStore, cached_key, note_use_when_due
 
 
 class UnauthenticatedError(DiskportError):
@@ -64,20 +64,3 @@ def operator_of_event(event: Mapping[str, Any], settings: Settings | None = None
     if not iam.get("accountId"):
         raise UnauthenticatedError("Access keys are managed with IAM credentials (SigV4), not with an access key.")
     return str(iam.get("userArn") or iam["accountId"])
-
-
-def bucket_owner_for(project_id: str, bucket: str, settings: Settings | None = None) -> str | None:
-    """The AWS account that must own `bucket` for this project to import from it: the project itself, deployed.
-
-    The service's role may read every source bucket (the watched bucket, SourceBuckets) for every caller; asking
-    S3 to check the bucket's owner (ExpectedBucketOwner) keeps one account from importing another's files
-    through the service. A bucket the operator listed in SourceBuckets is read whoever owns it: an HTTP API has
-    no resource policy, so every caller signs in with the stack's own account, and a partner's bucket listed
-    there would otherwise never import. In local mode there are no accounts: None, no check.
-    """
-    settings = settings or get_settings()
-    if settings.project_id_source != "iam" or not (len(project_id) == 12 and project_id.isdigit()):
-        return None
-    if bucket in settings.source_bucket_names:
-        return None
-    return project_id

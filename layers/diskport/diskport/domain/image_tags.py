@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
-
-from diskport.api_models import MAX_TAGS, check_tag_set, trimmed_image_tags
+from diskport.domain.requests import MAX_TAGS, check_tag_set, trimmed_image_tags
 from diskport.errors import ImageUnavailableError, RequestRejectedError, ServiceUnavailableError
-from diskport.images import ImageStore
+from diskport.stores.images import ImageStore
+from pydantic import BaseModel, Field, field_validator
 
 # A tag change rereads the image and tries again when another change won the race; more than this many in a row
 # means the image is being changed continuously.
@@ -51,14 +50,13 @@ def check_project(path_project_id: str, caller_project_id: str) -> None:
         raise RequestRejectedError("IMG.0067", f"Project {path_project_id} is not the project of your credentials.")
 
 
-def image_tags(image_id: str, project_id: str, images: ImageStore | None = None) -> ImageTagList:
-    image = (images or ImageStore()).existing(image_id, project_id)
+def image_tags(image_id: str, project_id: str, images: ImageStore) -> ImageTagList:
+    image = images.existing(image_id, project_id)
     return ImageTagList(tags=[ResourceTag(key=key, value=value) for key, value in image.tag_pairs])
 
 
-def change_tags(image_id: str, project_id: str, request: TagActionRequest, images: ImageStore | None = None) -> None:
+def change_tags(image_id: str, project_id: str, request: TagActionRequest, images: ImageStore) -> None:
     """Apply a batch tag action to an active image, as one conditional write (never losing a concurrent change)."""
-    images = images or ImageStore()
     for _ in range(_ATTEMPTS):
         image = images.existing(image_id, project_id)
         if image.status != "active":

@@ -1,7 +1,7 @@
 """boto3 clients and resources, made once per process with the retry policy the service wants.
 
-The data-access modules (jobs, images, snapshots, sources) take their client as a parameter and default
-to these, so tests and local mode can hand in their own.
+Only the stores call these: a store takes its client or table as a parameter and defaults to these, so
+tests and local mode can hand in their own. What an error of theirs means is `aws_errors`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
 
 # "standard" retries back off with jitter on throttling and 5xx; adaptive mode also rate-limits the
 # client itself, which keeps a burst of convert workers under the EBS and S3 request quotas.
@@ -37,20 +36,3 @@ def forget_clients() -> None:
     """Drop the cached clients, for a process whose endpoints or credentials change (tests, local mode)."""
     client.cache_clear()
     dynamodb_table.cache_clear()
-
-
-def cancelled_by_condition(error: ClientError, item_index: int) -> bool:
-    """Whether a cancelled DynamoDB transaction failed on the condition of its `item_index`-th item."""
-    if error.response["Error"]["Code"] != "TransactionCanceledException":
-        return False
-    reasons = error.response.get("CancellationReasons") or []
-    return len(reasons) > item_index and reasons[item_index].get("Code") == "ConditionalCheckFailed"
-
-
-def set_attributes(assignments: dict[str, Any]) -> dict[str, Any]:
-    """The UpdateExpression that sets each attribute to its value, with its name and value placeholders."""
-    return {
-        "UpdateExpression": "SET " + ", ".join(f"#f{index} = :v{index}" for index in range(len(assignments))),
-        "ExpressionAttributeNames": {f"#f{index}": name for index, name in enumerate(assignments)},
-        "ExpressionAttributeValues": {f":v{index}": value for index, value in enumerate(assignments.values())},
-    }

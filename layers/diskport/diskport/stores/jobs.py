@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
-from diskport import aws
 from diskport.errors import FlowControlError, NotFoundError
-from diskport.project_counters import decrement, increment_below
 from diskport.settings import get_settings
+from diskport.stores import aws, aws_errors
+from diskport.stores.items import decimals, now_iso, plain, set_attributes
+from diskport.stores.project_counters import decrement, increment_below
 
 JOB_TYPE = "imsImportDataImageJob"
 JobStatus = Literal["INIT", "RUNNING", "SUCCESS", "FAIL"]
@@ -33,11 +32,13 @@ CHUNK_BYTES = "chunk_bytes_done"
 WRITERS = "writers"
 # The Jobs table's index of each project's jobs by begin_time (template.yaml), for listing them newest first.
 JOBS_BY_PROJECT_INDEX = "by-project"
-
-
-def now_iso() -> str:
-    """A timestamp as IMS writes them: `2024-11-06T06:27:03.742Z`."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+# The step a running job is in, as `current_task` names it.
+TASK_NAMES = {
+    "fetch": "fetching and inspecting the image file",
+    "convert": "converting the virtual disk into snapshot blocks",
+    "register": "registering the image",
+    "done": "done",
+}
 
 
 def new_job_id() -> str:
@@ -77,27 +78,7 @@ class Job(BaseModel):
 
 
 def _from_item(item: dict[str, Any]) -> Job:
-    return Job.model_validate(_plain(item))
-
-
-def _decimals(value: Any) -> Any:
-    """Floats as the Decimals DynamoDB takes."""
-    if isinstance(value, float):
-        return Decimal(str(value))
-    if isinstance(value, dict):
-        return {key: _decimals(inner) for key, inner in value.items()}
-    return value
-
-
-def _plain(value: Any) -> Any:
-    """DynamoDB's Decimals back to ints and floats."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {key: _plain(inner) for key, inner in value.items()}
-    if isinstance(value, list):
-        return [_plain(inner) for inner in value]
-    return value
+    return Job.model_validate(plain(item))
 
 
 class JobStore:
@@ -127,7 +108,7 @@ class JobStore:
         try:
             self._table.meta.client.transact_write_items(TransactItems=[take_slot, put_job])
         except ClientError as error:
-            if aws.cancelled_by_condition(error, 0):
+            if aws_errors.cancelled_by_condition(error, 0):
                 raise FlowControlError(
                     f"The project has {limit} imports under way, as many as may run at once. Retry when one has ended."
                 ) from error
@@ -184,7 +165,7 @@ class JobStore:
         `ends_job`: the update ends the job, so its project's slot is given back in the same transaction, with the
         `together_with` transaction items (written only if the job is, and failing the job's update if they fail).
         """
-        update = {"Key": {"job_id": job_id}, **aws.set_attributes(assignments)}
+        update = {"Key": {"job_id": job_id}, **set_attributes(assignments)}
         update["ConditionExpression"] = "attribute_exists(job_id) AND NOT #status IN (:success, :fail)"
         update["ExpressionAttributeNames"]["#status"] = "status"
         update["ExpressionAttributeValues"].update({":success": "SUCCESS", ":fail": "FAIL"})
@@ -202,9 +183,7 @@ class JobStore:
                 TransactItems=[{"Update": end_job}, give_back_slot, *together_with]
             )
         except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException" or aws.cancelled_by_condition(
-                error, 0
-            ):
+            if aws_errors.is_condition_failed(error) or aws_errors.cancelled_by_condition(error, 0):
                 return False
             raise
         return True
@@ -262,7 +241,7 @@ class JobStore:
             condition = "attribute_exists(job_id)"
             if lease is not None:
                 sets.append(f"{WRITERS}.#chunk = :lease")
-                values[":lease"] = _decimals(lease)
+                values[":lease"] = decimals(lease)
             removes = [] if lease is not None else [f"{WRITERS}.#chunk"]
             adds = []
             if bytes_done > counted_bytes:
@@ -291,12 +270,12 @@ class JobStore:
             try:
                 item = self._table.update_item(**request)["Attributes"]
             except ClientError as error:
-                if error.response["Error"]["Code"] == "ValidationException" and not maps_made:
+                if aws_errors.error_code(error) == "ValidationException" and not maps_made:
                     # A job planned before the maps existed (or by a test that skipped Fetch).
                     self._make_chunk_maps(job_id)
                     maps_made = True
                     continue
-                if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                if not aws_errors.is_condition_failed(error):
                     raise
                 recorded = self.chunk_bytes_done(job_id, chunk_id)
                 if recorded >= bytes_done:
@@ -305,7 +284,7 @@ class JobStore:
                 else:
                     counted_bytes = recorded
                 continue
-            return bytes_done, _plain(item.get(WRITERS) or {})
+            return bytes_done, plain(item.get(WRITERS) or {})
 
     def mark_succeeded(
         self, job_id: str, *, image_id: str, image_name: str, together_with: Sequence[dict[str, Any]] = ()

@@ -8,16 +8,51 @@ left it, so each worker sees the others' claims in the order the writes were app
 
 from __future__ import annotations
 
-from decimal import Decimal
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
-from diskport import aws
-from diskport.pipeline.rate_control import Lease
+from diskport.stores import aws, aws_errors
+from diskport.stores.items import decimals, plain
 
 ACCOUNT_SCOPE = "account"
 IMPORTS = "imports"
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A holder's announcement: `weight` writers claiming `rate` requests/s, written at `renewed_at`, alive until
+    `expires_at`; the holder first announced itself at `since`."""
+
+    rate: float
+    expires_at: float
+    weight: int = 1
+    since: float = 0.0
+    renewed_at: float = 0.0
+
+    def to_item(self) -> dict[str, float | int]:
+        return {
+            "rate": round(self.rate, 3),
+            "expires_at": round(self.expires_at, 3),
+            "weight": self.weight,
+            "since": round(self.since, 3),
+            "renewed_at": round(self.renewed_at, 3),
+        }
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, object]) -> Lease:
+        def number(name: str, default: float = 0.0) -> float:
+            return float(str(item.get(name, default)))
+
+        return cls(
+            rate=number("rate"),
+            expires_at=number("expires_at"),
+            weight=int(number("weight", 1)),
+            since=number("since"),
+            renewed_at=number("renewed_at"),
+        )
 
 
 def leases_of(items: dict[str, Any]) -> dict[str, Lease]:
@@ -48,12 +83,12 @@ class AccountLeaseTable:
             expression = f"REMOVE {', '.join(removes)}"
         else:
             expression = "SET #imports.#import = :lease" + (f" REMOVE {', '.join(removes)}" if removes else "")
-            request["ExpressionAttributeValues"] = {":lease": _decimals(lease.to_item())}
+            request["ExpressionAttributeValues"] = {":lease": decimals(lease.to_item())}
         request.update(UpdateExpression=expression, ExpressionAttributeNames=names)
         try:
             item = self._table.update_item(**request)["Attributes"]
         except ClientError as error:
-            if error.response["Error"]["Code"] != "ValidationException" or lease is None:
+            if aws_errors.error_code(error) != "ValidationException" or lease is None:
                 raise
             # The account's first import: the item (or its map) does not exist yet.
             self._table.update_item(
@@ -63,18 +98,6 @@ class AccountLeaseTable:
                 ExpressionAttributeValues={":empty": {}},
             )
             item = self._table.update_item(**request)["Attributes"]
-        leases = leases_of(_plain(item.get(IMPORTS) or {}))
+        leases = leases_of(plain(item.get(IMPORTS) or {}))
         self._expired = {name for name, held in leases.items() if held.expires_at <= now}
         return leases
-
-
-def _decimals(values: dict[str, float | int]) -> dict[str, Decimal | int]:
-    return {key: Decimal(str(value)) if isinstance(value, float) else value for key, value in values.items()}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, dict):
-        return {key: _plain(inner) for key, inner in value.items()}
-    return value

@@ -1,8 +1,8 @@
-"""The IMS wire format: request and response bodies as pydantic models.
+"""The IMS request rules: the create call's body as a pydantic model, and the checks other calls share.
 
 Each rule of "Create a data disk image" (ims-api.md §1) is a validator that fails with the rule's IMS code
 as the pydantic error type, so `ims_code_of` can turn any validation failure into the one IMS error a
-client expects. The same models produce the OpenAPI document.
+client expects. The same model produces the OpenAPI document's request schema.
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
+from diskport.errors import IMS_MESSAGES, RequestRejectedError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
-
-from diskport.errors import IMS_MESSAGES, RequestRejectedError
 
 NAME_MAX_LENGTH = 128
 DESCRIPTION_MAX_LENGTH = 1024
@@ -332,54 +331,3 @@ def ims_code_of(error: ValidationError | list[dict[str, Any]]) -> RequestRejecte
         if kind in ("model_attributes_type", "dict_type", "model_type"):
             return RequestRejectedError("IMG.0001", "The request body must be a JSON object.")
     return RequestRejectedError("IMG.0001")
-
-
-class CreateJobResponse(BaseModel):
-    job_id: str = Field(description="The asynchronous job id (32 hex characters).")
-
-
-class JobEntities(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    image_id: str | None = None
-    image_name: str | None = None
-
-
-class JobView(BaseModel):
-    """`GET /v1/{project_id}/jobs/{job_id}` (ims-api.md §2)."""
-
-    job_id: str
-    job_type: str
-    begin_time: str
-    end_time: str | None
-    status: Literal["INIT", "RUNNING", "SUCCESS", "FAIL"]
-    error_code: str | None
-    fail_reason: str | None
-    entities: JobEntities
-
-
-class JobProgressEntities(JobEntities):
-    process_percent: float = Field(0, ge=0, le=1, description="How much of the job is done, from 0 to 1.")
-    current_task: str = Field("", description="The step under way; empty once the job has ended.")
-
-
-class JobProgressView(JobView):
-    """`GET /v1/cloudimages/job/{job_id}` (ims-api.md §3)."""
-
-    entities: JobProgressEntities
-
-
-class JobList(BaseModel):
-    """`GET /v1/cloudimages/jobs`, a diskport extension (IMS has no job listing): the project's jobs, newest first."""
-
-    jobs: list[JobProgressView]
-    next: str | None = Field(None, description="The link to the next page; null on the last page.")
-
-
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorBody(BaseModel):
-    error: ErrorDetail

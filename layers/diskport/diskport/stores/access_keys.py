@@ -29,10 +29,10 @@ from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import BaseModel, Field
 
-from diskport import aws
 from diskport.errors import RequestRejectedError
-from diskport.jobs import now_iso
 from diskport.settings import Settings, get_settings
+from diskport.stores import aws, aws_errors
+from diskport.stores.items import now_iso
 
 # Huawei Cloud access keys are 20 upper-case letters and digits, their secrets 40 letters and digits.
 ACCESS_KEY_LENGTH = 20
@@ -180,7 +180,7 @@ class AccessKeyStore:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if aws_errors.is_condition_failed(error):
                 raise UnknownAccessKeyError(access_key) from None
             raise
         forget_cached_key(access_key)

@@ -6,17 +6,27 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from diskport import aws
 from diskport.errors import EncryptionKeyError
+from diskport.stores import aws, aws_errors
 
 
-def usable_key_arn(cmk_id: str, kms_client: Any | None = None) -> str:
+class EncryptionKeys:
+    """KMS, for the keys that encrypt the snapshots of `cmk_id` imports."""
+
+    def __init__(self, kms_client: Any | None = None) -> None:
+        self._kms = kms_client if kms_client is not None else aws.client("kms")
+
+    def usable_arn(self, cmk_id: str) -> str:
+        """The ARN of the key cmk_id names (id, ARN or alias), or the EncryptionKeyError saying why not."""
+        return usable_key_arn(cmk_id, self._kms)
+
+
+def usable_key_arn(cmk_id: str, kms_client: Any) -> str:
     """The ARN of the key cmk_id names (id, ARN or alias), or the EncryptionKeyError saying why not."""
-    kms_client = kms_client or aws.client("kms")
     try:
         metadata = kms_client.describe_key(KeyId=cmk_id)["KeyMetadata"]
     except ClientError as error:
-        code = str(error.response.get("Error", {}).get("Code", ""))
+        code = aws_errors.error_code(error)
         if code in ("NotFoundException", "InvalidArnException"):
             raise EncryptionKeyError(f"The KMS key '{cmk_id}' does not exist in this region.") from error
         if code in ("AccessDeniedException", "AccessDenied"):

@@ -36,8 +36,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote
 
-from diskport.access_keys import VerifiableKey
 from diskport.errors import DiskportError
+from diskport.stores.access_keys import VerifiableKey
 
 ALGORITHM = "SDK-HMAC-SHA256"
 DATE_FORMAT = "%Y%m%dT%H%M%SZ"

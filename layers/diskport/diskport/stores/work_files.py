@@ -15,14 +15,30 @@ from collections.abc import Iterator
 from typing import Any
 
 from botocore.exceptions import ClientError
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from diskport import aws
-from diskport.errors import ImportFailedError
-from diskport.pipeline.chunk_plan import Chunk, chunk_id_of
-from diskport.pipeline.source_objects import SourceObject
-from diskport.pipeline.step_errors import StepFailure
+from diskport.errors import ImportFailedError, StepFailure
 from diskport.settings import get_settings
+from diskport.stores import aws, aws_errors
+from diskport.stores.source_objects import SourceObject
+
+
+class Chunk(BaseModel):
+    """One item of the Convert map: [start, end) of the virtual disk, block-aligned (end may be the disk's end)."""
+
+    index: int = Field(ge=0)
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+    allocated_bytes: int = Field(ge=0, description="Bytes of [start, end) the image's tables mark allocated.")
+
+    @property
+    def chunk_id(self) -> str:
+        return chunk_id_of(self.index)
+
+
+def chunk_id_of(index: int) -> str:
+    """A chunk's name in work files and progress records: its index, zero-padded so names sort in disk order."""
+    return f"{index:06d}"
 
 
 class ImportManifest(BaseModel):
@@ -112,7 +128,7 @@ class WorkFiles:
         try:
             response = self._s3.get_object(Bucket=self.bucket, Key=self.prefix + name)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if aws_errors.is_gone(error):
                 return None
             raise
         return str(response["Body"].read().decode("utf-8"))

@@ -21,17 +21,16 @@ from email.header import decode_header, make_header
 from typing import Any
 from urllib.parse import unquote_plus
 
-from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from diskport.api_models import MAX_DISK_GB, MIN_DISK_GB, NAME_MAX_LENGTH, CreateDataImageRequest, ims_code_of
+from diskport.domain.imports import record_refused_import, resume_import, start_import
+from diskport.domain.requests import MAX_DISK_GB, MIN_DISK_GB, NAME_MAX_LENGTH, CreateDataImageRequest, ims_code_of
 from diskport.engine import open_disk
 from diskport.errors import ImportFailedError, RequestRejectedError, ServiceUnavailableError, SourceError
-from diskport.imports import record_refused_import, resume_import, start_import
-from diskport.jobs import Job, JobStatus, JobStore
 from diskport.observability import logger
 from diskport.settings import Settings, get_settings
-from diskport.uploaded_objects import StoredUpload, UploadedObject, UploadedObjects
+from diskport.stores import Stores, aws_errors
+from diskport.stores.jobs import Job, JobStatus
+from diskport.stores.uploaded_objects import StoredUpload, UploadedObject, UploadedObjects
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 UPLOAD_ORIGIN = "upload"
 # The file name endings the watched bucket notifies (template.yaml); the default name drops them.
@@ -54,17 +53,6 @@ IDEMPOTENCY_EXPIRY_SECONDS = 24 * 3600
 
 _JOB_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://diskport/upload-jobs")
 _DIGITS = re.compile(r"[0-9]+")
-# Error codes of a dependency that is busy or failing, not of a file that is wrong.
-_TRANSIENT_CODES = {
-    "SlowDown",
-    "Throttling",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "TooManyRequestsException",
-    "ServiceUnavailable",
-    "InternalError",
-    "RequestTimeout",
-}
 
 
 class UploadImport(BaseModel):
@@ -190,37 +178,26 @@ def request_fields_of(upload: UploadedObject, metadata: dict[str, str]) -> dict[
     return fields
 
 
-def import_upload(
-    upload: UploadedObject,
-    *,
-    objects: UploadedObjects | None = None,
-    jobs: JobStore | None = None,
-    step_functions: Any | None = None,
-    settings: Settings | None = None,
-) -> UploadImport:
+def import_upload(upload: UploadedObject, stores: Stores) -> UploadImport:
     """Give the uploaded version its one job, started or FAIL, and tag the file with the job id.
 
     Failures of the service's own dependencies (throttling, DynamoDB, S3 5xx) propagate, so the notification
     is delivered again; everything wrong with the file or its metadata ends in the job.
     """
-    settings = settings or get_settings()
-    objects = objects or UploadedObjects()
-    jobs = jobs or JobStore()
-    job = jobs.get(job_id_of(upload))
+    job = stores.jobs.get(job_id_of(upload))
     if job is None:
-        job = _create_job(upload, objects=objects, jobs=jobs, step_functions=step_functions, settings=settings)
+        job = _create_job(upload, stores)
     elif job.status == "INIT":
         # An earlier delivery recorded the job; its execution may not have started before that attempt ended.
-        resume_import(job, step_functions=step_functions, settings=settings)
-    objects.tag_with_job(upload, job.job_id)
+        resume_import(job, stores)
+    stores.uploads.tag_with_job(upload, job.job_id)
     return UploadImport(job_id=job.job_id, status=job.status)
 
 
-def _create_job(
-    upload: UploadedObject, *, objects: UploadedObjects, jobs: JobStore, step_functions: Any, settings: Settings
-) -> Job:
+def _create_job(upload: UploadedObject, stores: Stores) -> Job:
+    objects = stores.uploads
     job_id = job_id_of(upload)
-    project_id = upload_project_id(settings)
+    project_id = upload_project_id(stores.settings)
     fields = default_fields(upload)
     try:
         stored = objects.describe(upload)
@@ -232,17 +209,8 @@ def _create_job(
         logger.info(
             "Upload refused", extra={"location": upload.location, "code": refusal.code, "reason": refusal.reason}
         )
-        return record_refused_import(fields, project_id, refusal, origin=UPLOAD_ORIGIN, job_id=job_id, jobs=jobs)
-    return start_import(
-        request,
-        project_id,
-        origin=UPLOAD_ORIGIN,
-        job_id=job_id,
-        source_etag=stored.etag,
-        jobs=jobs,
-        step_functions=step_functions,
-        settings=settings,
-    )
+        return record_refused_import(fields, project_id, refusal, stores, origin=UPLOAD_ORIGIN, job_id=job_id)
+    return start_import(request, project_id, stores, origin=UPLOAD_ORIGIN, job_id=job_id, source_etag=stored.etag)
 
 
 def _min_disk_for(upload: UploadedObject, stored: StoredUpload, objects: UploadedObjects) -> int:
@@ -251,7 +219,7 @@ def _min_disk_for(upload: UploadedObject, stored: StoredUpload, objects: Uploade
         with open_disk(objects.byte_source(upload, stored)) as disk:
             virtual_size = disk.virtual_size
     except SourceError as error:
-        if _is_transient(error.__cause__):
+        if error.__cause__ is not None and aws_errors.is_transient(error.__cause__):
             raise ServiceUnavailableError(f"Reading {upload.location} failed for now: {error.reason}") from error
         raise
     min_disk = default_min_disk(virtual_size)
@@ -288,11 +256,3 @@ def _decoded(value: str) -> str:
         return str(make_header(decode_header(value)))
     except (HeaderParseError, LookupError, UnicodeDecodeError):
         return value
-
-
-def _is_transient(error: BaseException | None) -> bool:
-    if not isinstance(error, ClientError):
-        return False
-    code = str(error.response.get("Error", {}).get("Code", ""))
-    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-    return code in _TRANSIENT_CODES or status == 429 or status >= 500

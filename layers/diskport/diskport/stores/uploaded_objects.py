@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 
-from diskport import aws
-from diskport.engine import S3ObjectSource
 from diskport.errors import SourceError
 from diskport.observability import logger
+from diskport.stores import aws, aws_errors
+from diskport.stores.source_objects import S3ObjectSource
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -29,12 +29,9 @@ JOB_ID_TAG = "diskport-job-id"
 # S3 holds at most this many tags on one object.
 MAX_OBJECT_TAGS = 10
 
-# The object (or the version) no longer exists, or the ETag no longer matches: the upload was deleted or
-# replaced. 405 is S3's answer for a version that has become a delete marker.
-_GONE_CODES = {"404", "NoSuchKey", "NoSuchVersion", "NotFound", "405", "MethodNotAllowed", "412", "PreconditionFailed"}
-_DENIED_CODES = {"403", "AccessDenied", "Forbidden"}
-# Tagging refusals that a retry would not change; the import goes on without the tag.
-_UNTAGGABLE_CODES = _GONE_CODES | _DENIED_CODES | {"InvalidTag", "BadRequest", "InvalidArgument"}
+# Tagging refusals that a retry would not change (besides the object being gone or denied); the import goes on
+# without the tag.
+_UNTAGGABLE_CODES = {"InvalidTag", "BadRequest", "InvalidArgument"}
 
 
 class UploadedObject(BaseModel):
@@ -84,14 +81,15 @@ class UploadedObjects:
             else:
                 head = self._s3.head_object(Bucket=upload.bucket, Key=upload.key, IfMatch=upload.quoted_etag)
         except ClientError as error:
-            code = _error_code(error)
-            if code in _GONE_CODES:
+            # The object (or the version) no longer exists, or the ETag no longer matches: the upload was deleted
+            # or replaced.
+            if _gone_or_replaced(error):
                 raise SourceError(
                     f"The file {upload.location} was deleted or replaced before its import started; "
                     "a file uploaded in its place is imported by its own job.",
                     code="IMG.0121",
                 ) from error
-            if code in _DENIED_CODES:
+            if aws_errors.is_denied(error):
                 raise SourceError(
                     f"The service may not read {upload.location}: grant it s3:GetObject and s3:GetObjectVersion "
                     "on the watched bucket, then upload the file again."
@@ -129,11 +127,19 @@ class UploadedObjects:
                 return False
             self._put_tags(upload, [*kept, {"Key": JOB_ID_TAG, "Value": job_id}])
         except ClientError as error:
-            if _error_code(error) not in _UNTAGGABLE_CODES:
+            if not (
+                _gone_or_replaced(error)
+                or aws_errors.is_denied(error)
+                or aws_errors.error_code(error) in _UNTAGGABLE_CODES
+            ):
                 raise
             logger.warning(
                 "Could not tag the uploaded file with its job id",
-                extra={"location": upload.location, "job_id": job_id, "error": _error_code(error)},
+                extra={
+                    "location": upload.location,
+                    "job_id": job_id,
+                    "error": aws_errors.error_code(error) or aws_errors.http_status(error),
+                },
             )
             return False
         return True
@@ -155,7 +161,5 @@ class UploadedObjects:
             self._s3.put_object_tagging(Bucket=upload.bucket, Key=upload.key, Tagging={"TagSet": tags})
 
 
-def _error_code(error: ClientError) -> str:
-    code = str(error.response.get("Error", {}).get("Code", ""))
-    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return code or str(status)
+def _gone_or_replaced(error: ClientError) -> bool:
+    return aws_errors.is_gone(error) or aws_errors.is_precondition_failed(error)

@@ -14,9 +14,9 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
-from diskport import aws
 from diskport.engine import Block
 from diskport.errors import ImportFailedError, SnapshotNotReadyError
+from diskport.stores import aws, aws_errors
 
 SNAPSHOT_COMPLETED = "completed"
 SNAPSHOT_FAILED = "error"
@@ -47,12 +47,17 @@ def linear_aggregate_checksum(block_checksums: Iterable[str]) -> str:
     return aggregate.value()
 
 
-# EBS direct answers these when a snapshot's or the account's PutSnapshotBlock quota is exceeded.
-THROTTLED_CODES = frozenset({"ThrottlingException", "RequestThrottledException", "Throttling", "SlowDown"})
-
-
 class SnapshotThrottledError(Exception):
     """EBS refused a block for the request rate; the writer slows down and sends the block again."""
+
+
+class SnapshotKeptError(Exception):
+    """EBS refused to delete a snapshot, for a reason a retry would not change."""
+
+    def __init__(self, snapshot_id: str, code: str) -> None:
+        super().__init__(f"EBS kept snapshot {snapshot_id}: {code}")
+        self.snapshot_id = snapshot_id
+        self.code = code
 
 
 class BlockWriter(Protocol):
@@ -101,8 +106,9 @@ class SnapshotStore:
                 ChecksumAlgorithm="SHA256",
             )
         except ClientError as error:
-            code = error.response.get("Error", {}).get("Code")
-            if code in THROTTLED_CODES:
+            code = aws_errors.error_code(error)
+            # EBS direct answers these when a snapshot's or the account's PutSnapshotBlock quota is exceeded.
+            if aws_errors.is_throttling(error):
                 raise SnapshotThrottledError(f"EBS throttled a block of {snapshot_id} ({code}).") from error
             # Right after StartSnapshot EBS may answer "does not exist" for about two minutes.
             if code == "ResourceNotFoundException":
@@ -129,7 +135,7 @@ class SnapshotStore:
         try:
             snapshots = self._ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"]
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "InvalidSnapshot.NotFound":
+            if aws_errors.error_code(error) == "InvalidSnapshot.NotFound":
                 return None
             raise
         return str(snapshots[0]["State"]) if snapshots else None
@@ -154,9 +160,16 @@ class SnapshotStore:
         return [str(snapshot["SnapshotId"]) for page in pages for snapshot in page["Snapshots"]]
 
     def delete(self, snapshot_id: str) -> None:
-        """Delete the snapshot; one that is already gone is fine."""
+        """Delete the snapshot; one that is already gone is fine.
+
+        Passing trouble (throttling, a 5xx) is raised as AWS answered it, to retry; a refusal a retry would not
+        change (a snapshot in use by an AMI, one in a state EBS cannot delete) is SnapshotKeptError.
+        """
         try:
             self._ec2.delete_snapshot(SnapshotId=snapshot_id)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "InvalidSnapshot.NotFound":
+            if aws_errors.error_code(error) == "InvalidSnapshot.NotFound":
+                return
+            if aws_errors.is_transient(error):
                 raise
+            raise SnapshotKeptError(snapshot_id, aws_errors.error_code(error)) from error

@@ -12,11 +12,11 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
-from diskport import aws
 from diskport.errors import ImageQuotaError, NotFoundError
-from diskport.jobs import _plain, now_iso
-from diskport.project_counters import decrement, increment_below
 from diskport.settings import get_settings
+from diskport.stores import aws, aws_errors
+from diskport.stores.items import now_iso, plain, set_attributes
+from diskport.stores.project_counters import decrement, increment_below
 
 PROJECT_INDEX = "by-project"
 ImageStatus = Literal["queued", "saving", "active", "killed", "deleted"]
@@ -171,12 +171,12 @@ class ImageStore:
         try:
             self._table.meta.client.transact_write_items(TransactItems=[put_image, count_image])
         except ClientError as error:
-            if aws.cancelled_by_condition(error, 0):
+            if aws_errors.cancelled_by_condition(error, 0):
                 existing = self.get(image.id, image.owner)
                 if existing is None:
                     raise
                 return existing
-            if aws.cancelled_by_condition(error, 1):
+            if aws_errors.cancelled_by_condition(error, 1):
                 raise ImageQuotaError(
                     f"The project has reached its quota of {quota} private images: delete an image, then import again."
                 ) from error
@@ -194,7 +194,7 @@ class ImageStore:
         try:
             self._table.meta.client.transact_write_items(TransactItems=[{"Update": kill_image}, uncount_image])
         except ClientError as error:
-            if aws.cancelled_by_condition(error, 0):
+            if aws_errors.cancelled_by_condition(error, 0):
                 return False
             raise
         return True
@@ -203,7 +203,7 @@ class ImageStore:
         item = self._table.get_item(Key={"id": image_id}, ConsistentRead=True).get("Item")
         if not item or item.get("owner") != project_id:
             return None
-        return ImageRecord.model_validate(_plain(item))
+        return ImageRecord.model_validate(plain(item))
 
     def update(self, image_id: str, **fields: Any) -> None:
         """Set fields (by their IMS names or model names) of an existing image, and its `updated_at`."""
@@ -222,7 +222,7 @@ class ImageStore:
         return {
             "Key": {"id": image_id},
             "ConditionExpression": "attribute_exists(id)",
-            **aws.set_attributes(assignments),
+            **set_attributes(assignments),
         }
 
     def for_project(self, project_id: str) -> list[ImageRecord]:
@@ -238,7 +238,7 @@ class ImageStore:
         images: list[ImageRecord] = []
         while True:
             page = self._table.query(**query)
-            images.extend(ImageRecord.model_validate(_plain(item)) for item in page["Items"])
+            images.extend(ImageRecord.model_validate(plain(item)) for item in page["Items"])
             if "LastEvaluatedKey" not in page:
                 return images
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -265,7 +265,7 @@ class ImageStore:
         try:
             self._table.update_item(**request)
         except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if aws_errors.is_condition_failed(error):
                 return False
             raise
         return True
@@ -284,7 +284,7 @@ class ImageStore:
         try:
             self._table.meta.client.transact_write_items(TransactItems=items)
         except ClientError as error:
-            if aws.cancelled_by_condition(error, 0):
+            if aws_errors.cancelled_by_condition(error, 0):
                 return False
             raise
         return True

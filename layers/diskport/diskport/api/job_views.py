@@ -4,22 +4,14 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from diskport.api_models import JobEntities, JobList, JobProgressEntities, JobProgressView, JobView
+from diskport.api.models import JobEntities, JobList, JobProgressEntities, JobProgressView, JobView
 from diskport.errors import NotFoundError
-from diskport.jobs import ENDED, Job, JobStore
-
-# The step a running job is in, as `current_task` names it.
-TASK_NAMES = {
-    "fetch": "fetching and inspecting the image file",
-    "convert": "converting the virtual disk into snapshot blocks",
-    "register": "registering the image",
-    "done": "done",
-}
+from diskport.stores.jobs import ENDED, Job, JobStore
 
 
-def find_job(job_id: str, project_id: str, jobs: JobStore | None = None) -> Job:
+def find_job(job_id: str, project_id: str, jobs: JobStore) -> Job:
     """The job, if it exists and belongs to the project; otherwise NotFoundError, whichever it was."""
-    job = (jobs or JobStore()).get(job_id) if _looks_like_job_id(job_id) else None
+    job = jobs.get(job_id) if _looks_like_job_id(job_id) else None
     if job is None or job.project_id != project_id:
         raise NotFoundError(f"Job {job_id} does not exist.")
     return job
@@ -30,9 +22,9 @@ DEFAULT_JOBS_LIMIT = 50
 MAX_JOBS_LIMIT = 200
 
 
-def list_jobs(project_id: str, *, limit: int, marker: str | None = None, jobs: JobStore | None = None) -> JobList:
+def list_jobs(project_id: str, jobs: JobStore, *, limit: int, marker: str | None = None) -> JobList:
     """The project's jobs newest first, each as the progress route shows it, with the link to the next page."""
-    page, next_marker = (jobs or JobStore()).page_for_project(project_id, limit=limit, marker=marker)
+    page, next_marker = jobs.page_for_project(project_id, limit=limit, marker=marker)
     following = f"{JOBS_PATH}?{urlencode({'limit': limit, 'marker': next_marker})}" if next_marker else None
     return JobList(jobs=[job_progress_view(job) for job in page], next=following)
 

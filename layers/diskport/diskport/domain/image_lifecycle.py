@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from diskport.domain.requests import check_description, check_enterprise_project_id, check_image_name
+from diskport.errors import ImageBusyError, ImageUnavailableError, NotFoundError, ServiceUnavailableError
+from diskport.stores import Stores
+from diskport.stores.images import UPDATABLE_ATTRIBUTES, ImageStore
 from pydantic import BaseModel, Field, model_validator
 from pydantic_core import PydanticCustomError
-
-from diskport.api_models import check_description, check_enterprise_project_id, check_image_name
-from diskport.errors import ImageBusyError, ImageUnavailableError, NotFoundError, ServiceUnavailableError
-from diskport.images import UPDATABLE_ATTRIBUTES, ImageStore
-from diskport.pipeline.snapshots import SnapshotStore
 
 # An update rereads the image and tries again when another change won the race.
 _ATTEMPTS = 5
@@ -72,10 +71,9 @@ class DeleteImageRequest(BaseModel):
 
 
 def update_image(
-    image_id: str, project_id: str, operations: list[ImagePatchOperation], images: ImageStore | None = None
+    image_id: str, project_id: str, operations: list[ImagePatchOperation], images: ImageStore
 ) -> dict[str, Any]:
     """Apply the patch to an active image, as one conditional write; the whole record as IMS answers it."""
-    images = images or ImageStore()
     for _ in range(_ATTEMPTS):
         image = images.existing(image_id, project_id)
         if image.status != "active":
@@ -86,18 +84,16 @@ def update_image(
     raise ServiceUnavailableError(f"Image {image_id} kept changing while it was updated; retry.")
 
 
-def delete_image(
-    image_id: str, project_id: str, images: ImageStore | None = None, snapshots: SnapshotStore | None = None
-) -> None:
+def delete_image(image_id: str, project_id: str, stores: Stores) -> None:
     """Delete the image's snapshot, then the image: it leaves every listing and frees its place in the quota."""
-    images = images or ImageStore()
+    images = stores.images
     image = images.existing(image_id, project_id)
     if image.status in ("queued", "saving"):
         raise ImageBusyError(f"Image {image_id} is {image.status}: delete it once its import has ended.")
     if image.snapshot_id:
         # First the snapshot (deleting one that is gone is fine): a failure here leaves the image as it was, so the
         # caller's retry deletes both, and no snapshot outlives its image.
-        (snapshots or SnapshotStore()).delete(image.snapshot_id)
+        stores.snapshots.delete(image.snapshot_id)
     if not images.mark_deleted(image):
         # A concurrent delete of the same image won.
         raise NotFoundError(f"Image {image_id} does not exist.")

@@ -14,10 +14,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlencode
 
-from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
-
 from diskport.errors import RequestRejectedError
-from diskport.images import ImageRecord, ImageStore
+from diskport.stores.images import ImageRecord, ImageStore
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 DEFAULT_LIMIT = 500
 MAX_LIMIT = 1000
@@ -203,9 +202,8 @@ class ImageList(BaseModel):
         return body
 
 
-def list_images(project_id: str, query: ImageQuery, *, images: ImageStore | None = None) -> ImageList:
+def list_images(project_id: str, query: ImageQuery, images: ImageStore) -> ImageList:
     """The project's images matching the query, in its order, at most `limit` after the image `marker`."""
-    images = images or ImageStore()
     if "id" in query.equal_to and query.marker is None:
         # Terraform reads every image this way (`?id=`): one item read, not the project's whole list.
         image = images.get(str(query.equal_to["id"]), project_id)
