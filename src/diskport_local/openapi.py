@@ -1,9 +1,10 @@
 """The API's OpenAPI document, generated from the functions' own routes and models.
 
 Each API function (`functions/<x>/app.py`) has a Powertools resolver, `app`, whose route annotations are
-the request and response models of `diskport.domain.requests`. Their documents are merged into one, and the
-validation error Powertools would describe (422) is replaced by what the service really answers: the IMS
-error body with the HTTP statuses it uses.
+the request and response models (`diskport.domain.requests`, `diskport.api.models`). Powertools' own
+`OpenAPIMerge` merges their documents into one, refusing two functions that claim the same operation, and
+the validation error Powertools would describe (422) is replaced by what the service really answers: the
+IMS error body with the HTTP statuses it uses.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import json
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from aws_lambda_powertools.event_handler.openapi.merge import OpenAPIMerge
+from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, Server
 from diskport.api.models import ErrorBody
 
 from diskport_local.runtime import InProcessLambdas
@@ -40,34 +43,29 @@ _BODY_STATUSES = {
 
 def openapi_document(lambdas: InProcessLambdas) -> dict[str, Any]:
     """One OpenAPI 3.1 document for every HTTP route `template.yaml` declares."""
-    document: dict[str, Any] = {
-        "openapi": "3.1.0",
-        "info": {"title": TITLE, "version": _package_version(), "description": DESCRIPTION},
-        "servers": [{"url": "/"}],
-        "paths": {},
-        "components": {
-            "schemas": {},
-            "securitySchemes": {
-                "sigv4": {
-                    "type": "apiKey",
+    merge = OpenAPIMerge(
+        title=TITLE,
+        version=_package_version(),
+        description=DESCRIPTION,
+        servers=[Server(url="/")],
+        security_schemes={
+            "sigv4": APIKey.model_validate(
+                {
+                    "in": APIKeyIn.header,
                     "name": "Authorization",
-                    "in": "header",
                     "description": "AWS Signature Version 4, service execute-api (deployed stacks).",
                     "x-amazon-apigateway-authtype": "awsSigv4",
                 }
-            },
+            )
         },
-        "security": [{"sigv4": []}],
-    }
-    functions = sorted({route.function for route in lambdas.stack.api_routes()})
-    for function in functions:
+        security=[{"sigv4": []}],
+        on_conflict="error",
+    )
+    for function in sorted({route.function for route in lambdas.stack.api_routes()}):
         resolver = getattr(lambdas.module(function), "app", None)
-        if resolver is None:
-            continue
-        part = json.loads(resolver.get_openapi_json_schema(title=TITLE))
-        for path, operations in part.get("paths", {}).items():
-            document["paths"].setdefault(path, {}).update(operations)
-        document["components"]["schemas"].update(part.get("components", {}).get("schemas", {}))
+        if resolver is not None:
+            merge.add_schema(json.loads(resolver.get_openapi_json_schema(title=TITLE)))
+    document: dict[str, Any] = json.loads(merge.get_openapi_json_schema())
     _describe_ims_errors(document)
     return document
 

@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 from diskport.settings import get_settings
 from diskport.stores.images import ImageStore
-from diskport.stores.snapshots import SnapshotStore
+from diskport.stores.snapshots import SnapshotKeptError, SnapshotStore
 from moto.core.botocore_stubber import BotocoreStubber
 
 from .conftest import ImageFile, Importer
@@ -133,7 +133,8 @@ def test_a_snapshot_ebs_will_not_delete_leaves_the_failed_import_ended_and_its_i
 
     def refused(store: SnapshotStore, snapshot_id: str) -> None:
         order.append("snapshot deletion tried")
-        raise ClientError({"Error": {"Code": "InvalidSnapshot.InUse", "Message": "in use"}}, "DeleteSnapshot")
+        # What the store makes of EBS's InvalidSnapshot.InUse (tests/unit/stores/test_aws_errors.py).
+        raise SnapshotKeptError(snapshot_id, "InvalidSnapshot.InUse")
 
     monkeypatch.setattr(ImageStore, "kill", killed)
     monkeypatch.setattr(SnapshotStore, "delete", refused)

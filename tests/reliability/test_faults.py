@@ -268,9 +268,15 @@ def test_a_convert_worker_killed_halfway_through_its_chunk_is_run_again_and_the_
 
 def execution_event(importer: Importer, job_id: str, status: str) -> dict[str, Any]:
     """What the template's EventBridge rule hands MarkFailed when an execution ends badly (moto emits none)."""
+    # The whole envelope EventBridge delivers (Step Functions' "Execution Status Change" event).
     return {
         "version": "0",
+        "id": "315c1398-40ff-a850-213b-158f73e60175",
         "source": "aws.states",
+        "account": importer.stack.local.account_id,
+        "time": "2026-12-01T12:00:00Z",
+        "region": importer.stack.local.region,
+        "resources": [importer.execution_arn(job_id)],
         "detail-type": "Step Functions Execution Status Change",
         "detail": {
             "executionArn": importer.execution_arn(job_id),

@@ -63,3 +63,14 @@ def test_every_reference_resolves(stack: Any) -> None:
 
     names = {ref.rpartition("/")[2] for ref in references(document)}
     assert names <= set(document["components"]["schemas"])
+
+
+def test_the_merged_document_is_valid_openapi_3_1_signed_with_sigv4(stack: Any) -> None:
+    from openapi_spec_validator import validate
+
+    document = openapi_document(stack.lambdas)
+    validate(document)
+    assert document["openapi"].startswith("3.1")
+    assert document["info"]["title"].startswith("diskport")
+    assert document["security"] == [{"sigv4": []}]
+    assert document["components"]["securitySchemes"]["sigv4"]["x-amazon-apigateway-authtype"] == "awsSigv4"

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from pydantic import BaseModel, ConfigDict
 
 from diskport.errors import StepFailure
 from diskport.observability import logger
@@ -33,6 +34,23 @@ _ENDED_EXECUTION_REASONS = {
 }
 
 
+class ExecutionStatusDetail(BaseModel):
+    """The detail of Step Functions' "Execution Status Change" event that MarkFailed reads."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    status: str = "FAILED"
+    error: str | None = None
+    cause: str | None = None
+
+
+class ExecutionStatusChange(EventBridgeModel):
+    """Step Functions' execution status change, as EventBridge delivers it (Powertools' envelope model)."""
+
+    detail: ExecutionStatusDetail
+
+
 class FailedImport(BaseModel):
     """A failure to record: which job, and the error as the state machine or EventBridge reported it."""
 
@@ -42,12 +60,13 @@ class FailedImport(BaseModel):
 
     @classmethod
     def from_event(cls, event: dict[str, Any]) -> FailedImport:
+        """From the state machine's Catch (`{"job_id", "error"}`) or from the EventBridge rule's event."""
         if event.get("detail-type") == EXECUTION_STATUS_CHANGE:
-            detail = event.get("detail") or {}
+            detail = ExecutionStatusChange.model_validate(event).detail
             return cls(
-                job_id=str(detail["name"]),
-                error={"Error": detail.get("error"), "Cause": detail.get("cause")},
-                execution_status=str(detail.get("status", "FAILED")),
+                job_id=detail.name,
+                error={"Error": detail.error, "Cause": detail.cause},
+                execution_status=detail.status,
             )
         return cls(job_id=str(event["job_id"]), error=event.get("error"))
 

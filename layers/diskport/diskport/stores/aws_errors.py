@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import ClientError, ConnectionError, ReadTimeoutError
+from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
 from diskport.errors import DiskportError, ThrottlingError, TransientServiceError
 
@@ -68,8 +68,9 @@ def is_throttling(error: BaseException) -> bool:
 
 
 def is_transient(error: BaseException) -> bool:
-    """Passing trouble, worth the same call again later: throttling, a service fault, a connection that failed."""
-    if isinstance(error, ConnectionError | ReadTimeoutError):
+    """Passing trouble, worth the same call again later: throttling, a service fault, a connection that failed
+    or closed, a read that timed out."""
+    if isinstance(error, ConnectionError | HTTPClientError):
         return True
     return is_throttling(error) or error_code(error) in SERVICE_FAULT_CODES or http_status(error) >= 500
 
@@ -102,7 +103,7 @@ def cancelled_by_condition(error: BaseException, item_index: int) -> bool:
 
 def passing_trouble(error: BaseException) -> DiskportError | None:
     """The retryable error a step raises for passing trouble, or None when the error is not passing trouble."""
-    if isinstance(error, ConnectionError | ReadTimeoutError):
+    if isinstance(error, ConnectionError | HTTPClientError):
         return TransientServiceError(f"A connection to an AWS service failed: {type(error).__name__}")
     if not isinstance(error, ClientError):
         return None
