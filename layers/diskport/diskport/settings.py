@@ -28,7 +28,7 @@ class Settings(BaseModel):
     max_private_images: int = Field(50, alias="MAX_PRIVATE_IMAGES", ge=1)
     # "iam": the project is the AWS account of the SigV4-signed caller (deployed, IAM auth).
     # "local": every caller is LOCAL_PROJECT_ID (local mode, sam local).
-    # "access_key": every request carries an IMS AK/SK signature; the project is the access key's (signatures.py).
+    # "access_key": every request carries an IMS AK/SK signature; the project is the access key's (`api/signatures.py`).
     project_id_source: Literal["iam", "local", "access_key"] = Field("iam", alias="PROJECT_ID_SOURCE")
     local_project_id: str = Field("0123456789abcdef0123456789abcdef", alias="LOCAL_PROJECT_ID")
     # The project that owns imports started by uploads to the watched bucket (the stack's account).
@@ -54,7 +54,7 @@ class Settings(BaseModel):
     renew_seconds: float = Field(2.0, alias="RENEW_SECONDS", gt=0)
     snapshot_wait_seconds: float = Field(600, alias="SNAPSHOT_WAIT_SECONDS", ge=0)
     retry_base_seconds: float = Field(0.5, alias="RETRY_BASE_SECONDS", ge=0)
-    # IMS access keys (access_keys.py): their table, the KMS key their secrets are sealed under, how far the
+    # IMS access keys (`stores/access_keys.py`): their table, the KMS key their secrets are sealed under, how far the
     # X-Sdk-Date of a signed request may be from now, and how long a function instance keeps a key it looked up.
     access_keys_table: str = Field("diskport-access-keys", alias="ACCESS_KEYS_TABLE")
     access_keys_kms_key: str = Field("alias/diskport-access-keys", alias="ACCESS_KEYS_KMS_KEY")

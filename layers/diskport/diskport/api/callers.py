@@ -4,7 +4,7 @@ Deployed, the HTTP API signs callers in with IAM (SigV4) and the project is the 
 everyone signing with credentials of one account shares that account's jobs and images, and nobody else
 sees them. In local mode (and `sam local`, which performs no IAM auth) every caller is LOCAL_PROJECT_ID.
 With IMS access keys (PROJECT_ID_SOURCE=access_key) every request carries an AK/SK signature and the project is
-the one its access key was made for (signatures.py, access_keys.py).
+the one its access key was made for (`signatures.py`, `diskport.stores.access_keys`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def project_id_of(request_context: dict[str, Any], settings: Settings | None = N
 def project_of_event(event: Mapping[str, Any], settings: Settings | None = None) -> str:
     """The project of the caller of an API Gateway (HTTP API) event, checking its AK/SK signature in that mode.
 
-    The one check every API route goes through (api.py runs it before any route): SignatureRejectedError (401)
+    The one check every API route goes through (`resolver.py` runs it before any route): SignatureRejectedError (401)
     for a request whose signature, date, key or project does not stand.
     """
     settings = settings or get_settings()

@@ -1,8 +1,8 @@
 """Verification of IMS AK/SK signatures (`SDK-HMAC-SHA256`) on the raw API Gateway HTTP API event.
 
 An HTTP API authorizer never sees the request body, which the signature covers, so every API function checks the
-signature itself, through `make_resolver` (api.py), before any route runs. The canonical request is rebuilt exactly
-as the Huawei Cloud SDK's signer (huaweicloudsdkcore/signer/signer.py) builds it:
+signature itself, through `make_resolver` (`resolver.py`), before any route runs. The canonical request is
+rebuilt exactly as the Huawei Cloud SDK's signer (huaweicloudsdkcore/signer/signer.py) builds it:
 
     METHOD \\n canonical URI \\n canonical query \\n canonical headers \\n signed headers \\n body hash
 

@@ -4,7 +4,7 @@
 the virtual disk into snapshot blocks) → `register` (complete the snapshot, image active, job SUCCESS), and
 `failure` (job FAIL, image killed, snapshot and work files removed) when any step fails.
 
-Beside them: `chunk_plan` (how the disk is cut into chunks), `work_files` (what the steps hand each other
-through the work bucket), `source_objects` (the source file in S3), `snapshots` (the EBS direct API),
-`encryption_keys` (the cmk_id check) and `step_errors` (how errors cross the state machine).
+Beside them: `chunk_plan` (how the disk is cut into chunks), `rate_control` (how fast a worker writes) and
+`step_errors` (how errors cross the state machine). What the steps read and write is in `diskport.stores`:
+work files, the source object, snapshots, encryption keys, writer leases, the jobs and images tables.
 """

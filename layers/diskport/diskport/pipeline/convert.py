@@ -5,7 +5,7 @@ most `2 * writers_per_chunk` blocks of 512 KiB are held at once, whatever the ch
 
 Request rate: EBS accepts at most 1,000 PutSnapshotBlock requests per second per snapshot, shared by every
 worker of the Map, and by default 1,000 per account, shared by every import. Every `renew_seconds` the worker
-renews its lease (`rate_control`, `write_leases`): the same write counts the chunk's progress so far, and its
+renews its lease (`rate_control`, `stores.write_leases`): the same write counts the chunk's progress so far, and its
 answer tells the worker how many others run, so it takes its share of what they leave free. A throttling answer
 slows the worker down (it recovers afterwards) and the block is sent again; it never fails the chunk. The writer
 threads only hide each request's latency: at ~100 ms each, 32 in flight carry up to ~320 requests/s, more than

@@ -53,7 +53,7 @@ class ImportManifest(BaseModel):
     snapshot_id: str
     chunk_count: int
     allocated_bytes: int
-    # The disk of an OVA the request named (api_models.CreateDataImageRequest.ova_disk); every step opens that one.
+    # The disk of an OVA the request named (`CreateDataImageRequest.ova_disk`); every step opens that one.
     ova_disk: str | None = None
 
 
