@@ -26,7 +26,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from diskport.api_models import MAX_DISK_GB, MIN_DISK_GB, NAME_MAX_LENGTH, CreateDataImageRequest, ims_code_of
 from diskport.engine import open_disk
-from diskport.errors import ImportFailedError, RequestRejectedError, ServiceUnavailableError, SourceError
+from diskport.errors import (
+    ImportFailedError,
+    RequestRejectedError,
+    ServiceUnavailableError,
+    SourceError,
+    engine_errors_as_ims,
+)
 from diskport.imports import record_refused_import, resume_import, start_import
 from diskport.jobs import Job, JobStatus, JobStore
 from diskport.observability import logger
@@ -248,7 +254,7 @@ def _create_job(
 def _min_disk_for(upload: UploadedObject, stored: StoredUpload, objects: UploadedObjects) -> int:
     """The default min_disk, from the virtual size in the file's header (the engine runs its checks on the way)."""
     try:
-        with open_disk(objects.byte_source(upload, stored)) as disk:
+        with engine_errors_as_ims(), open_disk(objects.byte_source(upload, stored)) as disk:
             virtual_size = disk.virtual_size
     except SourceError as error:
         if _is_transient(error.__cause__):

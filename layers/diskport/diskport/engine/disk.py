@@ -14,9 +14,8 @@ from functools import partial
 from types import TracebackType
 from typing import Self
 
-from diskport.errors import ImageRejectedError
-
 from .checksums import block_digests
+from .errors import BrokenImageError
 from .inspection import MetadataReader, is_repeated
 from .layout import Layout, RangeCollector, Segment, SegmentKind, merged_segments
 from .limits import MIB, InspectionLimits
@@ -113,14 +112,14 @@ class DiskImage:
                 continue
             collector.add(segment.start, segment.end)
             if segment.kind is SegmentKind.COMPRESSED and is_repeated(compressed_units, segment.file_offset):
-                raise ImageRejectedError(
+                raise BrokenImageError(
                     f"Two {self.format} table entries name the compressed unit at offset {segment.file_offset}, which "
                     "no writer does: the tables are corrupt or crafted; export the disk again and upload the new file."
                 )
             if segment.kind is SegmentKind.DATA:
                 stored_bytes += segment.length
                 if stored_bytes > most_stored_bytes:
-                    raise ImageRejectedError(
+                    raise BrokenImageError(
                         f"The {self.format} tables map more stored data than the {self.source.size}-byte file holds: "
                         "they are corrupt or crafted; export the disk again and upload the new file."
                     )

@@ -7,8 +7,7 @@ import functools
 import re
 import sys
 
-from diskport.errors import ImageRejectedError
-
+from .errors import BrokenImageError
 from .limits import InspectionLimits
 from .sources import ByteSource
 
@@ -44,7 +43,7 @@ class MetadataReader:
         self.charge(length, what)
         data = self.source.read_at(offset, length)
         if len(data) != length:
-            raise ImageRejectedError(
+            raise BrokenImageError(
                 f"The {self.format_label} {what} ends early at the end of the file: {REUPLOAD_HINT}."
             )
         return data
@@ -56,7 +55,7 @@ class MetadataReader:
         """
         self.bytes_read += length
         if self.bytes_read > self.limits.max_metadata_bytes:
-            raise ImageRejectedError(
+            raise BrokenImageError(
                 f"Reading the {self.format_label} {what} would take the metadata read past "
                 f"{human_size(self.limits.max_metadata_bytes)}, more than any real image needs: "
                 "the tables are corrupt or crafted; export the disk again and upload the new file."
@@ -75,7 +74,7 @@ class MetadataReader:
     def read_table(self, offset: int, length: int, what: str) -> bytes:
         """A table held in memory as a whole: bounded by `max_table_bytes` before anything is allocated."""
         if length > self.limits.max_table_bytes:
-            raise ImageRejectedError(
+            raise BrokenImageError(
                 f"The {self.format_label} {what} claims {human_size(length)}, more than the "
                 f"{human_size(self.limits.max_table_bytes)} allowed: the header is corrupt or crafted; "
                 "export the disk again and upload the new file."
@@ -84,14 +83,14 @@ class MetadataReader:
 
     def require_inside(self, offset: int, length: int, what: str) -> None:
         if offset < 0 or length < 0 or offset + length > self.file_size:
-            raise ImageRejectedError(
+            raise BrokenImageError(
                 f"The {self.format_label} {what} at offset {offset} ({length} bytes) lies outside the "
                 f"{self.file_size}-byte file: {REUPLOAD_HINT}."
             )
 
     def require_virtual_size(self, virtual_size: int) -> None:
         if virtual_size > self.limits.max_virtual_size:
-            raise ImageRejectedError(
+            raise BrokenImageError(
                 f"The {self.format_label} header claims a virtual disk of {human_size(virtual_size)}, beyond the "
                 f"{human_size(self.limits.max_virtual_size)} maximum of an EBS volume: the header is corrupt, or "
                 "the disk must be shrunk before import."

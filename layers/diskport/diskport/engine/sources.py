@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 from botocore.exceptions import ClientError
 
-from diskport.errors import SourceError
+from .errors import SourceReadError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -33,7 +33,10 @@ class ByteSource(Protocol):
     def size(self) -> int: ...
 
     def read_at(self, offset: int, length: int) -> bytes:
-        """The `length` bytes at `offset`; fewer only where the source ends."""
+        """The `length` bytes at `offset`; fewer only where the source ends.
+
+        A failure that is the file's own (it changed, was deleted, may not be read) is a SourceReadError.
+        """
         ...
 
 
@@ -190,7 +193,7 @@ class S3ObjectSource:
                 raise  # throttling or a service fault: the step's retry policy decides, not the image
             raise source_error from error
         if len(body) != end - start:
-            raise SourceError(
+            raise SourceReadError(
                 f"Reading s3://{self.bucket}/{self.key} returned {len(body)} bytes instead of {end - start}: "
                 "the file changed during import; upload it again and start a new import."
             )
@@ -217,27 +220,27 @@ class WindowSource:
         return self._source.read_at(self._offset + offset, length) if length else b""
 
 
-def _source_error(error: ClientError, bucket: str, key: str) -> SourceError | None:
+def _source_error(error: ClientError, bucket: str, key: str) -> SourceReadError | None:
     """The job-failing error for what the file itself did; None for passing trouble (throttling, 5xx) to retry."""
     code = str(error.response.get("Error", {}).get("Code", ""))
     status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     location = f"s3://{bucket}/{key}"
     if code in {"PreconditionFailed", "412"} or status == 412:
-        return SourceError(
+        return SourceReadError(
             f"The image file {location} changed during import (its ETag no longer matches): "
             "leave the file unchanged while it is imported, then start a new import."
         )
     if code in {"NoSuchKey", "404", "NotFound"} or status == 404:
-        return SourceError(
+        return SourceReadError(
             f"The image file {location} was deleted during import: upload it again and start a new import."
         )
     if code in {"AccessDenied", "403"} or status == 403:
-        return SourceError(
+        return SourceReadError(
             f"Reading the image file {location} was denied: grant the import service s3:GetObject on it, then "
             "start a new import."
         )
     if code == "InvalidObjectState":
-        return SourceError(
+        return SourceReadError(
             f"The image file {location} is archived: restore it to the STANDARD storage class, then start a new import."
         )
     return None

@@ -29,7 +29,7 @@ from pydantic import BaseModel
 
 from diskport import aws
 from diskport.engine import BLOCK_SIZE, Block, S3ObjectSource, open_disk
-from diskport.errors import DiskportError, ImportFailedError, RetryableStepError
+from diskport.errors import DiskportError, ImportFailedError, RetryableStepError, engine_errors_as_ims
 from diskport.jobs import JobStore
 from diskport.observability import logger
 from diskport.pipeline.chunk_plan import Chunk
@@ -126,6 +126,7 @@ def _convert(
     checksums: list[BlockChecksum] = []
     with (
         leases.renewing(settings.renew_seconds),
+        engine_errors_as_ims(),
         open_disk(reader, ova_disk=manifest.ova_disk) as disk,
         ThreadPoolExecutor(writers, thread_name_prefix="diskport-put") as pool,
     ):

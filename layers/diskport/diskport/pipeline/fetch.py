@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from diskport import aws
 from diskport.api_models import CreateDataImageRequest
 from diskport.engine import S3ObjectSource, open_disk
-from diskport.errors import DiskSizeError, ImportFailedError
+from diskport.errors import DiskSizeError, ImportFailedError, engine_errors_as_ims
 from diskport.images import ImageRecord, ImageStore, image_id_for_job
 from diskport.jobs import Job, JobStore
 from diskport.pipeline.chunk_plan import allocated_blocks_bytes, chunk_size_for, plan_chunks
@@ -137,16 +137,13 @@ def inspect_source(
     reader = S3ObjectSource(
         s3_client, source.bucket, source.key, etag=source.etag, size=source.size, bucket_owner=source.bucket_owner
     )
-    disk = open_disk(reader, ova_disk=request.ova_disk)
-    try:
+    with engine_errors_as_ims(), open_disk(reader, ova_disk=request.ova_disk) as disk:
         return InspectedSource(
             source=source,
             format=disk.format,
             virtual_size=disk.virtual_size,
             allocated_ranges=disk.allocated_ranges(),
         )
-    finally:
-        disk.close()
 
 
 def _running_job(jobs: JobStore, job_id: str) -> Job:

@@ -11,8 +11,7 @@ import array
 import struct
 from collections.abc import Iterator
 
-from diskport.errors import ImageRejectedError, UnsupportedFormatError
-
+from ..errors import BrokenImageError, UnsupportedImageError
 from ..inspection import REUPLOAD_HINT, MetadataReader, end_of_run, unpack_table
 from ..layout import Segment, stored, zero
 
@@ -32,12 +31,12 @@ BLOCK_ZERO = 0xFFFF_FFFE
 def open_vdi(metadata: MetadataReader) -> VdiLayout:
     header = metadata.read(0, min(HEADER_SIZE, metadata.file_size), "header")
     if len(header) < HEADER_SIZE:
-        raise ImageRejectedError(f"The file starts like a VDI image but is shorter than a VDI header: {REUPLOAD_HINT}.")
+        raise BrokenImageError(f"The file starts like a VDI image but is shorter than a VDI header: {REUPLOAD_HINT}.")
     signature, version = struct.unpack_from("<II", header, 64)
     if signature != SIGNATURE:
-        raise ImageRejectedError(f"The VDI signature is wrong: {REUPLOAD_HINT}.")
+        raise BrokenImageError(f"The VDI signature is wrong: {REUPLOAD_HINT}.")
     if version != VERSION_1_1:
-        raise UnsupportedFormatError(
+        raise UnsupportedImageError(
             f"VDI version {version >> 16}.{version & 0xFFFF} is not supported, only 1.1 is: convert the image "
             "(VBoxManage clonemedium in.vdi out.vdi) and upload that."
         )
@@ -50,25 +49,23 @@ def open_vdi(metadata: MetadataReader) -> VdiLayout:
     link_uuid = header[424:440]
     parent_uuid = header[440:456]
     if image_type in (IMAGE_TYPE_DIFFERENCING, IMAGE_TYPE_UNDO) or any(parent_uuid) or any(link_uuid):
-        raise UnsupportedFormatError(
+        raise UnsupportedImageError(
             "Differencing (child) VDI images are not supported: merge the snapshot, or clone the disk into a "
             "standalone image (VBoxManage clonemedium child.vdi flat.vdi), and upload that."
         )
     if image_type not in (IMAGE_TYPE_DYNAMIC, IMAGE_TYPE_STATIC):
-        raise ImageRejectedError(
-            f"The VDI header gives image type {image_type}, which does not exist: {REUPLOAD_HINT}."
-        )
+        raise BrokenImageError(f"The VDI header gives image type {image_type}, which does not exist: {REUPLOAD_HINT}.")
     if sector_size != SECTOR or block_size != BLOCK_SIZE or block_extra != 0:
-        raise UnsupportedFormatError(
+        raise UnsupportedImageError(
             f"VDI images with {sector_size}-byte sectors, {block_size}-byte blocks and {block_extra} extra bytes per "
             "block are not supported (only 512, 1 MiB and 0 are): clone the disk (VBoxManage clonemedium) and "
             "upload that."
         )
     if block_map_offset % SECTOR or data_offset % SECTOR:
-        raise ImageRejectedError(f"The VDI block map or data offset is not sector-aligned: {REUPLOAD_HINT}.")
+        raise BrokenImageError(f"The VDI block map or data offset is not sector-aligned: {REUPLOAD_HINT}.")
     metadata.require_virtual_size(virtual_size)
     if virtual_size > blocks_in_image * block_size:
-        raise ImageRejectedError(
+        raise BrokenImageError(
             f"The VDI header claims a {virtual_size}-byte disk but maps only {blocks_in_image} blocks of {block_size} "
             f"bytes: {REUPLOAD_HINT}."
         )
@@ -115,7 +112,7 @@ class VdiLayout:
                 continue
             block_offset = self._data_offset + entry * BLOCK_SIZE
             if block_offset >= file_size:
-                raise ImageRejectedError(
+                raise BrokenImageError(
                     f"VDI block {index} points to offset {block_offset}, past the end of the {file_size}-byte file: "
                     f"{REUPLOAD_HINT}."
                 )

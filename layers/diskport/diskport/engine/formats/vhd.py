@@ -12,8 +12,7 @@ import array
 import struct
 from collections.abc import Iterator
 
-from diskport.errors import ImageRejectedError, UnsupportedFormatError
-
+from ..errors import BrokenImageError, UnsupportedImageError
 from ..inspection import REUPLOAD_HINT, MetadataReader, end_of_run, unpack_table
 from ..layout import Segment, stored, zero
 
@@ -32,10 +31,10 @@ CURRENT_SIZE_CREATORS = (b"win ", b"qem2", b"d2v ", b"CTXS", b"tap\x00")
 
 def open_vhd(metadata: MetadataReader) -> VhdLayout:
     if metadata.file_size < FOOTER_SIZE:
-        raise ImageRejectedError(f"The file starts like a VHD image but is shorter than a VHD footer: {REUPLOAD_HINT}.")
+        raise BrokenImageError(f"The file starts like a VHD image but is shorter than a VHD footer: {REUPLOAD_HINT}.")
     footer = metadata.read(metadata.file_size - FOOTER_SIZE, FOOTER_SIZE, "footer")
     if not footer.startswith(b"conectix"):
-        raise ImageRejectedError(
+        raise BrokenImageError(
             "The file starts with a VHD header but has no VHD footer at its end: the upload is truncated; "
             "upload the whole file again."
         )
@@ -43,19 +42,19 @@ def open_vhd(metadata: MetadataReader) -> VhdLayout:
     copy = metadata.read(0, FOOTER_SIZE, "footer copy") if metadata.file_size >= 2 * FOOTER_SIZE else b""
     if copy.startswith(b"conectix") and copy != footer:
         # qemu reads the copy at offset 0 when it has the cookie, the specification the footer at the end.
-        raise ImageRejectedError(
+        raise BrokenImageError(
             "The VHD can be read two ways: its footer at the end of the file and the copy at offset 0 (which qemu "
             f"reads) disagree: {REUPLOAD_HINT}."
         )
     data_offset, _timestamp, creator = struct.unpack_from(">QI4s", footer, 16)
     current_size, cylinders, heads, sectors_per_track, disk_type = struct.unpack_from(">QHBBI", footer, 48)
     if disk_type == DISK_TYPE_DIFFERENCING:
-        raise UnsupportedFormatError(
+        raise UnsupportedImageError(
             "Differencing (child) VHD images are not supported: merge the disk into its parent, or convert it "
             "(qemu-img convert -O vpc -o subformat=dynamic child.vhd flat.vhd), and upload that."
         )
     if disk_type not in (DISK_TYPE_FIXED, DISK_TYPE_DYNAMIC):
-        raise ImageRejectedError(f"The VHD footer gives disk type {disk_type}, which does not exist: {REUPLOAD_HINT}.")
+        raise BrokenImageError(f"The VHD footer gives disk type {disk_type}, which does not exist: {REUPLOAD_HINT}.")
 
     geometry_size = cylinders * heads * sectors_per_track * SECTOR
     uses_current_size = creator in CURRENT_SIZE_CREATORS or geometry_size == MAX_GEOMETRY_SECTORS * SECTOR
@@ -64,10 +63,10 @@ def open_vhd(metadata: MetadataReader) -> VhdLayout:
 
     if disk_type == DISK_TYPE_FIXED:
         if virtual_size == 0:
-            raise ImageRejectedError(f"The fixed VHD holds a disk of 0 bytes, which qemu refuses too: {REUPLOAD_HINT}.")
+            raise BrokenImageError(f"The fixed VHD holds a disk of 0 bytes, which qemu refuses too: {REUPLOAD_HINT}.")
         data_size = metadata.file_size - FOOTER_SIZE
         if virtual_size > data_size:
-            raise ImageRejectedError(
+            raise BrokenImageError(
                 f"The fixed VHD claims a {virtual_size}-byte disk but holds only {data_size} bytes of data: "
                 f"{REUPLOAD_HINT}."
             )
@@ -75,17 +74,17 @@ def open_vhd(metadata: MetadataReader) -> VhdLayout:
 
     dynamic_header = metadata.read(data_offset, DYNAMIC_HEADER_SIZE, "dynamic disk header")
     if not dynamic_header.startswith(b"cxsparse"):
-        raise ImageRejectedError(
+        raise BrokenImageError(
             f"The dynamic VHD header at offset {data_offset} has no 'cxsparse' cookie: {REUPLOAD_HINT}."
         )
     _require_checksum(dynamic_header, 36, "dynamic disk header")
     table_offset, _header_version, table_entries, block_size = struct.unpack_from(">QIII", dynamic_header, 16)
     if block_size < SECTOR or block_size & (block_size - 1) or block_size > 256 * 1024 * 1024:
-        raise ImageRejectedError(
+        raise BrokenImageError(
             f"The dynamic VHD block size {block_size} is not a power of two between 512 B and 256 MiB: {REUPLOAD_HINT}."
         )
     if table_entries * block_size < virtual_size:
-        raise ImageRejectedError(
+        raise BrokenImageError(
             f"The dynamic VHD block table ({table_entries} blocks of {block_size} bytes) is too small for its "
             f"{virtual_size}-byte disk: {REUPLOAD_HINT}."
         )
@@ -138,7 +137,7 @@ class VhdLayout:
             data_offset = entry * SECTOR + self._bitmap_size
             if data_offset + block_size > file_size:
                 # qemu refuses the file too ("free_data_block_offset points after the end of file").
-                raise ImageRejectedError(
+                raise BrokenImageError(
                     f"VHD block {index} at offset {entry * SECTOR} runs past the end of the {file_size}-byte file: "
                     f"{REUPLOAD_HINT}."
                 )
@@ -151,4 +150,4 @@ def _require_checksum(structure: bytes, checksum_offset: int, what: str) -> None
     without_checksum = structure[:checksum_offset] + bytes(4) + structure[checksum_offset + 4 :]
     actual = ~sum(without_checksum) & 0xFFFF_FFFF
     if actual != expected:
-        raise ImageRejectedError(f"The VHD {what} checksum does not match its content: {REUPLOAD_HINT}.")
+        raise BrokenImageError(f"The VHD {what} checksum does not match its content: {REUPLOAD_HINT}.")
