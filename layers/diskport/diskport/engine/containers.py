@@ -18,9 +18,9 @@ from xml.etree import ElementTree
 
 from .errors import BrokenImageError, UnsupportedImageError
 from .inspection import human_size, printable
+from .limits import SECTOR
 from .sources import ByteSource, WindowSource
 
-SECTOR = 512
 TAR_BLOCK = 512
 # An OVA holds a descriptor, a manifest, a certificate and its disks: a few members, rarely more than a dozen.
 MAX_TAR_MEMBERS = 256

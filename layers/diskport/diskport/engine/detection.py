@@ -169,7 +169,9 @@ def _refuse_nested_image(disk: DiskImage) -> None:
     if disk.format == "raw" or disk.virtual_size == 0:
         return
     first_bytes = disk.read(0, SNIFF_BYTES)
-    last_sector = disk.read(disk.virtual_size - VHD_FOOTER_SIZE, VHD_FOOTER_SIZE) if disk.virtual_size >= 512 else b""
+    last_sector = (
+        disk.read(disk.virtual_size - VHD_FOOTER_SIZE, VHD_FOOTER_SIZE) if disk.virtual_size >= VHD_FOOTER_SIZE else b""
+    )
     inner = detect_formats(first_bytes, last_sector)
     if inner:
         disk.close()

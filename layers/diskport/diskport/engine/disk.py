@@ -11,8 +11,6 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from types import TracebackType
-from typing import Self
 
 from .checksums import block_digests
 from .errors import BrokenImageError
@@ -20,7 +18,7 @@ from .inspection import MetadataReader, is_repeated
 from .layout import Layout, RangeCollector, Segment, SegmentKind, merged_segments
 from .limits import MIB, InspectionLimits
 from .memory import keep_freed_buffers
-from .sources import ByteSource, coalesces_reads
+from .sources import ByteSource, ClosedOnExit, coalesces_reads
 
 BLOCK_SIZE = 524_288  # EBS direct API block size
 ZERO_BLOCK = bytes(BLOCK_SIZE)
@@ -50,7 +48,7 @@ def _non_zero_blocks(candidates: Iterable[tuple[int, bytes]]) -> list[Block]:
     ]
 
 
-class DiskImage:
+class DiskImage(ClosedOnExit):
     """An image whose header and top-level tables passed every check; returned by `open_disk`."""
 
     def __init__(
@@ -165,14 +163,6 @@ class DiskImage:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
         self._units.clear()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.close()
 
     def _check_block_range(self, start: int, end: int) -> None:
         rounded_size = -(-self.virtual_size // BLOCK_SIZE) * BLOCK_SIZE

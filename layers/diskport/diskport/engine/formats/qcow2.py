@@ -11,20 +11,13 @@ from __future__ import annotations
 import array
 import struct
 import zlib
-from collections import OrderedDict
 from collections.abc import Iterator
 
 from ..errors import BrokenImageError, UnsupportedImageError
-from ..inspection import (
-    REUPLOAD_HINT,
-    MetadataReader,
-    end_of_run,
-    is_repeated,
-    printable,
-    tables_kept,
-    unpack_table,
-)
+from ..inspection import REUPLOAD_HINT, MetadataReader, is_repeated, printable
 from ..layout import Decompressor, Segment, compressed, stored, zero
+from ..limits import SECTOR
+from ..tables import TableCache, TwoLevelTables, end_of_contiguous_run, end_of_run, unpack_table
 from ..zstd import ZstdDecompressionError, decompress_zstd
 
 MAGIC = b"QFI\xfb"
@@ -39,8 +32,6 @@ OFFSET_MASK = 0x00FF_FFFF_FFFF_FE00  # bits 9-55 of L1 and standard L2 entries
 COMPRESSED_FLAG = 1 << 62
 COPIED_FLAG = 1 << 63
 ZERO_FLAG = 1
-# An L1 entry whose offset bits are clear names no L2 table, whatever its other bits.
-L1_NOT_OFFSET_BITS = ~OFFSET_MASK & 0xFFFF_FFFF_FFFF_FFFF
 
 INCOMPATIBLE_DIRTY = 1 << 0
 INCOMPATIBLE_CORRUPT = 1 << 1
@@ -196,7 +187,7 @@ def open_qcow2(metadata: MetadataReader) -> Qcow2Layout:
     return Qcow2Layout(
         metadata,
         # qemu counts the disk in whole sectors, rounding the header's size down.
-        virtual_size=virtual_size // 512 * 512,
+        virtual_size=virtual_size // SECTOR * SECTOR,
         version=version,
         cluster_bits=cluster_bits,
         l1_table=l1_table,
@@ -224,39 +215,23 @@ class Qcow2Layout:
         self._cluster_bits = cluster_bits
         self._cluster_size = 1 << cluster_bits
         self.stored_unit_size = self._cluster_size
-        self._l2_entries = self._cluster_size // 8
         # Bits that do not stop a run of entries reading as zeros: COPIED, and the zero flag where version 3 has it
         # (in a version 2 image the flag stops the run, and the entry is refused).
         self._zero_run_bits = COPIED_FLAG | (ZERO_FLAG if version >= 3 else 0)
-        self._l1_table = l1_table
-        self._l2_tables: OrderedDict[int, array.array[int]] = OrderedDict()
-        self._l2_tables_kept = tables_kept(metadata.limits.table_cache_bytes, self._cluster_size)
+        # An L1 entry whose offset bits are clear names no L2 table, whatever its other bits.
+        self._tables = TwoLevelTables(
+            l1_table,
+            TableCache(metadata, table_bytes=self._cluster_size, entry_size=8, big_endian=True, what="L2 table"),
+            unit_size=self._cluster_size,
+            units_per_table=self._cluster_size // 8,
+            offset_bits=OFFSET_MASK,
+        )
         # Compressed cluster descriptors: the sector count sits above the offset, split at this bit.
         self._compressed_shift = 62 - (cluster_bits - 8)
-        self._decompress = (
-            _zstd_cluster_decompressor(self._cluster_size)
-            if compression_type == COMPRESSION_ZSTD
-            else _zlib_cluster_decompressor(self._cluster_size)
-        )
+        self._decompress = _cluster_decompressor(self._cluster_size, compression_type)
 
     def units(self, start: int, end: int) -> Iterator[Segment]:
-        cluster_size = self._cluster_size
-        l1_span = cluster_size * self._l2_entries
-        l1_table = self._l1_table
-        l1_index, last_l1_index = start // l1_span, (end - 1) // l1_span
-        while l1_index <= last_l1_index:
-            span_start = l1_index * l1_span
-            l2_offset = l1_table[l1_index] & OFFSET_MASK
-            if not l2_offset:  # a run of L1 entries without L2 tables becomes one segment
-                run_end = end_of_run(l1_table, l1_index + 1, last_l1_index + 1, ignored_bits=L1_NOT_OFFSET_BITS)
-                yield zero(span_start, (run_end - l1_index) * l1_span)
-                l1_index = run_end
-                continue
-            l1_index += 1
-            l2_table = self._l2_table(l2_offset)
-            first = max(start - span_start, 0) // cluster_size
-            last = -(-(min(end, span_start + l1_span) - span_start) // cluster_size)
-            yield from self._cluster_runs(span_start, l2_table, first, last)
+        return self._tables.units(start, end, self._cluster_runs)
 
     def _cluster_runs(self, span_start: int, l2_table: array.array[int], first: int, last: int) -> Iterator[Segment]:
         """Clusters `first` to `last` of one L2 table, as runs: zeros together, file-contiguous data together."""
@@ -281,11 +256,9 @@ class Qcow2Layout:
             else:
                 host_offset = self._data_cluster_offset(entry)
                 # Entries holding just the next offset (and the COPIED flag) continue the run.
-                while (
-                    run_end < last
-                    and l2_table[run_end] & ~COPIED_FLAG == host_offset + (run_end - index) * cluster_size
-                ):
-                    run_end += 1
+                run_end = end_of_contiguous_run(
+                    l2_table, index, last, first_value=host_offset, step=cluster_size, ignored_bits=COPIED_FLAG
+                )
                 self._data_cluster_offset(host_offset + (run_end - index - 1) * cluster_size)
                 yield stored(virtual_offset, (run_end - index) * cluster_size, host_offset)
             index = run_end
@@ -321,20 +294,8 @@ class Qcow2Layout:
                 f"{file_size}-byte file: {REUPLOAD_HINT}."
             )
         # The stored length is rounded up to sectors and may run past the end of the file: read what is there.
-        stored_length = min(sectors * 512 - (host_offset & 511), file_size - host_offset)
+        stored_length = min(sectors * SECTOR - host_offset % SECTOR, file_size - host_offset)
         return compressed(virtual_offset, self._cluster_size, host_offset, stored_length, self._decompress)
-
-    def _l2_table(self, offset: int) -> array.array[int]:
-        table = self._l2_tables.get(offset)
-        if table is not None:
-            self._metadata.charge(self._cluster_size, "L2 table")
-            self._l2_tables.move_to_end(offset)
-            return table
-        table = unpack_table(self._metadata.read(offset, self._cluster_size, "L2 table"), 8, big_endian=True)
-        self._l2_tables[offset] = table
-        if len(self._l2_tables) > self._l2_tables_kept:
-            self._l2_tables.popitem(last=False)
-        return table
 
 
 def _backing_file_name(metadata: MetadataReader, offset: int, size: int) -> str:
@@ -389,32 +350,24 @@ def _vet_l1_table(metadata: MetadataReader, l1_table: array.array[int], cluster_
             raise BrokenImageError(f"Two qcow2 L1 entries share the L2 table at offset {l2_offset}: {REUPLOAD_HINT}.")
 
 
-def _zlib_cluster_decompressor(cluster_size: int) -> Decompressor:
+def _inflate_deflate(stored_bytes: bytes, cluster_size: int) -> bytes:
+    # qemu writes raw deflate streams (no zlib header); the output is capped at one cluster.
+    return zlib.decompressobj(-15).decompress(stored_bytes, cluster_size)
+
+
+def _cluster_decompressor(cluster_size: int, compression_type: int) -> Decompressor:
+    name, inflate = ("zstd", decompress_zstd) if compression_type == COMPRESSION_ZSTD else ("zlib", _inflate_deflate)
+
     def decompress(stored_bytes: bytes) -> bytes:
         try:
-            # qemu writes raw deflate streams (no zlib header); the output is capped at one cluster.
-            inflated = zlib.decompressobj(-15).decompress(stored_bytes, cluster_size)
-        except zlib.error as error:
-            raise BrokenImageError(f"A zlib-compressed qcow2 cluster is corrupt ({error}): {REUPLOAD_HINT}.") from error
+            inflated = inflate(stored_bytes, cluster_size)
+        except (zlib.error, ZstdDecompressionError) as error:
+            raise BrokenImageError(
+                f"A {name}-compressed qcow2 cluster is corrupt ({error}): {REUPLOAD_HINT}."
+            ) from error
         if len(inflated) < cluster_size:
             raise BrokenImageError(
-                f"A zlib-compressed qcow2 cluster inflates to {len(inflated)} bytes instead of {cluster_size}: "
-                f"{REUPLOAD_HINT}."
-            )
-        return inflated
-
-    return decompress
-
-
-def _zstd_cluster_decompressor(cluster_size: int) -> Decompressor:
-    def decompress(stored_bytes: bytes) -> bytes:
-        try:
-            inflated = decompress_zstd(stored_bytes, cluster_size)
-        except ZstdDecompressionError as error:
-            raise BrokenImageError(f"A zstd-compressed qcow2 cluster is corrupt ({error}): {REUPLOAD_HINT}.") from error
-        if len(inflated) < cluster_size:
-            raise BrokenImageError(
-                f"A zstd-compressed qcow2 cluster inflates to {len(inflated)} bytes instead of {cluster_size}: "
+                f"A {name}-compressed qcow2 cluster inflates to {len(inflated)} bytes instead of {cluster_size}: "
                 f"{REUPLOAD_HINT}."
             )
         return inflated

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import array
 import struct
-from collections.abc import Iterator
 
 from ..errors import BrokenImageError, UnsupportedImageError
-from ..inspection import REUPLOAD_HINT, MetadataReader, end_of_run, unpack_table
-from ..layout import Segment, stored, zero
+from ..inspection import REUPLOAD_HINT, MetadataReader
+from ..limits import MIB, SECTOR
+from ..tables import BlockTableLayout, end_of_run, unpack_table
 
 HEADER_SIZE = 512
 SIGNATURE = 0xBEDA107F
@@ -22,8 +22,7 @@ IMAGE_TYPE_DYNAMIC = 1
 IMAGE_TYPE_STATIC = 2
 IMAGE_TYPE_UNDO = 3
 IMAGE_TYPE_DIFFERENCING = 4
-SECTOR = 512
-BLOCK_SIZE = 1024 * 1024  # the only block size qemu and VirtualBox write
+BLOCK_SIZE = MIB  # the only block size qemu and VirtualBox write
 BLOCK_FREE = 0xFFFF_FFFF
 BLOCK_ZERO = 0xFFFF_FFFE
 
@@ -78,7 +77,7 @@ def open_vdi(metadata: MetadataReader) -> VdiLayout:
     return VdiLayout(subformat, virtual_size, metadata, data_offset=data_offset, block_map=block_map)
 
 
-class VdiLayout:
+class VdiLayout(BlockTableLayout):
     format_name = "vdi"
 
     def __init__(
@@ -90,31 +89,23 @@ class VdiLayout:
         data_offset: int,
         block_map: array.array[int],
     ) -> None:
-        self.subformat = subformat
-        self.virtual_size = virtual_size
-        self._metadata = metadata
+        super().__init__(subformat, virtual_size, metadata, block_size=BLOCK_SIZE, stored_unit_size=BLOCK_SIZE)
         self._data_offset = data_offset
-        self.stored_unit_size = BLOCK_SIZE
         self._block_map = block_map
 
-    def units(self, start: int, end: int) -> Iterator[Segment]:
+    def block_offset(self, index: int) -> int | None:
+        entry = self._block_map[index]
+        if entry >= BLOCK_ZERO:  # free or discarded: reads as zeros
+            return None
+        block_offset = self._data_offset + entry * BLOCK_SIZE
         file_size = self._metadata.file_size
-        block_map = self._block_map
-        index, last = start // BLOCK_SIZE, (end - 1) // BLOCK_SIZE
-        while index <= last:
-            entry = block_map[index]
-            if entry >= BLOCK_ZERO:  # free or discarded (zeros): a run of either becomes one segment
-                run_end = end_of_run(
-                    block_map, index + 1, last + 1, all_ones=True, ignored_bits=BLOCK_FREE ^ BLOCK_ZERO
-                )
-                yield zero(index * BLOCK_SIZE, (run_end - index) * BLOCK_SIZE)
-                index = run_end
-                continue
-            block_offset = self._data_offset + entry * BLOCK_SIZE
-            if block_offset >= file_size:
-                raise BrokenImageError(
-                    f"VDI block {index} points to offset {block_offset}, past the end of the {file_size}-byte file: "
-                    f"{REUPLOAD_HINT}."
-                )
-            yield stored(index * BLOCK_SIZE, BLOCK_SIZE, block_offset)
-            index += 1
+        if block_offset >= file_size:
+            raise BrokenImageError(
+                f"VDI block {index} points to offset {block_offset}, past the end of the {file_size}-byte file: "
+                f"{REUPLOAD_HINT}."
+            )
+        return block_offset
+
+    def end_of_zero_run(self, index: int, stop: int) -> int:
+        # Free and discarded blocks differ in the lowest bit only: a run of either is one search.
+        return end_of_run(self._block_map, index, stop, all_ones=True, ignored_bits=BLOCK_FREE ^ BLOCK_ZERO)

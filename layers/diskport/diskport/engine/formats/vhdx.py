@@ -12,15 +12,13 @@ from __future__ import annotations
 import array
 import struct
 import uuid
-from collections.abc import Iterator
 
 from ..crc32c import crc32c
 from ..errors import BrokenImageError, UnsupportedImageError
-from ..inspection import REUPLOAD_HINT, MetadataReader, end_of_run, unpack_table
-from ..layout import Segment, stored, zero
+from ..inspection import REUPLOAD_HINT, MetadataReader
+from ..limits import KIB, MIB, SECTOR
+from ..tables import BlockTableLayout, end_of_run, unpack_table
 
-KIB = 1024
-MIB = 1024 * KIB
 HEADER_OFFSETS = (64 * KIB, 128 * KIB)
 HEADER_SIZE = 4 * KIB
 REGION_TABLE_OFFSET = 192 * KIB
@@ -84,7 +82,7 @@ def open_vhdx(metadata: MetadataReader) -> VhdxLayout:
         raise BrokenImageError(
             f"The VHDX block size {block_size} is not a power of two from 1 to 256 MiB: {REUPLOAD_HINT}."
         )
-    if logical_sector_size not in (512, 4096):
+    if logical_sector_size not in (SECTOR, 4096):
         raise BrokenImageError(
             f"The VHDX logical sector size {logical_sector_size} is neither 512 nor 4096: {REUPLOAD_HINT}."
         )
@@ -105,7 +103,7 @@ def open_vhdx(metadata: MetadataReader) -> VhdxLayout:
     reserved = [(0, MIB), log_region, regions[METADATA_REGION], regions[BAT_REGION]]
     return VhdxLayout(
         subformat,
-        virtual_size // 512 * 512,  # qemu counts the disk in whole sectors, rounding down
+        virtual_size // SECTOR * SECTOR,  # qemu counts the disk in whole sectors, rounding down
         metadata,
         block_size=block_size,
         chunk_ratio=chunk_ratio,
@@ -114,7 +112,7 @@ def open_vhdx(metadata: MetadataReader) -> VhdxLayout:
     )
 
 
-class VhdxLayout:
+class VhdxLayout(BlockTableLayout):
     format_name = "vhdx"
 
     def __init__(
@@ -128,51 +126,38 @@ class VhdxLayout:
         bat: array.array[int],
         reserved: list[tuple[int, int]],
     ) -> None:
-        self.subformat = subformat
-        self.virtual_size = virtual_size
-        self._metadata = metadata
-        self._block_size = block_size
+        # qemu refuses a block that runs past the end of the file: no tail of stored data reads as zeros.
+        super().__init__(subformat, virtual_size, metadata, block_size=block_size, stored_unit_size=0)
         self._chunk_ratio = chunk_ratio
         self._bat = bat
         self._reserved = reserved
-        # qemu refuses a block that runs past the end of the file: no tail of stored data reads as zeros.
-        self.stored_unit_size = 0
 
-    def units(self, start: int, end: int) -> Iterator[Segment]:
-        block_size = self._block_size
+    def block_offset(self, index: int) -> int | None:
+        entry = self._payload_entry(index)
+        state = entry & 7
+        if state in READS_AS_ZEROS:
+            return None
+        if state == PAYLOAD_PARTIALLY_PRESENT:
+            raise UnsupportedImageError(CHILD_HINT)
+        block_offset = entry & BAT_OFFSET_MASK
         file_size = self._metadata.file_size
-        index, last = start // block_size, (end - 1) // block_size
-        while index <= last:
-            entry = self._payload_entry(index)
-            state = entry & 7
-            if state in READS_AS_ZEROS:  # a run of blocks that read as zeros becomes one segment
-                run_end = self._end_of_zero_run(index + 1, last + 1)
-                yield zero(index * block_size, (run_end - index) * block_size)
-                index = run_end
-                continue
-            if state == PAYLOAD_PARTIALLY_PRESENT:
-                raise UnsupportedImageError(CHILD_HINT)
-            block_offset = entry & BAT_OFFSET_MASK
-            # The last block may be partial: qemu wants what the disk uses of it inside the file.
-            block_length = min(block_size, self.virtual_size - index * block_size)
-            if state != PAYLOAD_FULLY_PRESENT or block_offset == 0 or block_offset + block_length > file_size:
+        # The last block may be partial: qemu wants what the disk uses of it inside the file.
+        block_length = min(self._block_size, self.virtual_size - index * self._block_size)
+        if state != PAYLOAD_FULLY_PRESENT or block_offset == 0 or block_offset + block_length > file_size:
+            raise BrokenImageError(
+                f"VHDX block {index} has state {state} at offset {block_offset}, which the format does not allow "
+                f"in a {file_size}-byte file: {REUPLOAD_HINT}."
+            )
+        for region_start, region_end in self._reserved:
+            if block_offset < region_end and region_start < block_offset + block_length:
                 raise BrokenImageError(
-                    f"VHDX block {index} has state {state} at offset {block_offset}, which the format does not allow "
-                    f"in a {file_size}-byte file: {REUPLOAD_HINT}."
+                    f"VHDX block {index} at offset {block_offset} overlaps the headers, log, metadata or BAT "
+                    f"(bytes {region_start} to {region_end}), which qemu refuses too: {REUPLOAD_HINT}."
                 )
-            for region_start, region_end in self._reserved:
-                if block_offset < region_end and region_start < block_offset + block_length:
-                    raise BrokenImageError(
-                        f"VHDX block {index} at offset {block_offset} overlaps the headers, log, metadata or BAT "
-                        f"(bytes {region_start} to {region_end}), which qemu refuses too: {REUPLOAD_HINT}."
-                    )
-            yield stored(index * block_size, block_size, block_offset)
-            index += 1
+        return block_offset
 
-    def _end_of_zero_run(self, index: int, stop: int) -> int:
-        """The first block in [index, stop) that does not read as zeros, else `stop`.
-
-        The payload entries between two sector bitmap entries lie side by side in the BAT: each such stretch is
+    def end_of_zero_run(self, index: int, stop: int) -> int:
+        """The payload entries between two sector bitmap entries lie side by side in the BAT: each such stretch is
         searched at memory speed for an entry other than states 0 to 3 without an offset; an entry the search stops
         at that still reads as zeros (state 5, or a zero state with stray offset bits) is looked at on its own.
         """

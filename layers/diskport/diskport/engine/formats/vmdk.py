@@ -14,23 +14,15 @@ import array
 import re
 import struct
 import zlib
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..errors import BrokenImageError, UnsupportedImageError
-from ..inspection import (
-    REUPLOAD_HINT,
-    MetadataReader,
-    end_of_run,
-    is_repeated,
-    printable,
-    tables_kept,
-    unpack_table,
-)
+from ..inspection import REUPLOAD_HINT, MetadataReader, is_repeated, printable
 from ..layout import Decompressor, Segment, compressed, stored, zero
+from ..limits import SECTOR
+from ..tables import TableCache, TwoLevelTables, end_of_contiguous_run, end_of_run, unpack_table
 
-SECTOR = 512
 HEADER_FORMAT = "<IIIQQQQIQQQ?ccccH"
 HEADER_SIZE = struct.calcsize(HEADER_FORMAT)
 GD_AT_END = 0xFFFF_FFFF_FFFF_FFFF
@@ -339,35 +331,31 @@ class VmdkLayout:
         self._metadata = metadata
         self._grain_size = grain_size
         self.stored_unit_size = grain_size
-        self._entries_per_grain_table = entries_per_grain_table
-        self._directory = directory
         self._compressed_grains = compressed_grains
         self._zeroed_grains = zeroed_grains
         self._decompress = _grain_decompressor(grain_size, has_markers, grain_size)
         # The grain holding the end of the disk need only inflate to what the disk uses of it, as qemu reads it.
         last_grain_used = virtual_size - (virtual_size - 1) // grain_size * grain_size if virtual_size else grain_size
         self._decompress_last = _grain_decompressor(grain_size, has_markers, last_grain_used)
-        self._grain_tables: OrderedDict[int, array.array[int]] = OrderedDict()
-        self._grain_tables_kept = tables_kept(metadata.limits.table_cache_bytes, entries_per_grain_table * 4)
+        grain_tables = TableCache(
+            metadata,
+            table_bytes=entries_per_grain_table * 4,
+            entry_size=4,
+            big_endian=False,
+            what="grain table",
+            charged_bytes=CHARGED_GRAIN_TABLE_BYTES,
+        )
+        self._tables = TwoLevelTables(
+            directory,
+            grain_tables,
+            unit_size=grain_size,
+            units_per_table=entries_per_grain_table,
+            offset_bits=0xFFFF_FFFF,
+            offset_scale=SECTOR,
+        )
 
     def units(self, start: int, end: int) -> Iterator[Segment]:
-        grain_size = self._grain_size
-        table_span = grain_size * self._entries_per_grain_table
-        directory = self._directory
-        directory_index, last_directory_index = start // table_span, (end - 1) // table_span
-        while directory_index <= last_directory_index:
-            span_start = directory_index * table_span
-            table_sector = directory[directory_index]
-            if not table_sector:  # a run of absent grain tables becomes one segment
-                run_end = end_of_run(directory, directory_index + 1, last_directory_index + 1)
-                yield zero(span_start, (run_end - directory_index) * table_span)
-                directory_index = run_end
-                continue
-            directory_index += 1
-            grain_table = self._grain_table(table_sector)
-            first = max(start - span_start, 0) // grain_size
-            last = -(-(min(end, span_start + table_span) - span_start) // grain_size)
-            yield from self._grain_runs(span_start, grain_table, first, last)
+        return self._tables.units(start, end, self._grain_runs)
 
     def _grain_runs(self, span_start: int, grain_table: array.array[int], first: int, last: int) -> Iterator[Segment]:
         """Grains `first` to `last` of one grain table, as runs: zeros together, file-contiguous grains together."""
@@ -391,8 +379,7 @@ class VmdkLayout:
                 decompress = self._decompress_last if last_grain else self._decompress
                 yield compressed(virtual_offset, grain_size, grain_offset, stored_length, decompress)
             else:
-                while run_end < last and grain_table[run_end] == grain_sector + (run_end - index) * grain_sectors:
-                    run_end += 1
+                run_end = end_of_contiguous_run(grain_table, index, last, first_value=grain_sector, step=grain_sectors)
                 self._grain_offset(grain_sector + (run_end - index - 1) * grain_sectors)
                 yield stored(virtual_offset, (run_end - index) * grain_size, self._grain_offset(grain_sector))
             index = run_end
@@ -409,21 +396,6 @@ class VmdkLayout:
                 f"{REUPLOAD_HINT}."
             )
         return grain_offset
-
-    def _grain_table(self, sector: int) -> array.array[int]:
-        table = self._grain_tables.get(sector)
-        table_bytes = self._entries_per_grain_table * 4
-        if table is not None:
-            self._metadata.charge(max(table_bytes, CHARGED_GRAIN_TABLE_BYTES), "grain table")
-            self._grain_tables.move_to_end(sector)
-            return table
-        data = self._metadata.read(sector * SECTOR, table_bytes, "grain table")
-        self._metadata.charge(max(0, CHARGED_GRAIN_TABLE_BYTES - table_bytes), "grain table")
-        table = unpack_table(data, 4, big_endian=False)
-        self._grain_tables[sector] = table
-        if len(self._grain_tables) > self._grain_tables_kept:
-            self._grain_tables.popitem(last=False)
-        return table
 
 
 def _grain_decompressor(grain_size: int, has_markers: bool, least_length: int) -> Decompressor:
