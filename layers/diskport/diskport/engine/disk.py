@@ -17,7 +17,6 @@ from .errors import BrokenImageError
 from .inspection import MetadataReader, is_repeated
 from .layout import Layout, RangeCollector, Segment, SegmentKind, merged_segments
 from .limits import MIB, InspectionLimits
-from .memory import keep_freed_buffers
 from .sources import ByteSource, ClosedOnExit, coalesces_reads
 
 BLOCK_SIZE = 524_288  # EBS direct API block size
@@ -74,7 +73,6 @@ class DiskImage(ClosedOnExit):
         # Keyed by where a unit is stored and its length: fewer bytes named at the same offset make another unit.
         self._units: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._units_lock = threading.Lock()
-        keep_freed_buffers()
 
     def __repr__(self) -> str:
         return f"DiskImage(format={self.format!r}, subformat={self.subformat!r}, virtual_size={self.virtual_size})"
