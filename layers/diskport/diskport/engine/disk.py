@@ -142,7 +142,7 @@ class DiskImage(ClosedOnExit):
         `start` and `end` are block-aligned byte offsets; `end` may be the virtual size or the virtual size
         rounded up to a block. Unallocated ranges are skipped from the tables, without reading anything.
         This thread only walks the tables; reading, inflating, assembling and hashing run on a small thread pool
-        (pread, S3 GETs, zlib, zstd and both SHA-256 paths release the GIL), a job's blocks hashed together.
+        (pread, S3 GETs, zlib, zstd and hashlib's SHA-256 release the GIL), a job's blocks hashed together.
         At most a few jobs are in flight, so memory does not grow with the image, and blocks come out in index order.
         """
         self._check_block_range(start, end)
@@ -179,8 +179,8 @@ class DiskImage(ClosedOnExit):
     def _block_jobs(self, start: int, end: int) -> Iterator[Callable[[], list[Block]]]:
         """Jobs that each produce the non-zero blocks of a stretch of [start, end), in order.
 
-        A job gathers consecutive parts until it holds up to 16 blocks, so that its blocks are hashed together
-        (16 at a time where the CPU allows) even where the format stores data in short runs or compressed units.
+        A job gathers consecutive parts until it holds up to 16 blocks, so that a worker thread's unit of work stays
+        a few MiB even where the format stores data in short runs or compressed units.
         """
         blocks_per_job = READ_AHEAD_BYTES // BLOCK_SIZE
         parts: list[Callable[[], list[tuple[int, bytes]]]] = []
