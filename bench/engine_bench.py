@@ -4,7 +4,10 @@ For each format: MB/s of virtual disk turned into non-zero 512 KiB blocks with t
 `qemu-img convert -O raw` of the same file (written to a file on the same file system), and their ratio; then the
 time to read a sparse qcow2 (2 TiB virtual, 64 MiB of data) and the process's peak RSS.
 
-    python bench/engine_bench.py [--size-mib 512] [--repeat 3] [--workdir DIR]
+The bench runs with the malloc tunables the Convert function gets from template.yaml (`GLIBC_TUNABLES`, which glibc
+reads when a process starts: the bench starts itself again with them); `--malloc-defaults` runs with glibc's own.
+
+    python bench/engine_bench.py [--size-mib 512] [--repeat 3] [--workdir DIR] [--malloc-defaults]
 
 The last line reads `engine/qemu-img speed ratio, dense qcow2: <ratio>`.
 """
@@ -26,7 +29,8 @@ from functools import partial
 from pathlib import Path
 
 from diskport.engine import BLOCK_SIZE, LocalFileSource, open_disk
-from diskport.engine.checksums import hashing_method
+
+from diskport_local.template import LocalStack
 
 MIB = 1024 * 1024
 TIB = 1024 * 1024 * MIB
@@ -81,10 +85,23 @@ def write_sparse_pattern(path: Path) -> None:
             file.write(generator.randbytes(MIB))
 
 
+def start_with_malloc_tunables(malloc_defaults: bool) -> None:
+    """Start this bench again unless it runs with the Convert function's GLIBC_TUNABLES (or, asked, without any)."""
+    wanted = None if malloc_defaults else LocalStack().function_environment("ConvertChunkFunction")["GLIBC_TUNABLES"]
+    if os.environ.get("GLIBC_TUNABLES") == wanted:
+        return
+    environment = {name: value for name, value in os.environ.items() if name != "GLIBC_TUNABLES"}
+    if wanted is not None:
+        environment["GLIBC_TUNABLES"] = wanted
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, *sys.argv], environment)
+
+
 @dataclass(frozen=True)
 class Timing:
     wall_seconds: float
     cpu_seconds: float  # this process and its children: what the work costs, whatever else the machine runs
+    page_faults: int  # minor faults of this process: pages the kernel handed it (zeroed) during the run
 
 
 def cpu_seconds() -> float:
@@ -93,10 +110,14 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def page_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def timed(action: Callable[[], object]) -> Timing:
-    cpu_before, started = cpu_seconds(), time.perf_counter()
+    cpu_before, faults_before, started = cpu_seconds(), page_faults(), time.perf_counter()
     action()
-    return Timing(time.perf_counter() - started, cpu_seconds() - cpu_before)
+    return Timing(time.perf_counter() - started, cpu_seconds() - cpu_before, page_faults() - faults_before)
 
 
 def best_timings(actions: dict[str, Callable[[], object]], repeat: int) -> dict[str, Timing]:
@@ -135,7 +156,9 @@ def main() -> int:
     parser.add_argument("--size-mib", type=int, default=512, help="virtual size of each dense image (default 512)")
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs per measurement (default 3)")
     parser.add_argument("--workdir", type=Path, default=None, help="where to build images (default: a temp dir)")
+    parser.add_argument("--malloc-defaults", action="store_true", help="glibc's malloc thresholds, not the template's")
     arguments = parser.parse_args()
+    start_with_malloc_tunables(arguments.malloc_defaults)
     if shutil.which("qemu-img") is None:
         print("qemu-img is needed (Debian: apt-get install qemu-utils)", file=sys.stderr)
         return 2
@@ -148,10 +171,10 @@ def main() -> int:
         load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
         print(f"dense images: {arguments.size_mib} MiB virtual, every block non-zero; best of {arguments.repeat}")
         print(f"{os.cpu_count()} CPUs, load average {load}: other work on the machine lowers the engine's figures most")
-        print(f"block checksums: SHA-256 with {hashing_method()}")
+        print(f"malloc: {os.environ.get('GLIBC_TUNABLES') or 'glibc defaults'}")
         print(
             f"{'format':<24}{'engine MB/s':>12}{'qemu-img MB/s':>15}{'ratio':>8}"
-            f"{'engine CPU s':>14}{'qemu-img CPU s':>16}"
+            f"{'engine CPU s':>14}{'qemu-img CPU s':>16}{'engine faults':>15}"
         )
         dense_qcow2_ratio = 0.0
         for variant in VARIANTS:
@@ -173,7 +196,7 @@ def main() -> int:
                 dense_qcow2_ratio = ratio
             print(
                 f"{variant.name:<24}{engine_rate:>12.0f}{qemu_rate:>15.0f}{ratio:>8.2f}"
-                f"{engine.cpu_seconds:>14.2f}{qemu.cpu_seconds:>16.2f}",
+                f"{engine.cpu_seconds:>14.2f}{qemu.cpu_seconds:>16.2f}{engine.page_faults:>15}",
                 flush=True,
             )
             image.unlink()

@@ -3,7 +3,6 @@
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from diskport.engine.checksums import hashing_method
 from diskport.observability import logger, metrics, tracer
 from diskport.pipeline.convert import convert_chunk
 from diskport.pipeline.step_errors import reported_for_the_state_machine
@@ -19,13 +18,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     result = convert_chunk(str(event["job_id"]), Chunk.model_validate(event["chunk"]), Stores())
     metrics.add_metric(name="SnapshotBlocksWritten", unit="Count", value=result.blocks_written)
     metrics.add_metric(name="ZeroBytesSkipped", unit="Bytes", value=result.bytes_skipped)
-    # block_hashing: whether this CPU hashed with the 16 AVX-512 lanes or fell back to hashlib (docs/engine.md).
     logger.info(
-        "Chunk converted",
-        extra={
-            "blocks_written": result.blocks_written,
-            "bytes_skipped": result.bytes_skipped,
-            "block_hashing": hashing_method(),
-        },
+        "Chunk converted", extra={"blocks_written": result.blocks_written, "bytes_skipped": result.bytes_skipped}
     )
     return result.model_dump()

@@ -21,6 +21,7 @@ from boto3.s3.transfer import ProgressCallbackInvoker, TransferConfig, create_tr
 from botocore.exceptions import BotoCoreError, ClientError
 from diskport.domain.requests import CreateDataImageRequest, ims_code_of
 from diskport.engine import LocalFileSource, open_disk
+from diskport.errors import engine_errors_as_ims
 from diskport.pipeline.fetch import check_disk_size
 from pydantic import ValidationError
 
@@ -50,7 +51,7 @@ def upload_key(path: Path) -> str:
 
 def check_local_file(path: Path, request: CreateDataImageRequest) -> None:
     """Open the file with the engine: what the import would refuse for its content is refused now."""
-    with LocalFileSource(path) as source, open_disk(source, ova_disk=request.ova_disk) as disk:
+    with engine_errors_as_ims(), LocalFileSource(path) as source, open_disk(source, ova_disk=request.ova_disk) as disk:
         check_disk_size(request.min_disk, disk.virtual_size)
 
 

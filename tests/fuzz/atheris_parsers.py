@@ -4,7 +4,7 @@
     make fuzz FUZZ_SECONDS=3600
 
 Starts from the seed images of every format (written into the corpus folder on first run). An input that
-raises anything but a DiskportError is a crash: libFuzzer stops and writes it to crash-<hash> for replay
+raises anything but a DiskError is a crash: libFuzzer stops and writes it to crash-<hash> for replay
 (`python -m tests.fuzz.atheris_parsers crash-<hash>`).
 """
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import itertools
 
-from diskport.engine import BLOCK_SIZE, InspectionLimits, open_disk
-from diskport.errors import DiskportError
+from diskport.engine import BLOCK_SIZE, DiskError, InspectionLimits, open_disk
+from diskport.errors import ims_error_of
 
 from .seeds import BytesSource
 
@@ -18,7 +18,7 @@ FUZZ_LIMITS = InspectionLimits(max_metadata_bytes=8 * 1024 * 1024, max_table_byt
 def exercise(data: bytes) -> str:
     """Open, map and read the image; answer "accepted" or the IMS code it was refused with.
 
-    Any exception that is not a DiskportError escapes: that is a crash the fuzzers report.
+    Any exception that is not a DiskError escapes: that is a crash the fuzzers report.
     """
     try:
         with open_disk(BytesSource(data), limits=FUZZ_LIMITS) as disk:
@@ -27,6 +27,6 @@ def exercise(data: bytes) -> str:
             for _block in itertools.islice(disk.iter_blocks(0, end), BLOCKS_READ):
                 pass
             disk.read(max(0, disk.virtual_size - 4096), 8192)
-    except DiskportError as error:
-        return error.code
+    except DiskError as error:
+        return ims_error_of(error).code
     return "accepted"

@@ -4,6 +4,9 @@ Every error the service raises on purpose is a `DiskportError` carrying an IMS c
 HTTP status an API caller sees, and a `reason` a person can act on. A job that fails stores `code` as
 its `error_code` and `reason` as its `fail_reason`.
 
+The disk image engine raises its own errors (`diskport.engine.errors`), knowing nothing of IMS: `ims_error_of`
+maps them, and every call of the engine runs inside `engine_errors_as_ims()`.
+
 The HTTP status is the one IMS's error-code table (`error_codes.rst`) gives: 400 for every IMG code it lists,
 flow control and IMG.0061 included (403 for IMG.0026 alone). Only what the table does not cover differs: a job or
 image the caller cannot see (IMG.0404, 404, as IMS's "Returned Values" list it) and an unsigned request (401).
@@ -11,7 +14,13 @@ image the caller cannot see (IMG.0404, 404, as IMS's "Returned Values" list it) 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from diskport.engine.errors import DiskError
 
 IMS_MESSAGES: dict[str, str] = {
     "IMG.0001": "The request message format is invalid.",
@@ -188,3 +197,27 @@ class StepFailure:
 
     def to_dict(self) -> dict[str, str]:
         return {"code": self.code, "reason": self.reason}
+
+
+def ims_error_of(error: DiskError) -> ImportFailedError:
+    """The IMS error a job fails with when the engine refuses its image or cannot read the source file."""
+    # Imported here, not at the top: the API's functions load this module but never the engine.
+    from diskport.engine.errors import SourceReadError, UnsupportedImageError
+
+    if isinstance(error, UnsupportedImageError):
+        return UnsupportedFormatError(error.reason)
+    if isinstance(error, SourceReadError):
+        return SourceError(error.reason)
+    return ImageRejectedError(error.reason)
+
+
+@contextlib.contextmanager
+def engine_errors_as_ims() -> Iterator[None]:
+    """Around a call of the engine: what it raises as a DiskError escapes as the IMS error `ims_error_of` gives."""
+    from diskport.engine.errors import DiskError
+
+    try:
+        yield
+    except DiskError as error:
+        # The S3 error behind a failed read stays the cause: the retry rules read it (pipeline/step_errors.py).
+        raise ims_error_of(error) from error.__cause__ or error

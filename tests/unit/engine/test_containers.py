@@ -12,25 +12,25 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from diskport.engine import BLOCK_SIZE, LocalFileSource, open_disk
+from diskport.engine import BLOCK_SIZE, BrokenImageError, DiskError, LocalFileSource, UnsupportedImageError, open_disk
 from diskport.engine.sources import WindowSource
-from diskport.errors import DiskportError, ImageRejectedError, UnsupportedFormatError
+from diskport.errors import ims_error_of
 
 from .images import ImageCase, requires_qemu_img
 
 SECTOR_DATA = bytes(range(256)) * 2 * 64  # 32 KiB of binary data: a raw disk of whole sectors
 
 
-def _refusal(path: Path, ova_disk: str | None = None) -> DiskportError:
-    with LocalFileSource(path) as source, pytest.raises(DiskportError) as caught:
+def _refusal(path: Path, ova_disk: str | None = None) -> DiskError:
+    with LocalFileSource(path) as source, pytest.raises(DiskError) as caught:
         open_disk(source, ova_disk=ova_disk).close()
     return caught.value
 
 
 def _assert_unsupported(path: Path, *words: str, ova_disk: str | None = None) -> None:
     error = _refusal(path, ova_disk)
-    assert isinstance(error, UnsupportedFormatError), error.reason
-    assert error.code == "IMG.0072"
+    assert isinstance(error, UnsupportedImageError), error.reason
+    assert ims_error_of(error).code == "IMG.0072"
     for word in words:
         assert word in error.reason, error.reason
 
@@ -166,20 +166,20 @@ def test_naming_an_ova_disk_for_a_file_that_is_not_an_ova_is_refused(tmp_path: P
 def test_an_ova_whose_descriptor_names_a_missing_member_is_rejected(tmp_path: Path) -> None:
     ova = _tar(tmp_path / "vm.ova", [("vm.ovf", _ovf(("vmdisk1", "disk1.vmdk")))])
     error = _refusal(ova)
-    assert type(error) is ImageRejectedError and "'disk1.vmdk', which is not in the OVA" in error.reason
+    assert type(error) is BrokenImageError and "'disk1.vmdk', which is not in the OVA" in error.reason
 
 
 def test_an_ova_whose_descriptor_points_outside_it_is_rejected(tmp_path: Path) -> None:
     ova = _tar(tmp_path / "vm.ova", [("vm.ovf", _ovf(("vmdisk1", "../etc/passwd"))), ("disk1.vmdk", SECTOR_DATA)])
     error = _refusal(ova)
-    assert type(error) is ImageRejectedError and "outside the OVA" in error.reason
+    assert type(error) is BrokenImageError and "outside the OVA" in error.reason
 
 
 def test_an_ova_descriptor_with_entities_is_rejected(tmp_path: Path) -> None:
     laughs = b'<?xml version="1.0"?><!DOCTYPE lol [<!ENTITY lol "lol">]><Envelope>&lol;</Envelope>'
     ova = _tar(tmp_path / "vm.ova", [("vm.ovf", laughs), ("disk1.vmdk", SECTOR_DATA)])
     error = _refusal(ova)
-    assert type(error) is ImageRejectedError and "DTD" in error.reason
+    assert type(error) is BrokenImageError and "DTD" in error.reason
 
 
 def test_a_tar_header_with_a_wrong_checksum_is_rejected(tmp_path: Path) -> None:
@@ -188,7 +188,7 @@ def test_a_tar_header_with_a_wrong_checksum_is_rejected(tmp_path: Path) -> None:
     data[124:136] = b"00000077777\x00"  # the descriptor's size, changed without its checksum
     ova.write_bytes(bytes(data))
     error = _refusal(ova)
-    assert type(error) is ImageRejectedError and "checksum" in error.reason
+    assert type(error) is BrokenImageError and "checksum" in error.reason
 
 
 def test_a_tar_member_claiming_to_run_past_the_file_is_rejected(tmp_path: Path) -> None:
@@ -202,7 +202,7 @@ def test_a_tar_member_claiming_to_run_past_the_file_is_rejected(tmp_path: Path) 
     data[second_header : second_header + 512] = header
     ova.write_bytes(bytes(data))
     error = _refusal(ova)
-    assert type(error) is ImageRejectedError and "past the end of the file" in error.reason
+    assert type(error) is BrokenImageError and "past the end of the file" in error.reason
 
 
 def test_a_window_source_never_reads_outside_its_member() -> None:
@@ -262,7 +262,7 @@ def _mutated_ova_opens_or_is_refused(ova: bytes, changes: list[tuple[int, int]],
     path = tmp_path / "mutated.ova"
     path.write_bytes(bytes(data))
     # A refusal is an answer; anything else (an IndexError, a hang) is a bug.
-    with LocalFileSource(path) as source, contextlib.suppress(DiskportError):
+    with LocalFileSource(path) as source, contextlib.suppress(DiskError):
         open_disk(source).close()
 
 

@@ -12,9 +12,8 @@ import struct
 import tracemalloc
 
 import pytest
-from diskport.engine import BLOCK_SIZE, LocalFileSource, SegmentKind, open_disk
+from diskport.engine import BLOCK_SIZE, DiskError, LocalFileSource, SegmentKind, open_disk
 from diskport.engine.formats.vmdk import parse_descriptor
-from diskport.errors import DiskportError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -119,7 +118,7 @@ def test_mutated_metadata_only_raises_diskport_errors_in_bounded_memory(
             try:
                 # When it is opened, mapped and read
                 exercise(source)
-            except DiskportError:
+            except DiskError:
                 pass  # Then it is either accepted, or refused with the project's own error...
             finally:
                 _, peak = tracemalloc.get_traced_memory()
@@ -149,7 +148,7 @@ def test_any_short_file_opens_or_is_refused_with_a_diskport_error(content: bytes
             with open_disk(source) as disk:
                 disk.allocated_ranges()
                 list(itertools.islice(disk.iter_blocks(0, -(-disk.virtual_size // BLOCK_SIZE) * BLOCK_SIZE), 4))
-        except DiskportError:
+        except DiskError:
             pass
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 from backports import zstd as zstd_module
-from diskport.engine import BLOCK_SIZE, InspectionLimits, LocalFileSource, open_disk
+from diskport.engine import BLOCK_SIZE, InspectionLimits, LocalFileSource, RefusedImageError, open_disk
 from diskport.engine.crc32c import crc32c
-from diskport.errors import ImageRejectedError
+from diskport.errors import ims_error_of
 
 from .crafting import (
     KIB,
@@ -127,7 +127,7 @@ def test_an_image_within_the_metadata_budget_is_read_to_its_end(image_cases: dic
             with LocalFileSource(case.path) as source, open_disk(source, limits=limits) as disk:
                 disk.allocated_ranges()
             break
-        except ImageRejectedError:
+        except RefusedImageError:
             budget += 4 * KIB
     # When the whole disk is mapped and then read (which reads every L2 table again)
     # Then no pass is refused for its metadata, and the disk reads as qemu reads it
@@ -359,7 +359,7 @@ def test_a_parent_named_anywhere_qemu_looks_makes_the_vmdk_a_child(work_dir: Pat
     # When it is opened, then it is refused as a child disk, naming the parent qemu would open
     assert qemu_reading(image, "vmdk", work_dir) is None
     error = assert_unsupported(image, "Differencing", "vmdk-parent.vmdk")
-    assert error.code == "IMG.0072"
+    assert ims_error_of(error).code == "IMG.0072"
 
 
 def test_a_parent_cid_qemu_reads_first_makes_the_vmdk_a_child(work_dir: Path) -> None:
@@ -554,7 +554,7 @@ def test_one_entry_grain_tables_are_charged_as_whole_tables_to_the_metadata_budg
     with (
         LocalFileSource(image) as source,
         open_disk(source, limits=limits) as disk,
-        pytest.raises(ImageRejectedError, match="metadata"),
+        pytest.raises(RefusedImageError, match="metadata"),
     ):
         disk.allocated_ranges()
 

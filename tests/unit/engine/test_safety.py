@@ -1,8 +1,8 @@
 """Hostile, broken and unsupported images are refused before any of their data is decoded.
 
-Each refusal is the project's own error: ImageRejectedError (IMG.0057) for a broken or unsafe file,
-UnsupportedFormatError (IMG.0072) for a format or sub-format the service does not import, with a reason that
-names the problem and says what to do.
+Each refusal is the engine's own error: BrokenImageError (a job fails with IMG.0057) for a broken or unsafe file,
+UnsupportedImageError (IMG.0072) for a format or sub-format the engine does not read, with a reason that names the
+problem and says what to do.
 """
 
 from __future__ import annotations
@@ -13,8 +13,15 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from diskport.engine import InspectionLimits, LocalFileSource, open_disk
-from diskport.errors import ImageRejectedError, UnsupportedFormatError
+from diskport.engine import (
+    BrokenImageError,
+    InspectionLimits,
+    LocalFileSource,
+    RefusedImageError,
+    UnsupportedImageError,
+    open_disk,
+)
+from diskport.errors import ims_error_of
 
 from .crafting import (
     FILE_PARAMETERS_LE,
@@ -32,25 +39,25 @@ from .images import ImageCase, run
 pytestmark = pytest.mark.usefixtures("image_cases")
 
 
-def refusal(path: Path) -> ImageRejectedError:
-    with pytest.raises(ImageRejectedError) as caught:
+def refusal(path: Path) -> RefusedImageError:
+    with pytest.raises(RefusedImageError) as caught:
         open_path(path)
     return caught.value
 
 
-def assert_rejected(path: Path, *words: str) -> ImageRejectedError:
+def assert_rejected(path: Path, *words: str) -> BrokenImageError:
     error = refusal(path)
-    assert type(error) is ImageRejectedError, error.reason
-    assert error.code == "IMG.0057"
+    assert type(error) is BrokenImageError, error.reason
+    assert ims_error_of(error).code == "IMG.0057"
     for word in words:
         assert word in error.reason, error.reason
     return error
 
 
-def assert_unsupported(path: Path, *words: str) -> UnsupportedFormatError:
+def assert_unsupported(path: Path, *words: str) -> UnsupportedImageError:
     error = refusal(path)
-    assert isinstance(error, UnsupportedFormatError), error.reason
-    assert error.code == "IMG.0072"
+    assert isinstance(error, UnsupportedImageError), error.reason
+    assert ims_error_of(error).code == "IMG.0072"
     for word in words:
         assert word in error.reason, error.reason
     return error
@@ -174,7 +181,7 @@ def test_an_l2_entry_pointing_past_the_end_of_the_file_is_rejected_before_data_i
         LocalFileSource(image) as source,
         open_disk(source) as disk,
         # When its allocation map is read, then it is refused
-        pytest.raises(ImageRejectedError, match="past the end of the file"),
+        pytest.raises(RefusedImageError, match="past the end of the file"),
     ):
         disk.allocated_ranges()
 
@@ -195,7 +202,7 @@ def test_tables_mapping_one_cluster_many_times_are_rejected_before_data_is_read(
         LocalFileSource(image) as source,
         open_disk(source) as disk,
         # When its allocation map is read, then it is refused: the work would not be proportional to the file
-        pytest.raises(ImageRejectedError, match="more stored data than"),
+        pytest.raises(RefusedImageError, match="more stored data than"),
     ):
         disk.allocated_ranges()
 
@@ -401,7 +408,7 @@ def test_a_truncated_stream_optimized_vmdk_is_rejected(work_dir: Path, image_cas
     data = image.read_bytes()
     image.write_bytes(data[: len(data) // 2])
     error = refusal(image)
-    assert error.code == "IMG.0057"
+    assert ims_error_of(error).code == "IMG.0057"
 
 
 # --- VHD, VHDX, VDI ---------------------------------------------------------------------------------------------
@@ -502,7 +509,7 @@ def test_a_metadata_budget_stops_reading_tables(image_cases: dict[str, ImageCase
     with LocalFileSource(image_cases["qcow2-v3-4k-clusters"].path) as source:
         disk = open_disk(source, limits=limits)
         # When the allocation map needs more, then it is refused instead of reading on
-        with pytest.raises(ImageRejectedError, match="metadata"):
+        with pytest.raises(RefusedImageError, match="metadata"):
             disk.allocated_ranges()
         disk.close()
 

@@ -8,8 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
-from diskport.engine import BLOCK_SIZE, LocalFileSource, open_disk
-from diskport.errors import SourceError
+from diskport.engine import BLOCK_SIZE, LocalFileSource, SourceReadError, open_disk
 from diskport.stores.source_objects import S3ObjectSource
 from moto import mock_aws
 
@@ -104,7 +103,7 @@ def test_a_file_replaced_during_import_raises_a_source_error(image_cases: dict[s
     # When the object is overwritten before its data is read
     s3_client.put_object(Bucket=BUCKET, Key="disk.raw", Body=b"something else entirely")
     # Then the next read fails with a reason saying the file changed during import
-    with pytest.raises(SourceError, match="changed during import"):
+    with pytest.raises(SourceReadError, match="changed during import"):
         list(disk.iter_blocks(0, BLOCK_SIZE * 16))
     disk.close()
 
@@ -112,7 +111,7 @@ def test_a_file_replaced_during_import_raises_a_source_error(image_cases: dict[s
 def test_a_file_deleted_during_import_raises_a_source_error(image_cases: dict[str, ImageCase], s3_client: Any) -> None:
     source = upload(s3_client, "disk.raw", image_cases["raw"].path)
     s3_client.delete_object(Bucket=BUCKET, Key="disk.raw")
-    with pytest.raises(SourceError, match="deleted during import"):
+    with pytest.raises(SourceReadError, match="deleted during import"):
         source.read_at(0, 10)
 
 

@@ -79,18 +79,6 @@ def test_only_the_stores_use_the_aws_sdk(path: Path) -> None:
     assert not sdk, f"{path.relative_to(PACKAGE)} uses the AWS SDK ({sdk}); AWS calls belong in stores/"
 
 
-def test_the_engine_is_a_library_of_its_own() -> None:
-    for path in (PACKAGE / "engine").rglob("*.py"):
-        outside = sorted(
-            {
-                name
-                for name in _imported(path)
-                if name.startswith("diskport.") and not name.startswith("diskport.engine")
-            }
-        )
-        assert not outside, f"{path.relative_to(PACKAGE)} imports the service: {outside}"
-
-
 def _client_factories(path: Path) -> list[str]:
     """Calls that make an AWS client: `boto3.client(...)`, `Session().client(...)`, `.resource(...)`, and the
     service's own factories in `stores/aws.py` reached from elsewhere."""

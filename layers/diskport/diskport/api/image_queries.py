@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlencode
 
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
+
 from diskport.errors import RequestRejectedError
 from diskport.stores.images import ImageRecord, ImageStore
-from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 DEFAULT_LIMIT = 500
 MAX_LIMIT = 1000

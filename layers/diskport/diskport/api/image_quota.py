@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import BaseModel, Field
+
 from diskport.settings import Settings
 from diskport.stores.images import ImageStore
-from pydantic import BaseModel, Field
 
 
 class QuotaResource(BaseModel):

@@ -12,6 +12,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from diskport.api.callers import operator_of_event, project_of_event
 from diskport.api.signatures import SignatureRejectedError
 from diskport.domain.requests import ims_code_of

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from pydantic import BaseModel, Field, model_validator
+from pydantic_core import PydanticCustomError
+
 from diskport.domain.requests import check_description, check_enterprise_project_id, check_image_name
 from diskport.errors import ImageBusyError, ImageUnavailableError, NotFoundError, ServiceUnavailableError
 from diskport.stores import Stores
 from diskport.stores.images import UPDATABLE_ATTRIBUTES, ImageStore
-from pydantic import BaseModel, Field, model_validator
-from pydantic_core import PydanticCustomError
 
 # An update rereads the image and tries again when another change won the race.
 _ATTEMPTS = 5

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from pydantic import BaseModel, Field, field_validator
+
 from diskport.domain.requests import MAX_TAGS, check_tag_set, trimmed_image_tags
 from diskport.errors import ImageUnavailableError, RequestRejectedError, ServiceUnavailableError
 from diskport.stores.images import ImageStore
-from pydantic import BaseModel, Field, field_validator
 
 # A tag change rereads the image and tries again when another change won the race; more than this many in a row
 # means the image is being changed continuously.

@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from diskport.errors import IMS_MESSAGES, RequestRejectedError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
+
+from diskport.errors import IMS_MESSAGES, RequestRejectedError
 
 NAME_MAX_LENGTH = 128
 DESCRIPTION_MAX_LENGTH = 1024

@@ -21,16 +21,23 @@ from email.header import decode_header, make_header
 from typing import Any
 from urllib.parse import unquote_plus
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from diskport.domain.imports import record_refused_import, resume_import, start_import
 from diskport.domain.requests import MAX_DISK_GB, MIN_DISK_GB, NAME_MAX_LENGTH, CreateDataImageRequest, ims_code_of
 from diskport.engine import open_disk
-from diskport.errors import ImportFailedError, RequestRejectedError, ServiceUnavailableError, SourceError
+from diskport.errors import (
+    ImportFailedError,
+    RequestRejectedError,
+    ServiceUnavailableError,
+    SourceError,
+    engine_errors_as_ims,
+)
 from diskport.observability import logger
 from diskport.settings import Settings, get_settings
 from diskport.stores import Stores, aws_errors
 from diskport.stores.jobs import Job, JobStatus
 from diskport.stores.uploaded_objects import StoredUpload, UploadedObject, UploadedObjects
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 UPLOAD_ORIGIN = "upload"
 # The file name endings the watched bucket notifies (template.yaml); the default name drops them.
@@ -216,7 +223,7 @@ def _create_job(upload: UploadedObject, stores: Stores) -> Job:
 def _min_disk_for(upload: UploadedObject, stored: StoredUpload, objects: UploadedObjects) -> int:
     """The default min_disk, from the virtual size in the file's header (the engine runs its checks on the way)."""
     try:
-        with open_disk(objects.byte_source(upload, stored)) as disk:
+        with engine_errors_as_ims(), open_disk(objects.byte_source(upload, stored)) as disk:
             virtual_size = disk.virtual_size
     except SourceError as error:
         if error.__cause__ is not None and aws_errors.is_transient(error.__cause__):

@@ -16,12 +16,11 @@ import posixpath
 from dataclasses import dataclass
 from xml.etree import ElementTree
 
-from diskport.errors import ImageRejectedError, UnsupportedFormatError
-
+from .errors import BrokenImageError, UnsupportedImageError
 from .inspection import human_size, printable
+from .limits import SECTOR
 from .sources import ByteSource, WindowSource
 
-SECTOR = 512
 TAR_BLOCK = 512
 # An OVA holds a descriptor, a manifest, a certificate and its disks: a few members, rarely more than a dozen.
 MAX_TAR_MEMBERS = 256
@@ -61,10 +60,10 @@ def refuse_archives(head: bytes) -> None:
     """Refuse a compressed stream or an archive other than an OVA, saying what it is and what to do."""
     for signature, offset, what, hint in ARCHIVE_SIGNATURES:
         if head[offset : offset + len(signature)] == signature:
-            raise UnsupportedFormatError(f"This is a {what}, not a disk image: {hint}.")
+            raise UnsupportedImageError(f"This is a {what}, not a disk image: {hint}.")
     # bzip2: "BZh", the block size digit, then the magic of a first block (or of the end of an empty stream).
     if head[:3] == b"BZh" and head[3:4].isdigit() and head[3:4] != b"0" and head[4:10] in (b"1AY&SY", b"\x17rE8P\x90"):
-        raise UnsupportedFormatError(
+        raise UnsupportedImageError(
             "This is a bzip2 file, not a disk image: decompress it first (bunzip2 FILE) and upload the disk image "
             "inside."
         )
@@ -78,9 +77,9 @@ def refuse_non_disk_raw(head: bytes, size: int) -> None:
     """A file taken for a raw disk must be a whole number of sectors; one that is not, and reads as text, is said
     to be text (a whole-sector file stays a raw disk whatever its bytes: a disk may hold text)."""
     if size % SECTOR and _is_text(head):
-        raise UnsupportedFormatError(f"This is a text file, not a disk image: {DISK_ONLY_HINT}.")
+        raise UnsupportedImageError(f"This is a text file, not a disk image: {DISK_ONLY_HINT}.")
     if size % SECTOR:
-        raise UnsupportedFormatError(
+        raise UnsupportedImageError(
             f"The file matches no disk image format, and as a raw disk its size ({size} bytes) is not a whole "
             f"number of 512-byte sectors: {DISK_ONLY_HINT}."
         )
@@ -106,10 +105,10 @@ def ova_disk_source(source: ByteSource, *, disk_name: str | None = None) -> Wind
     descriptors = [member for member in members if member.is_file and member.name.lower().endswith(".ovf")]
     if not descriptors:
         names = ", ".join(f"'{member.name}'" for member in members[:5]) or "no file"
-        raise UnsupportedFormatError(f"This is a tar archive ({names}), not a disk image: {TAR_HINT}.")
+        raise UnsupportedImageError(f"This is a tar archive ({names}), not a disk image: {TAR_HINT}.")
     descriptor = descriptors[0]
     if descriptor.size > MAX_OVF_BYTES:
-        raise ImageRejectedError(
+        raise BrokenImageError(
             f"The OVF descriptor '{descriptor.name}' is {human_size(descriptor.size)}, more than the "
             f"{human_size(MAX_OVF_BYTES)} any real one needs: export the OVA again."
         )
@@ -118,7 +117,7 @@ def ova_disk_source(source: ByteSource, *, disk_name: str | None = None) -> Wind
     by_name = {member.name: member for member in members if member.is_file}
     member = by_name.get(chosen.file_name)
     if member is None:
-        raise ImageRejectedError(
+        raise BrokenImageError(
             f"The OVF descriptor names the disk file '{chosen.file_name}', which is not in the OVA: export the OVA "
             "again."
         )
@@ -131,13 +130,13 @@ def _chosen_disk(disks: list[OvfDisk], disk_name: str | None) -> OvfDisk:
         for disk in disks:
             if disk_name in (disk.disk_id, disk.file_name):
                 return disk
-        raise UnsupportedFormatError(
+        raise UnsupportedImageError(
             f"The OVA has no disk '{disk_name}'; its disks are: {listed}. Name one of them in ova_disk."
         )
     if not disks:
-        raise ImageRejectedError("The OVF descriptor of this OVA names no disk: export the OVA again.")
+        raise BrokenImageError("The OVF descriptor of this OVA names no disk: export the OVA again.")
     if len(disks) > 1:
-        raise UnsupportedFormatError(
+        raise UnsupportedImageError(
             f"The OVA holds {len(disks)} disks: {listed}. Name the one to import in ova_disk (its disk id or file "
             "name; diskport import --ova-disk NAME)."
         )
@@ -152,7 +151,7 @@ def read_tar_members(source: ByteSource) -> list[TarMember]:
     pax: dict[str, str] = {}
     for _ in range(4 * MAX_TAR_MEMBERS):  # a member may carry a long-name or pax header block before it
         if offset + TAR_BLOCK > source.size:
-            raise ImageRejectedError("The tar archive ends inside a member or without its end marker: upload it again.")
+            raise BrokenImageError("The tar archive ends inside a member or without its end marker: upload it again.")
         header = source.read_at(offset, TAR_BLOCK)
         if header == bytes(TAR_BLOCK):
             return members
@@ -163,19 +162,19 @@ def read_tar_members(source: ByteSource) -> list[TarMember]:
         if "size" in pax:
             size = _pax_number(pax["size"])
         if data_offset + size > source.size:
-            raise ImageRejectedError(
+            raise BrokenImageError(
                 f"The tar header at offset {offset} gives a member of {size} bytes, past the end of the file: the "
                 "archive is truncated or corrupt; upload it again."
             )
         next_offset = data_offset + -(-size // TAR_BLOCK) * TAR_BLOCK
         if type_flag in (b"x", b"g"):
             if size > MAX_PAX_BYTES:
-                raise ImageRejectedError(f"The tar extended header at offset {offset} is larger than any real one.")
+                raise BrokenImageError(f"The tar extended header at offset {offset} is larger than any real one.")
             if type_flag == b"x":
                 pax = _parse_pax(_read_exactly(source, data_offset, size, "tar extended header"))
         elif type_flag == b"L":
             if size > MAX_PAX_BYTES:
-                raise ImageRejectedError(f"The tar long name at offset {offset} is larger than any real one.")
+                raise BrokenImageError(f"The tar long name at offset {offset} is larger than any real one.")
             long_name = (
                 _read_exactly(source, data_offset, size, "tar long name")
                 .split(b"\x00", 1)[0]
@@ -184,17 +183,17 @@ def read_tar_members(source: ByteSource) -> list[TarMember]:
         else:
             name = pax.get("path") or long_name or _header_name(header)
             if type_flag == b"S":
-                raise UnsupportedFormatError(
+                raise UnsupportedImageError(
                     f"The tar member '{printable(name.encode())}' is a sparse file: {TAR_HINT}."
                 )
             members.append(TarMember(_member_name(name), data_offset, size, type_flag in (b"0", b"\x00", b"7")))
             if len(members) > MAX_TAR_MEMBERS:
-                raise ImageRejectedError(
+                raise BrokenImageError(
                     f"The tar archive holds more than {MAX_TAR_MEMBERS} members, more than any OVA: {TAR_HINT}."
                 )
             long_name, pax = None, {}
         offset = next_offset
-    raise ImageRejectedError("The tar archive holds too many header blocks for an OVA: it is corrupt or crafted.")
+    raise BrokenImageError("The tar archive holds too many header blocks for an OVA: it is corrupt or crafted.")
 
 
 def _check_header(header: bytes, offset: int) -> None:
@@ -205,7 +204,7 @@ def _check_header(header: bytes, offset: int) -> None:
     except ValueError:
         expected = -1
     if expected != unsigned:
-        raise ImageRejectedError(
+        raise BrokenImageError(
             f"The tar header at offset {offset} has a wrong checksum: the archive is corrupt; upload it again."
         )
 
@@ -213,20 +212,20 @@ def _check_header(header: bytes, offset: int) -> None:
 def _tar_number(field: bytes, what: str, offset: int) -> int:
     if field[:1] in (b"\x80", b"\xff"):  # GNU base-256, for members of 8 GiB or more
         if field[:1] == b"\xff":
-            raise ImageRejectedError(f"The tar header at offset {offset} gives a negative {what}.")
+            raise BrokenImageError(f"The tar header at offset {offset} gives a negative {what}.")
         return int.from_bytes(field[1:], "big")
     text = field.split(b"\x00", 1)[0].strip(b" ")
     try:
         return int(text, 8) if text else 0
     except ValueError:
-        raise ImageRejectedError(
+        raise BrokenImageError(
             f"The tar header at offset {offset} has an unreadable {what}: the archive is corrupt; upload it again."
         ) from None
 
 
 def _pax_number(text: str) -> int:
     if not text.isdigit() or len(text) > 20:
-        raise ImageRejectedError("A tar extended header gives an unreadable member size: upload the archive again.")
+        raise BrokenImageError("A tar extended header gives an unreadable member size: upload the archive again.")
     return int(text)
 
 
@@ -237,10 +236,10 @@ def _parse_pax(data: bytes) -> dict[str, str]:
     while position < len(data) and data[position : position + 1] != b"\x00":
         length_text, space, _ = data[position : position + 21].partition(b" ")
         if not space or not length_text.isdigit() or int(length_text) <= len(length_text) + 1:
-            raise ImageRejectedError("A tar extended header is malformed: the archive is corrupt; upload it again.")
+            raise BrokenImageError("A tar extended header is malformed: the archive is corrupt; upload it again.")
         record = data[position : position + int(length_text)]
         if len(record) != int(length_text) or not record.endswith(b"\n"):
-            raise ImageRejectedError("A tar extended header is malformed: the archive is corrupt; upload it again.")
+            raise BrokenImageError("A tar extended header is malformed: the archive is corrupt; upload it again.")
         key, _, value = record[len(length_text) + 1 : -1].partition(b"=")
         fields[key.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
         position += len(record)
@@ -263,26 +262,24 @@ def _member_name(name: str) -> str:
 def _read_exactly(source: ByteSource, offset: int, length: int, what: str) -> bytes:
     data = source.read_at(offset, length)
     if len(data) != length:
-        raise ImageRejectedError(f"The {what} ends early at the end of the file: upload the archive again.")
+        raise BrokenImageError(f"The {what} ends early at the end of the file: upload the archive again.")
     return data
 
 
 def parse_ovf_disks(document: bytes) -> list[OvfDisk]:
     """The disks an OVF descriptor lists (DiskSection/Disk → References/File), without DTDs or entities."""
     if b"<!DOCTYPE" in document or b"<!ENTITY" in document:
-        raise ImageRejectedError("The OVF descriptor declares a DTD or entities, which OVF never needs: refused.")
+        raise BrokenImageError("The OVF descriptor declares a DTD or entities, which OVF never needs: refused.")
     try:
         root = ElementTree.fromstring(document)
     except ElementTree.ParseError as error:
-        raise ImageRejectedError(
-            f"The OVF descriptor is not well-formed XML ({error}): export the OVA again."
-        ) from None
+        raise BrokenImageError(f"The OVF descriptor is not well-formed XML ({error}): export the OVA again.") from None
     files: dict[str, str] = {}
     for element in root.iter():
         if _local(element.tag) == "File":
             attributes = _local_attributes(element)
             if attributes.get("compression") or attributes.get("chunkSize"):
-                raise UnsupportedFormatError(
+                raise UnsupportedImageError(
                     f"The OVA's file '{printable(attributes.get('href', '').encode())}' is compressed or chunked, "
                     "which is not supported: export the OVA without compression."
                 )
@@ -297,7 +294,7 @@ def parse_ovf_disks(document: bytes) -> list[OvfDisk]:
         if file_name is None:
             continue  # a disk with no file is an empty disk the VM creates: nothing to import
         if "/" in file_name or "\\" in file_name or ":" in file_name or file_name in ("", ".", ".."):
-            raise ImageRejectedError(
+            raise BrokenImageError(
                 f"The OVF descriptor names the disk file '{printable(file_name.encode())}' outside the OVA, which "
                 "is not allowed: export the OVA again with its disks inside."
             )
@@ -319,16 +316,16 @@ def disk_in_container(
     """The disk inside an OVA; None for a file that is a disk itself. Archives and non-disk files are refused."""
     if formats:
         if ova_disk is not None:
-            raise UnsupportedFormatError(f"ova_disk names a disk of an OVA, but this file is a {formats[0]} image.")
+            raise UnsupportedImageError(f"ova_disk names a disk of an OVA, but this file is a {formats[0]} image.")
         return None
     refuse_archives(head)
     if is_tar(head):
         disk = ova_disk_source(source, disk_name=ova_disk)
         inner_head = disk.read_at(0, min(len(head), disk.size))
         if is_tar(inner_head):
-            raise UnsupportedFormatError(f"The OVA's disk is itself a tar archive: {TAR_HINT}.")
+            raise UnsupportedImageError(f"The OVA's disk is itself a tar archive: {TAR_HINT}.")
         return disk
     if ova_disk is not None:
-        raise UnsupportedFormatError("ova_disk names a disk of an OVA, but this file is not an OVA (a tar archive).")
+        raise UnsupportedImageError("ova_disk names a disk of an OVA, but this file is not an OVA (a tar archive).")
     refuse_non_disk_raw(head, source.size)
     return None

@@ -5,10 +5,9 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from diskport.errors import ImageRejectedError, UnsupportedFormatError
-
 from .containers import disk_in_container
 from .disk import DiskImage
+from .errors import BrokenImageError, UnsupportedImageError
 from .formats.qcow2 import open_qcow2
 from .formats.raw import open_raw
 from .formats.vdi import open_vdi
@@ -137,13 +136,13 @@ def open_disk(source: ByteSource, *, limits: InspectionLimits | None = None, ova
     An OVA opens at the disk it holds (`ova_disk` names one when it holds several); archives, compressed
     streams and files that cannot be a raw disk are refused (containers.py).
 
-    Raises ImageRejectedError (IMG.0057) for broken or unsafe files and UnsupportedFormatError (IMG.0072) for
-    formats the service does not import; `reason` says what to do about it.
+    Raises BrokenImageError for broken or unsafe files, UnsupportedImageError for formats the engine does not read,
+    and SourceReadError where the source fails to give its bytes; `reason` says what to do about it.
     """
     limits = limits or InspectionLimits()
     size = source.size
     if size <= 0:
-        raise ImageRejectedError("The image file is empty (0 bytes): upload the disk image again.")
+        raise BrokenImageError("The image file is empty (0 bytes): upload the disk image again.")
     head = source.read_at(0, min(SNIFF_BYTES, size))
     tail = source.read_at(size - VHD_FOOTER_SIZE, VHD_FOOTER_SIZE) if size >= VHD_FOOTER_SIZE else b""
     formats = detect_formats(head, tail)
@@ -151,13 +150,13 @@ def open_disk(source: ByteSource, *, limits: InspectionLimits | None = None, ova
     if inner_disk is not None:
         return open_disk(inner_disk, limits=limits)
     if len(formats) > 1:
-        raise ImageRejectedError(
+        raise BrokenImageError(
             f"The file carries the signatures of more than one format ({', '.join(formats)}): one image is hidden "
             "inside another. Upload the disk image on its own."
         )
     format_name = formats[0] if formats else "raw"
     if format_name in UNSUPPORTED_FORMATS:
-        raise UnsupportedFormatError(UNSUPPORTED_FORMATS[format_name])
+        raise UnsupportedImageError(UNSUPPORTED_FORMATS[format_name])
     metadata = MetadataReader(source, limits, FORMAT_LABELS[format_name])
     layout = OPENERS[format_name](metadata) if format_name in OPENERS else open_raw(metadata)
     disk = DiskImage(source, layout, limits, metadata=metadata)
@@ -170,11 +169,13 @@ def _refuse_nested_image(disk: DiskImage) -> None:
     if disk.format == "raw" or disk.virtual_size == 0:
         return
     first_bytes = disk.read(0, SNIFF_BYTES)
-    last_sector = disk.read(disk.virtual_size - VHD_FOOTER_SIZE, VHD_FOOTER_SIZE) if disk.virtual_size >= 512 else b""
+    last_sector = (
+        disk.read(disk.virtual_size - VHD_FOOTER_SIZE, VHD_FOOTER_SIZE) if disk.virtual_size >= VHD_FOOTER_SIZE else b""
+    )
     inner = detect_formats(first_bytes, last_sector)
     if inner:
         disk.close()
-        raise ImageRejectedError(
+        raise BrokenImageError(
             f"The virtual disk inside this {disk.format} image carries a {inner[0]} header: an image inside an "
             "image. Upload the inner image itself."
         )

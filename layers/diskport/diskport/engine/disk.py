@@ -11,17 +11,13 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from types import TracebackType
-from typing import Self
-
-from diskport.errors import ImageRejectedError
 
 from .checksums import block_digests
+from .errors import BrokenImageError
 from .inspection import MetadataReader, is_repeated
 from .layout import Layout, RangeCollector, Segment, SegmentKind, merged_segments
 from .limits import MIB, InspectionLimits
-from .memory import keep_freed_buffers
-from .sources import ByteSource, coalesces_reads
+from .sources import ByteSource, ClosedOnExit, coalesces_reads
 
 BLOCK_SIZE = 524_288  # EBS direct API block size
 ZERO_BLOCK = bytes(BLOCK_SIZE)
@@ -51,7 +47,7 @@ def _non_zero_blocks(candidates: Iterable[tuple[int, bytes]]) -> list[Block]:
     ]
 
 
-class DiskImage:
+class DiskImage(ClosedOnExit):
     """An image whose header and top-level tables passed every check; returned by `open_disk`."""
 
     def __init__(
@@ -77,7 +73,6 @@ class DiskImage:
         # Keyed by where a unit is stored and its length: fewer bytes named at the same offset make another unit.
         self._units: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._units_lock = threading.Lock()
-        keep_freed_buffers()
 
     def __repr__(self) -> str:
         return f"DiskImage(format={self.format!r}, subformat={self.subformat!r}, virtual_size={self.virtual_size})"
@@ -113,14 +108,14 @@ class DiskImage:
                 continue
             collector.add(segment.start, segment.end)
             if segment.kind is SegmentKind.COMPRESSED and is_repeated(compressed_units, segment.file_offset):
-                raise ImageRejectedError(
+                raise BrokenImageError(
                     f"Two {self.format} table entries name the compressed unit at offset {segment.file_offset}, which "
                     "no writer does: the tables are corrupt or crafted; export the disk again and upload the new file."
                 )
             if segment.kind is SegmentKind.DATA:
                 stored_bytes += segment.length
                 if stored_bytes > most_stored_bytes:
-                    raise ImageRejectedError(
+                    raise BrokenImageError(
                         f"The {self.format} tables map more stored data than the {self.source.size}-byte file holds: "
                         "they are corrupt or crafted; export the disk again and upload the new file."
                     )
@@ -147,7 +142,7 @@ class DiskImage:
         `start` and `end` are block-aligned byte offsets; `end` may be the virtual size or the virtual size
         rounded up to a block. Unallocated ranges are skipped from the tables, without reading anything.
         This thread only walks the tables; reading, inflating, assembling and hashing run on a small thread pool
-        (pread, S3 GETs, zlib, zstd and both SHA-256 paths release the GIL), a job's blocks hashed together.
+        (pread, S3 GETs, zlib, zstd and hashlib's SHA-256 release the GIL), a job's blocks hashed together.
         At most a few jobs are in flight, so memory does not grow with the image, and blocks come out in index order.
         """
         self._check_block_range(start, end)
@@ -167,14 +162,6 @@ class DiskImage:
             self._executor = None
         self._units.clear()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.close()
-
     def _check_block_range(self, start: int, end: int) -> None:
         rounded_size = -(-self.virtual_size // BLOCK_SIZE) * BLOCK_SIZE
         if start < 0 or start % BLOCK_SIZE:
@@ -192,8 +179,8 @@ class DiskImage:
     def _block_jobs(self, start: int, end: int) -> Iterator[Callable[[], list[Block]]]:
         """Jobs that each produce the non-zero blocks of a stretch of [start, end), in order.
 
-        A job gathers consecutive parts until it holds up to 16 blocks, so that its blocks are hashed together
-        (16 at a time where the CPU allows) even where the format stores data in short runs or compressed units.
+        A job gathers consecutive parts until it holds up to 16 blocks, so that a worker thread's unit of work stays
+        a few MiB even where the format stores data in short runs or compressed units.
         """
         blocks_per_job = READ_AHEAD_BYTES // BLOCK_SIZE
         parts: list[Callable[[], list[tuple[int, bytes]]]] = []

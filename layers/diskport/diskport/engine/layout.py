@@ -86,6 +86,19 @@ class Layout(Protocol):
         ...
 
 
+class StoredLayout:
+    """A disk stored as is from the start of the file: a raw file, a fixed VHD."""
+
+    def __init__(self, format_name: str, subformat: str, virtual_size: int, *, stored_unit_size: int) -> None:
+        self.format_name = format_name
+        self.subformat = subformat
+        self.virtual_size = virtual_size
+        self.stored_unit_size = stored_unit_size
+
+    def units(self, start: int, end: int) -> Iterator[Segment]:
+        yield stored(0, self.virtual_size, 0)
+
+
 def merged_segments(units: Iterable[Segment], start: int, end: int) -> Iterator[Segment]:
     """Clip `units` to [start, end) and join neighbours that read alike (zeros, or contiguous file bytes)."""
     pending: Segment | None = None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The unit every format counts the disk in, and qemu rounds it to.
+SECTOR = 512
 KIB = 1024
 MIB = 1024 * KIB
 GIB = 1024 * MIB

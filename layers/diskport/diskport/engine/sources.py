@@ -21,7 +21,10 @@ class ByteSource(Protocol):
     def size(self) -> int: ...
 
     def read_at(self, offset: int, length: int) -> bytes:
-        """The `length` bytes at `offset`; fewer only where the source ends."""
+        """The `length` bytes at `offset`; fewer only where the source ends.
+
+        A failure that is the file's own (it changed, was deleted, may not be read) is a SourceReadError.
+        """
         ...
 
 
@@ -37,7 +40,22 @@ def readable_length(offset: int, length: int, size: int) -> int:
     return max(0, min(length, size - offset))
 
 
-class LocalFileSource:
+class ClosedOnExit:
+    """What `with` closes on the way out, however the block ends: a local file, an opened disk."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class LocalFileSource(ClosedOnExit):
     """A file on this machine, read with `pread` so concurrent readers never share a file position."""
 
     # A local read costs a system call, not a round trip: reading block by block saves copying out of big buffers.
@@ -72,14 +90,6 @@ class LocalFileSource:
         if not self._closed:
             self._closed = True
             os.close(self._descriptor)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 class WindowSource:

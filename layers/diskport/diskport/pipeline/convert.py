@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pydantic import BaseModel
 
 from diskport.engine import BLOCK_SIZE, Block, open_disk
-from diskport.errors import DiskportError, ImportFailedError, RetryableStepError, StepFailure
+from diskport.errors import DiskportError, ImportFailedError, RetryableStepError, StepFailure, engine_errors_as_ims
 from diskport.observability import logger
 from diskport.pipeline.rate_control import QUOTA_MARGIN, Limits, WriteRate
 from diskport.pipeline.step_errors import as_step_error
@@ -93,6 +93,7 @@ def _convert(job_id: str, chunk: Chunk, stores: Stores, work_files: WorkFiles) -
     checksums: list[BlockChecksum] = []
     with (
         leases.renewing(settings.renew_seconds),
+        engine_errors_as_ims(),
         open_disk(reader, ova_disk=manifest.ova_disk) as disk,
         ThreadPoolExecutor(writers, thread_name_prefix="diskport-put") as pool,
     ):

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from diskport.domain.requests import CreateDataImageRequest
 from diskport.domain.source_buckets import bucket_owner_for
 from diskport.engine import open_disk
-from diskport.errors import DiskSizeError, ImportFailedError
+from diskport.errors import DiskSizeError, ImportFailedError, engine_errors_as_ims
 from diskport.pipeline.chunk_plan import allocated_blocks_bytes, chunk_size_for, plan_chunks
 from diskport.stores import Stores
 from diskport.stores.images import ImageRecord, image_id_for_job
@@ -114,16 +114,13 @@ def inspect_source(
 ) -> InspectedSource:
     """The source file's version, format, virtual size and allocated ranges; refuses a missing or unsafe file."""
     source = sources.find(request.bucket, request.object_key, expected_etag=expected_etag, bucket_owner=bucket_owner)
-    disk = open_disk(sources.reader(source), ova_disk=request.ova_disk)
-    try:
+    with engine_errors_as_ims(), open_disk(sources.reader(source), ova_disk=request.ova_disk) as disk:
         return InspectedSource(
             source=source,
             format=disk.format,
             virtual_size=disk.virtual_size,
             allocated_ranges=disk.allocated_ranges(),
         )
-    finally:
-        disk.close()
 
 
 def _running_job(jobs: JobStore, job_id: str) -> Job:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
+from diskport.engine.errors import SourceReadError
 from diskport.engine.sources import readable_length
 from diskport.errors import SourceError
 from diskport.stores import aws, aws_errors
@@ -223,32 +224,32 @@ class S3ObjectSource:
                 raise  # throttling or a service fault: the step's retry policy decides, not the image
             raise source_error from error
         if len(body) != end - start:
-            raise SourceError(
+            raise SourceReadError(
                 f"Reading s3://{self.bucket}/{self.key} returned {len(body)} bytes instead of {end - start}: "
                 "the file changed during import; upload it again and start a new import."
             )
         return body
 
 
-def _source_error(error: ClientError, bucket: str, key: str) -> SourceError | None:
+def _source_error(error: ClientError, bucket: str, key: str) -> SourceReadError | None:
     """The job-failing error for what the file itself did; None for passing trouble (throttling, 5xx) to retry."""
     location = f"s3://{bucket}/{key}"
     if aws_errors.is_precondition_failed(error):
-        return SourceError(
+        return SourceReadError(
             f"The image file {location} changed during import (its ETag no longer matches): "
             "leave the file unchanged while it is imported, then start a new import."
         )
     if aws_errors.is_gone(error):
-        return SourceError(
+        return SourceReadError(
             f"The image file {location} was deleted during import: upload it again and start a new import."
         )
     if aws_errors.is_denied(error):
-        return SourceError(
+        return SourceReadError(
             f"Reading the image file {location} was denied: grant the import service s3:GetObject on it, then "
             "start a new import."
         )
     if aws_errors.error_code(error) == "InvalidObjectState":
-        return SourceError(
+        return SourceReadError(
             f"The image file {location} is archived: restore it to the STANDARD storage class, then start a new import."
         )
     return None

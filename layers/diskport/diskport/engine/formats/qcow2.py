@@ -11,21 +11,13 @@ from __future__ import annotations
 import array
 import struct
 import zlib
-from collections import OrderedDict
 from collections.abc import Iterator
 
-from diskport.errors import ImageRejectedError, UnsupportedFormatError
-
-from ..inspection import (
-    REUPLOAD_HINT,
-    MetadataReader,
-    end_of_run,
-    is_repeated,
-    printable,
-    tables_kept,
-    unpack_table,
-)
+from ..errors import BrokenImageError, UnsupportedImageError
+from ..inspection import REUPLOAD_HINT, MetadataReader, is_repeated, printable
 from ..layout import Decompressor, Segment, compressed, stored, zero
+from ..limits import SECTOR
+from ..tables import TableCache, TwoLevelTables, end_of_contiguous_run, end_of_run, unpack_table
 from ..zstd import ZstdDecompressionError, decompress_zstd
 
 MAGIC = b"QFI\xfb"
@@ -40,8 +32,6 @@ OFFSET_MASK = 0x00FF_FFFF_FFFF_FE00  # bits 9-55 of L1 and standard L2 entries
 COMPRESSED_FLAG = 1 << 62
 COPIED_FLAG = 1 << 63
 ZERO_FLAG = 1
-# An L1 entry whose offset bits are clear names no L2 table, whatever its other bits.
-L1_NOT_OFFSET_BITS = ~OFFSET_MASK & 0xFFFF_FFFF_FFFF_FFFF
 
 INCOMPATIBLE_DIRTY = 1 << 0
 INCOMPATIBLE_CORRUPT = 1 << 1
@@ -66,18 +56,18 @@ FLATTEN_HINT = "upload a flattened image (qemu-img convert -O qcow2 in.qcow2 fla
 
 def open_qcow2(metadata: MetadataReader) -> Qcow2Layout:
     if metadata.file_size < VERSION_2_HEADER_LENGTH:
-        raise ImageRejectedError(
+        raise BrokenImageError(
             f"The file starts like a qcow2 image but is shorter than a qcow2 header: {REUPLOAD_HINT}."
         )
     fixed = metadata.read(0, VERSION_2_HEADER_LENGTH, "header")
     version = struct.unpack_from(">I", fixed, 4)[0]
     if version == 1:
-        raise UnsupportedFormatError(
+        raise UnsupportedImageError(
             "qcow (version 1) images are not supported: convert the image to qcow2 "
             "(qemu-img convert -O qcow2 in.qcow out.qcow2) and upload that."
         )
     if version not in (2, 3):
-        raise UnsupportedFormatError(
+        raise UnsupportedImageError(
             f"qcow2 version {version} is not supported, only versions 2 and 3 are: convert the image "
             "(qemu-img convert -O qcow2 -o compat=1.1 in.img out.qcow2) and upload that."
         )
@@ -97,9 +87,9 @@ def open_qcow2(metadata: MetadataReader) -> Qcow2Layout:
 
     if backing_file_offset:
         name = _backing_file_name(metadata, backing_file_offset, backing_file_size)
-        raise ImageRejectedError(f"qcow2 backing file {name} is not allowed: {FLATTEN_HINT}.")
+        raise BrokenImageError(f"qcow2 backing file {name} is not allowed: {FLATTEN_HINT}.")
     if not MIN_CLUSTER_BITS <= cluster_bits <= MAX_CLUSTER_BITS:
-        raise ImageRejectedError(
+        raise BrokenImageError(
             f"The qcow2 header gives a cluster size of 2^{cluster_bits} bytes, outside the 512 B to 2 MiB qemu allows: "
             f"{REUPLOAD_HINT}."
         )
@@ -110,15 +100,15 @@ def open_qcow2(metadata: MetadataReader) -> Qcow2Layout:
     compression_type = COMPRESSION_ZLIB
     if version == 3:
         if metadata.file_size < VERSION_3_HEADER_LENGTH:
-            raise ImageRejectedError(f"The qcow2 version 3 header is cut short: {REUPLOAD_HINT}.")
+            raise BrokenImageError(f"The qcow2 version 3 header is cut short: {REUPLOAD_HINT}.")
         version_3 = metadata.read(VERSION_2_HEADER_LENGTH, VERSION_3_HEADER_LENGTH - VERSION_2_HEADER_LENGTH, "header")
         incompatible_features, _compatible, _autoclear, refcount_order, header_length = struct.unpack_from(
             ">QQQII", version_3
         )
         if not VERSION_3_HEADER_LENGTH <= header_length <= min(cluster_size, metadata.limits.max_header_bytes):
-            raise ImageRejectedError(f"The qcow2 header claims a length of {header_length} bytes: {REUPLOAD_HINT}.")
+            raise BrokenImageError(f"The qcow2 header claims a length of {header_length} bytes: {REUPLOAD_HINT}.")
         if refcount_order > 6:
-            raise ImageRejectedError(
+            raise BrokenImageError(
                 f"The qcow2 header gives refcount order {refcount_order} (at most 6): {REUPLOAD_HINT}."
             )
         if header_length > VERSION_3_HEADER_LENGTH:
@@ -127,53 +117,53 @@ def open_qcow2(metadata: MetadataReader) -> Qcow2Layout:
     data_file_name = _walk_extensions(metadata, header_length, cluster_size)
     if incompatible_features & INCOMPATIBLE_DATA_FILE or data_file_name is not None:
         shown = f"'{data_file_name}'" if data_file_name else "(unnamed)"
-        raise ImageRejectedError(
+        raise BrokenImageError(
             f"qcow2 external data file {shown} is not allowed: the data must be inside the uploaded file; "
             "upload a self-contained image (qemu-img convert -O qcow2 in.qcow2 flat.qcow2)."
         )
     if incompatible_features & INCOMPATIBLE_CORRUPT:
-        raise ImageRejectedError(
+        raise BrokenImageError(
             "The qcow2 image is marked corrupt: repair it (qemu-img check -r all image.qcow2) or export it again, "
             "then upload it."
         )
     unknown = incompatible_features & ~KNOWN_INCOMPATIBLE
     if unknown:
         bits = ", ".join(str(bit) for bit in range(64) if unknown >> bit & 1)
-        raise UnsupportedFormatError(
+        raise UnsupportedImageError(
             f"The qcow2 image uses incompatible feature bits this service does not know ({bits}): convert it "
             "(qemu-img convert -O qcow2 -o compat=1.1 in.qcow2 out.qcow2) and upload that."
         )
     if incompatible_features & INCOMPATIBLE_EXTENDED_L2:
-        raise UnsupportedFormatError(
+        raise UnsupportedImageError(
             "qcow2 images with extended L2 entries (subclusters) are not supported: convert the image "
             "(qemu-img convert -O qcow2 -o extended_l2=off in.qcow2 out.qcow2) and upload that."
         )
     if bool(incompatible_features & INCOMPATIBLE_COMPRESSION_TYPE) != (compression_type != COMPRESSION_ZLIB):
-        raise ImageRejectedError(
+        raise BrokenImageError(
             f"The qcow2 header names compression type {compression_type} but its feature bits disagree: "
             f"{REUPLOAD_HINT}."
         )
     if compression_type not in (COMPRESSION_ZLIB, COMPRESSION_ZSTD):
-        raise UnsupportedFormatError(
+        raise UnsupportedImageError(
             f"qcow2 compression type {compression_type} is not supported, only zlib and zstd are: convert the image "
             "(qemu-img convert -O qcow2 in.qcow2 out.qcow2) and upload that."
         )
     if encryption_method:
-        raise UnsupportedFormatError(
+        raise UnsupportedImageError(
             "Encrypted qcow2 images (AES or LUKS) are not supported: upload a decrypted image "
             "(qemu-img convert -O qcow2 with the key, to an unencrypted qcow2)."
         )
 
     metadata.require_virtual_size(virtual_size)
     if refcount_table_clusters == 0:
-        raise ImageRejectedError(
+        raise BrokenImageError(
             f"The qcow2 header gives a refcount table of 0 clusters, which qemu refuses too: {REUPLOAD_HINT}."
         )
     _require_table(
         metadata, refcount_table_offset, refcount_table_clusters * cluster_size, cluster_size, "refcount table"
     )
     if snapshot_count > MAX_SNAPSHOTS:
-        raise ImageRejectedError(
+        raise BrokenImageError(
             f"The qcow2 header claims {snapshot_count} snapshots, more than the {MAX_SNAPSHOTS} qemu allows: "
             f"{REUPLOAD_HINT}."
         )
@@ -187,7 +177,7 @@ def open_qcow2(metadata: MetadataReader) -> Qcow2Layout:
     l1_span = cluster_size * l2_entries
     l1_entries_needed = -(-virtual_size // l1_span)
     if l1_entries < l1_entries_needed:
-        raise ImageRejectedError(
+        raise BrokenImageError(
             f"The qcow2 L1 table has {l1_entries} entries but the {virtual_size}-byte disk needs {l1_entries_needed}: "
             f"{REUPLOAD_HINT}."
         )
@@ -197,7 +187,7 @@ def open_qcow2(metadata: MetadataReader) -> Qcow2Layout:
     return Qcow2Layout(
         metadata,
         # qemu counts the disk in whole sectors, rounding the header's size down.
-        virtual_size=virtual_size // 512 * 512,
+        virtual_size=virtual_size // SECTOR * SECTOR,
         version=version,
         cluster_bits=cluster_bits,
         l1_table=l1_table,
@@ -225,39 +215,23 @@ class Qcow2Layout:
         self._cluster_bits = cluster_bits
         self._cluster_size = 1 << cluster_bits
         self.stored_unit_size = self._cluster_size
-        self._l2_entries = self._cluster_size // 8
         # Bits that do not stop a run of entries reading as zeros: COPIED, and the zero flag where version 3 has it
         # (in a version 2 image the flag stops the run, and the entry is refused).
         self._zero_run_bits = COPIED_FLAG | (ZERO_FLAG if version >= 3 else 0)
-        self._l1_table = l1_table
-        self._l2_tables: OrderedDict[int, array.array[int]] = OrderedDict()
-        self._l2_tables_kept = tables_kept(metadata.limits.table_cache_bytes, self._cluster_size)
+        # An L1 entry whose offset bits are clear names no L2 table, whatever its other bits.
+        self._tables = TwoLevelTables(
+            l1_table,
+            TableCache(metadata, table_bytes=self._cluster_size, entry_size=8, big_endian=True, what="L2 table"),
+            unit_size=self._cluster_size,
+            units_per_table=self._cluster_size // 8,
+            offset_bits=OFFSET_MASK,
+        )
         # Compressed cluster descriptors: the sector count sits above the offset, split at this bit.
         self._compressed_shift = 62 - (cluster_bits - 8)
-        self._decompress = (
-            _zstd_cluster_decompressor(self._cluster_size)
-            if compression_type == COMPRESSION_ZSTD
-            else _zlib_cluster_decompressor(self._cluster_size)
-        )
+        self._decompress = _cluster_decompressor(self._cluster_size, compression_type)
 
     def units(self, start: int, end: int) -> Iterator[Segment]:
-        cluster_size = self._cluster_size
-        l1_span = cluster_size * self._l2_entries
-        l1_table = self._l1_table
-        l1_index, last_l1_index = start // l1_span, (end - 1) // l1_span
-        while l1_index <= last_l1_index:
-            span_start = l1_index * l1_span
-            l2_offset = l1_table[l1_index] & OFFSET_MASK
-            if not l2_offset:  # a run of L1 entries without L2 tables becomes one segment
-                run_end = end_of_run(l1_table, l1_index + 1, last_l1_index + 1, ignored_bits=L1_NOT_OFFSET_BITS)
-                yield zero(span_start, (run_end - l1_index) * l1_span)
-                l1_index = run_end
-                continue
-            l1_index += 1
-            l2_table = self._l2_table(l2_offset)
-            first = max(start - span_start, 0) // cluster_size
-            last = -(-(min(end, span_start + l1_span) - span_start) // cluster_size)
-            yield from self._cluster_runs(span_start, l2_table, first, last)
+        return self._tables.units(start, end, self._cluster_runs)
 
     def _cluster_runs(self, span_start: int, l2_table: array.array[int], first: int, last: int) -> Iterator[Segment]:
         """Clusters `first` to `last` of one L2 table, as runs: zeros together, file-contiguous data together."""
@@ -282,11 +256,9 @@ class Qcow2Layout:
             else:
                 host_offset = self._data_cluster_offset(entry)
                 # Entries holding just the next offset (and the COPIED flag) continue the run.
-                while (
-                    run_end < last
-                    and l2_table[run_end] & ~COPIED_FLAG == host_offset + (run_end - index) * cluster_size
-                ):
-                    run_end += 1
+                run_end = end_of_contiguous_run(
+                    l2_table, index, last, first_value=host_offset, step=cluster_size, ignored_bits=COPIED_FLAG
+                )
                 self._data_cluster_offset(host_offset + (run_end - index - 1) * cluster_size)
                 yield stored(virtual_offset, (run_end - index) * cluster_size, host_offset)
             index = run_end
@@ -296,7 +268,7 @@ class Qcow2Layout:
             return False
         if entry & ZERO_FLAG:
             if self._version < 3:
-                raise ImageRejectedError(
+                raise BrokenImageError(
                     f"A qcow2 version 2 image holds a zero-cluster entry, which only version 3 has: {REUPLOAD_HINT}."
                 )
             return True
@@ -306,7 +278,7 @@ class Qcow2Layout:
         host_offset = entry & OFFSET_MASK
         file_size = self._metadata.file_size
         if host_offset & (self._cluster_size - 1) or host_offset >= file_size:
-            raise ImageRejectedError(
+            raise BrokenImageError(
                 f"A qcow2 data cluster points to offset {host_offset}, which is "
                 f"{'not cluster-aligned' if host_offset < file_size else 'past the end of the file'}: {REUPLOAD_HINT}."
             )
@@ -317,25 +289,13 @@ class Qcow2Layout:
         host_offset = entry & ((1 << self._compressed_shift) - 1)
         sectors = ((entry >> self._compressed_shift) & ((1 << (self._cluster_bits - 8)) - 1)) + 1
         if host_offset >= file_size:
-            raise ImageRejectedError(
+            raise BrokenImageError(
                 f"A compressed qcow2 cluster points to offset {host_offset}, past the end of the "
                 f"{file_size}-byte file: {REUPLOAD_HINT}."
             )
         # The stored length is rounded up to sectors and may run past the end of the file: read what is there.
-        stored_length = min(sectors * 512 - (host_offset & 511), file_size - host_offset)
+        stored_length = min(sectors * SECTOR - host_offset % SECTOR, file_size - host_offset)
         return compressed(virtual_offset, self._cluster_size, host_offset, stored_length, self._decompress)
-
-    def _l2_table(self, offset: int) -> array.array[int]:
-        table = self._l2_tables.get(offset)
-        if table is not None:
-            self._metadata.charge(self._cluster_size, "L2 table")
-            self._l2_tables.move_to_end(offset)
-            return table
-        table = unpack_table(self._metadata.read(offset, self._cluster_size, "L2 table"), 8, big_endian=True)
-        self._l2_tables[offset] = table
-        if len(self._l2_tables) > self._l2_tables_kept:
-            self._l2_tables.popitem(last=False)
-        return table
 
 
 def _backing_file_name(metadata: MetadataReader, offset: int, size: int) -> str:
@@ -358,7 +318,7 @@ def _walk_extensions(metadata: MetadataReader, header_length: int, cluster_size:
             return data_file_name
         position += 8
         if position + length > area_end:
-            raise ImageRejectedError(
+            raise BrokenImageError(
                 f"A qcow2 header extension (type {extension_type:#010x}, {length} bytes) runs past the header "
                 f"cluster: {REUPLOAD_HINT}."
             )
@@ -370,7 +330,7 @@ def _walk_extensions(metadata: MetadataReader, header_length: int, cluster_size:
 
 def _require_table(metadata: MetadataReader, offset: int, length: int, cluster_size: int, what: str) -> None:
     if offset & (cluster_size - 1):
-        raise ImageRejectedError(f"The qcow2 {what} offset {offset} is not cluster-aligned: {REUPLOAD_HINT}.")
+        raise BrokenImageError(f"The qcow2 {what} offset {offset} is not cluster-aligned: {REUPLOAD_HINT}.")
     metadata.require_inside(offset, length, what)
 
 
@@ -382,44 +342,32 @@ def _vet_l1_table(metadata: MetadataReader, l1_table: array.array[int], cluster_
         if not l2_offset:
             continue
         if l2_offset & (cluster_size - 1) or l2_offset + cluster_size > metadata.file_size:
-            raise ImageRejectedError(
+            raise BrokenImageError(
                 f"The qcow2 L1 table points to an L2 table at offset {l2_offset}, "
                 f"{'not cluster-aligned' if l2_offset & (cluster_size - 1) else 'outside the file'}: {REUPLOAD_HINT}."
             )
         if is_repeated(seen, l2_offset):
-            raise ImageRejectedError(f"Two qcow2 L1 entries share the L2 table at offset {l2_offset}: {REUPLOAD_HINT}.")
+            raise BrokenImageError(f"Two qcow2 L1 entries share the L2 table at offset {l2_offset}: {REUPLOAD_HINT}.")
 
 
-def _zlib_cluster_decompressor(cluster_size: int) -> Decompressor:
+def _inflate_deflate(stored_bytes: bytes, cluster_size: int) -> bytes:
+    # qemu writes raw deflate streams (no zlib header); the output is capped at one cluster.
+    return zlib.decompressobj(-15).decompress(stored_bytes, cluster_size)
+
+
+def _cluster_decompressor(cluster_size: int, compression_type: int) -> Decompressor:
+    name, inflate = ("zstd", decompress_zstd) if compression_type == COMPRESSION_ZSTD else ("zlib", _inflate_deflate)
+
     def decompress(stored_bytes: bytes) -> bytes:
         try:
-            # qemu writes raw deflate streams (no zlib header); the output is capped at one cluster.
-            inflated = zlib.decompressobj(-15).decompress(stored_bytes, cluster_size)
-        except zlib.error as error:
-            raise ImageRejectedError(
-                f"A zlib-compressed qcow2 cluster is corrupt ({error}): {REUPLOAD_HINT}."
+            inflated = inflate(stored_bytes, cluster_size)
+        except (zlib.error, ZstdDecompressionError) as error:
+            raise BrokenImageError(
+                f"A {name}-compressed qcow2 cluster is corrupt ({error}): {REUPLOAD_HINT}."
             ) from error
         if len(inflated) < cluster_size:
-            raise ImageRejectedError(
-                f"A zlib-compressed qcow2 cluster inflates to {len(inflated)} bytes instead of {cluster_size}: "
-                f"{REUPLOAD_HINT}."
-            )
-        return inflated
-
-    return decompress
-
-
-def _zstd_cluster_decompressor(cluster_size: int) -> Decompressor:
-    def decompress(stored_bytes: bytes) -> bytes:
-        try:
-            inflated = decompress_zstd(stored_bytes, cluster_size)
-        except ZstdDecompressionError as error:
-            raise ImageRejectedError(
-                f"A zstd-compressed qcow2 cluster is corrupt ({error}): {REUPLOAD_HINT}."
-            ) from error
-        if len(inflated) < cluster_size:
-            raise ImageRejectedError(
-                f"A zstd-compressed qcow2 cluster inflates to {len(inflated)} bytes instead of {cluster_size}: "
+            raise BrokenImageError(
+                f"A {name}-compressed qcow2 cluster inflates to {len(inflated)} bytes instead of {cluster_size}: "
                 f"{REUPLOAD_HINT}."
             )
         return inflated

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import array
 import struct
-from collections.abc import Iterator
 
-from diskport.errors import ImageRejectedError, UnsupportedFormatError
-
-from ..inspection import REUPLOAD_HINT, MetadataReader, end_of_run, unpack_table
-from ..layout import Segment, stored, zero
+from ..errors import BrokenImageError, UnsupportedImageError
+from ..inspection import REUPLOAD_HINT, MetadataReader
+from ..layout import StoredLayout
+from ..limits import SECTOR
+from ..tables import BlockTableLayout, end_of_run, unpack_table
 
 FOOTER_SIZE = 512
 DYNAMIC_HEADER_SIZE = 1024
@@ -23,19 +23,18 @@ DISK_TYPE_FIXED = 2
 DISK_TYPE_DYNAMIC = 3
 DISK_TYPE_DIFFERENCING = 4
 UNALLOCATED = 0xFFFF_FFFF
-SECTOR = 512
 # qemu's maximum CHS geometry; a disk that large takes its size from the footer, whoever made it.
 MAX_GEOMETRY_SECTORS = 65535 * 16 * 255
 # Creators known to write an exact current_size; for the others (Virtual PC, old qemu) CHS geometry is the truth.
 CURRENT_SIZE_CREATORS = (b"win ", b"qem2", b"d2v ", b"CTXS", b"tap\x00")
 
 
-def open_vhd(metadata: MetadataReader) -> VhdLayout:
+def open_vhd(metadata: MetadataReader) -> VhdLayout | StoredLayout:
     if metadata.file_size < FOOTER_SIZE:
-        raise ImageRejectedError(f"The file starts like a VHD image but is shorter than a VHD footer: {REUPLOAD_HINT}.")
+        raise BrokenImageError(f"The file starts like a VHD image but is shorter than a VHD footer: {REUPLOAD_HINT}.")
     footer = metadata.read(metadata.file_size - FOOTER_SIZE, FOOTER_SIZE, "footer")
     if not footer.startswith(b"conectix"):
-        raise ImageRejectedError(
+        raise BrokenImageError(
             "The file starts with a VHD header but has no VHD footer at its end: the upload is truncated; "
             "upload the whole file again."
         )
@@ -43,19 +42,19 @@ def open_vhd(metadata: MetadataReader) -> VhdLayout:
     copy = metadata.read(0, FOOTER_SIZE, "footer copy") if metadata.file_size >= 2 * FOOTER_SIZE else b""
     if copy.startswith(b"conectix") and copy != footer:
         # qemu reads the copy at offset 0 when it has the cookie, the specification the footer at the end.
-        raise ImageRejectedError(
+        raise BrokenImageError(
             "The VHD can be read two ways: its footer at the end of the file and the copy at offset 0 (which qemu "
             f"reads) disagree: {REUPLOAD_HINT}."
         )
     data_offset, _timestamp, creator = struct.unpack_from(">QI4s", footer, 16)
     current_size, cylinders, heads, sectors_per_track, disk_type = struct.unpack_from(">QHBBI", footer, 48)
     if disk_type == DISK_TYPE_DIFFERENCING:
-        raise UnsupportedFormatError(
+        raise UnsupportedImageError(
             "Differencing (child) VHD images are not supported: merge the disk into its parent, or convert it "
             "(qemu-img convert -O vpc -o subformat=dynamic child.vhd flat.vhd), and upload that."
         )
     if disk_type not in (DISK_TYPE_FIXED, DISK_TYPE_DYNAMIC):
-        raise ImageRejectedError(f"The VHD footer gives disk type {disk_type}, which does not exist: {REUPLOAD_HINT}.")
+        raise BrokenImageError(f"The VHD footer gives disk type {disk_type}, which does not exist: {REUPLOAD_HINT}.")
 
     geometry_size = cylinders * heads * sectors_per_track * SECTOR
     uses_current_size = creator in CURRENT_SIZE_CREATORS or geometry_size == MAX_GEOMETRY_SECTORS * SECTOR
@@ -64,28 +63,29 @@ def open_vhd(metadata: MetadataReader) -> VhdLayout:
 
     if disk_type == DISK_TYPE_FIXED:
         if virtual_size == 0:
-            raise ImageRejectedError(f"The fixed VHD holds a disk of 0 bytes, which qemu refuses too: {REUPLOAD_HINT}.")
+            raise BrokenImageError(f"The fixed VHD holds a disk of 0 bytes, which qemu refuses too: {REUPLOAD_HINT}.")
         data_size = metadata.file_size - FOOTER_SIZE
         if virtual_size > data_size:
-            raise ImageRejectedError(
+            raise BrokenImageError(
                 f"The fixed VHD claims a {virtual_size}-byte disk but holds only {data_size} bytes of data: "
                 f"{REUPLOAD_HINT}."
             )
-        return VhdLayout("fixed", virtual_size, metadata)
+        # A fixed disk's data lies inside the file, before the footer.
+        return StoredLayout("vhd", "fixed", virtual_size, stored_unit_size=0)
 
     dynamic_header = metadata.read(data_offset, DYNAMIC_HEADER_SIZE, "dynamic disk header")
     if not dynamic_header.startswith(b"cxsparse"):
-        raise ImageRejectedError(
+        raise BrokenImageError(
             f"The dynamic VHD header at offset {data_offset} has no 'cxsparse' cookie: {REUPLOAD_HINT}."
         )
     _require_checksum(dynamic_header, 36, "dynamic disk header")
     table_offset, _header_version, table_entries, block_size = struct.unpack_from(">QIII", dynamic_header, 16)
     if block_size < SECTOR or block_size & (block_size - 1) or block_size > 256 * 1024 * 1024:
-        raise ImageRejectedError(
+        raise BrokenImageError(
             f"The dynamic VHD block size {block_size} is not a power of two between 512 B and 256 MiB: {REUPLOAD_HINT}."
         )
     if table_entries * block_size < virtual_size:
-        raise ImageRejectedError(
+        raise BrokenImageError(
             f"The dynamic VHD block table ({table_entries} blocks of {block_size} bytes) is too small for its "
             f"{virtual_size}-byte disk: {REUPLOAD_HINT}."
         )
@@ -94,56 +94,39 @@ def open_vhd(metadata: MetadataReader) -> VhdLayout:
     table = unpack_table(
         metadata.read_table(table_offset, blocks_needed * 4, "block allocation table"), 4, big_endian=True
     )
-    return VhdLayout("dynamic", virtual_size, metadata, block_size=block_size, table=table)
+    return VhdLayout(virtual_size, metadata, block_size=block_size, table=table)
 
 
-class VhdLayout:
+class VhdLayout(BlockTableLayout):
+    """A dynamic VHD: a BAT of blocks, each a sector bitmap followed by the block's data."""
+
     format_name = "vhd"
 
     def __init__(
-        self,
-        subformat: str,
-        virtual_size: int,
-        metadata: MetadataReader,
-        *,
-        block_size: int = 0,
-        table: array.array[int] | None = None,
+        self, virtual_size: int, metadata: MetadataReader, *, block_size: int, table: array.array[int]
     ) -> None:
-        self.subformat = subformat
-        self.virtual_size = virtual_size
-        self._metadata = metadata
-        self._block_size = block_size
+        # qemu refuses a block that runs past the end of the file: no tail of stored data reads as zeros.
+        super().__init__("dynamic", virtual_size, metadata, block_size=block_size, stored_unit_size=0)
         self._table = table
-        # A fixed disk's data lies inside the file; qemu refuses a dynamic block that runs past its end.
-        self.stored_unit_size = 0
-        # Each dynamic block starts with a sector bitmap, padded to whole sectors; qemu reads past it, as do we.
+        # Each block starts with a sector bitmap, padded to whole sectors; qemu reads past it, as do we.
         self._bitmap_size = -(-(block_size // SECTOR // 8) // SECTOR) * SECTOR
 
-    def units(self, start: int, end: int) -> Iterator[Segment]:
-        if self._table is None:
-            yield stored(0, self.virtual_size, 0)
-            return
-        block_size = self._block_size
+    def block_offset(self, index: int) -> int | None:
+        entry = self._table[index]
+        if entry == UNALLOCATED:
+            return None
+        data_offset = entry * SECTOR + self._bitmap_size
         file_size = self._metadata.file_size
-        table = self._table
-        index, last = start // block_size, (end - 1) // block_size
-        while index <= last:
-            entry = table[index]
-            if entry == UNALLOCATED:
-                # A run of unallocated blocks becomes one segment: a sparse disk costs per run, not per block.
-                run_end = end_of_run(table, index + 1, last + 1, all_ones=True)
-                yield zero(index * block_size, (run_end - index) * block_size)
-                index = run_end
-                continue
-            data_offset = entry * SECTOR + self._bitmap_size
-            if data_offset + block_size > file_size:
-                # qemu refuses the file too ("free_data_block_offset points after the end of file").
-                raise ImageRejectedError(
-                    f"VHD block {index} at offset {entry * SECTOR} runs past the end of the {file_size}-byte file: "
-                    f"{REUPLOAD_HINT}."
-                )
-            yield stored(index * block_size, block_size, data_offset)
-            index += 1
+        if data_offset + self._block_size > file_size:
+            # qemu refuses the file too ("free_data_block_offset points after the end of file").
+            raise BrokenImageError(
+                f"VHD block {index} at offset {entry * SECTOR} runs past the end of the {file_size}-byte file: "
+                f"{REUPLOAD_HINT}."
+            )
+        return data_offset
+
+    def end_of_zero_run(self, index: int, stop: int) -> int:
+        return end_of_run(self._table, index, stop, all_ones=True)
 
 
 def _require_checksum(structure: bytes, checksum_offset: int, what: str) -> None:
@@ -151,4 +134,4 @@ def _require_checksum(structure: bytes, checksum_offset: int, what: str) -> None
     without_checksum = structure[:checksum_offset] + bytes(4) + structure[checksum_offset + 4 :]
     actual = ~sum(without_checksum) & 0xFFFF_FFFF
     if actual != expected:
-        raise ImageRejectedError(f"The VHD {what} checksum does not match its content: {REUPLOAD_HINT}.")
+        raise BrokenImageError(f"The VHD {what} checksum does not match its content: {REUPLOAD_HINT}.")

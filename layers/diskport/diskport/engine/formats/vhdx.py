@@ -12,16 +12,13 @@ from __future__ import annotations
 import array
 import struct
 import uuid
-from collections.abc import Iterator
-
-from diskport.errors import ImageRejectedError, UnsupportedFormatError
 
 from ..crc32c import crc32c
-from ..inspection import REUPLOAD_HINT, MetadataReader, end_of_run, unpack_table
-from ..layout import Segment, stored, zero
+from ..errors import BrokenImageError, UnsupportedImageError
+from ..inspection import REUPLOAD_HINT, MetadataReader
+from ..limits import KIB, MIB, SECTOR
+from ..tables import BlockTableLayout, end_of_run, unpack_table
 
-KIB = 1024
-MIB = 1024 * KIB
 HEADER_OFFSETS = (64 * KIB, 128 * KIB)
 HEADER_SIZE = 4 * KIB
 REGION_TABLE_OFFSET = 192 * KIB
@@ -63,30 +60,30 @@ CHILD_HINT = (
 
 def open_vhdx(metadata: MetadataReader) -> VhdxLayout:
     if metadata.file_size < REGION_TABLE_OFFSET + REGION_TABLE_SIZE:
-        raise ImageRejectedError(
+        raise BrokenImageError(
             f"The file starts like a VHDX image but is too short to hold its headers: {REUPLOAD_HINT}."
         )
     log_region = _current_header(metadata)
     regions = _regions(metadata)
     if BAT_REGION not in regions or METADATA_REGION not in regions:
-        raise ImageRejectedError(f"The VHDX region table lacks the BAT or the metadata region: {REUPLOAD_HINT}.")
+        raise BrokenImageError(f"The VHDX region table lacks the BAT or the metadata region: {REUPLOAD_HINT}.")
     items = _metadata_items(metadata, *regions[METADATA_REGION])
     if PARENT_LOCATOR in items:
-        raise UnsupportedFormatError(CHILD_HINT)
+        raise UnsupportedImageError(CHILD_HINT)
     for name, item in ((FILE_PARAMETERS, 8), (VIRTUAL_DISK_SIZE, 8), (LOGICAL_SECTOR_SIZE, 4)):
         if name not in items or len(items[name]) < item:
-            raise ImageRejectedError(f"The VHDX metadata lacks a required item ({name}): {REUPLOAD_HINT}.")
+            raise BrokenImageError(f"The VHDX metadata lacks a required item ({name}): {REUPLOAD_HINT}.")
     block_size, parameter_flags = struct.unpack_from("<II", items[FILE_PARAMETERS])
     (virtual_size,) = struct.unpack_from("<Q", items[VIRTUAL_DISK_SIZE])
     (logical_sector_size,) = struct.unpack_from("<I", items[LOGICAL_SECTOR_SIZE])
     if parameter_flags & FILE_PARAMETER_HAS_PARENT:
-        raise UnsupportedFormatError(CHILD_HINT)
+        raise UnsupportedImageError(CHILD_HINT)
     if not MIB <= block_size <= 256 * MIB or block_size & (block_size - 1):
-        raise ImageRejectedError(
+        raise BrokenImageError(
             f"The VHDX block size {block_size} is not a power of two from 1 to 256 MiB: {REUPLOAD_HINT}."
         )
-    if logical_sector_size not in (512, 4096):
-        raise ImageRejectedError(
+    if logical_sector_size not in (SECTOR, 4096):
+        raise BrokenImageError(
             f"The VHDX logical sector size {logical_sector_size} is neither 512 nor 4096: {REUPLOAD_HINT}."
         )
     metadata.require_virtual_size(virtual_size)
@@ -97,7 +94,7 @@ def open_vhdx(metadata: MetadataReader) -> VhdxLayout:
     bat_entries = payload_blocks + (payload_blocks - 1) // chunk_ratio if payload_blocks else 0
     bat_offset, bat_length = regions[BAT_REGION]
     if bat_entries * 8 > bat_length:
-        raise ImageRejectedError(
+        raise BrokenImageError(
             f"The VHDX BAT region ({bat_length} bytes) is too small for {payload_blocks} blocks: {REUPLOAD_HINT}."
         )
     bat = unpack_table(metadata.read_table(bat_offset, bat_entries * 8, "BAT"), 8, big_endian=False)
@@ -106,7 +103,7 @@ def open_vhdx(metadata: MetadataReader) -> VhdxLayout:
     reserved = [(0, MIB), log_region, regions[METADATA_REGION], regions[BAT_REGION]]
     return VhdxLayout(
         subformat,
-        virtual_size // 512 * 512,  # qemu counts the disk in whole sectors, rounding down
+        virtual_size // SECTOR * SECTOR,  # qemu counts the disk in whole sectors, rounding down
         metadata,
         block_size=block_size,
         chunk_ratio=chunk_ratio,
@@ -115,7 +112,7 @@ def open_vhdx(metadata: MetadataReader) -> VhdxLayout:
     )
 
 
-class VhdxLayout:
+class VhdxLayout(BlockTableLayout):
     format_name = "vhdx"
 
     def __init__(
@@ -129,51 +126,38 @@ class VhdxLayout:
         bat: array.array[int],
         reserved: list[tuple[int, int]],
     ) -> None:
-        self.subformat = subformat
-        self.virtual_size = virtual_size
-        self._metadata = metadata
-        self._block_size = block_size
+        # qemu refuses a block that runs past the end of the file: no tail of stored data reads as zeros.
+        super().__init__(subformat, virtual_size, metadata, block_size=block_size, stored_unit_size=0)
         self._chunk_ratio = chunk_ratio
         self._bat = bat
         self._reserved = reserved
-        # qemu refuses a block that runs past the end of the file: no tail of stored data reads as zeros.
-        self.stored_unit_size = 0
 
-    def units(self, start: int, end: int) -> Iterator[Segment]:
-        block_size = self._block_size
+    def block_offset(self, index: int) -> int | None:
+        entry = self._payload_entry(index)
+        state = entry & 7
+        if state in READS_AS_ZEROS:
+            return None
+        if state == PAYLOAD_PARTIALLY_PRESENT:
+            raise UnsupportedImageError(CHILD_HINT)
+        block_offset = entry & BAT_OFFSET_MASK
         file_size = self._metadata.file_size
-        index, last = start // block_size, (end - 1) // block_size
-        while index <= last:
-            entry = self._payload_entry(index)
-            state = entry & 7
-            if state in READS_AS_ZEROS:  # a run of blocks that read as zeros becomes one segment
-                run_end = self._end_of_zero_run(index + 1, last + 1)
-                yield zero(index * block_size, (run_end - index) * block_size)
-                index = run_end
-                continue
-            if state == PAYLOAD_PARTIALLY_PRESENT:
-                raise UnsupportedFormatError(CHILD_HINT)
-            block_offset = entry & BAT_OFFSET_MASK
-            # The last block may be partial: qemu wants what the disk uses of it inside the file.
-            block_length = min(block_size, self.virtual_size - index * block_size)
-            if state != PAYLOAD_FULLY_PRESENT or block_offset == 0 or block_offset + block_length > file_size:
-                raise ImageRejectedError(
-                    f"VHDX block {index} has state {state} at offset {block_offset}, which the format does not allow "
-                    f"in a {file_size}-byte file: {REUPLOAD_HINT}."
+        # The last block may be partial: qemu wants what the disk uses of it inside the file.
+        block_length = min(self._block_size, self.virtual_size - index * self._block_size)
+        if state != PAYLOAD_FULLY_PRESENT or block_offset == 0 or block_offset + block_length > file_size:
+            raise BrokenImageError(
+                f"VHDX block {index} has state {state} at offset {block_offset}, which the format does not allow "
+                f"in a {file_size}-byte file: {REUPLOAD_HINT}."
+            )
+        for region_start, region_end in self._reserved:
+            if block_offset < region_end and region_start < block_offset + block_length:
+                raise BrokenImageError(
+                    f"VHDX block {index} at offset {block_offset} overlaps the headers, log, metadata or BAT "
+                    f"(bytes {region_start} to {region_end}), which qemu refuses too: {REUPLOAD_HINT}."
                 )
-            for region_start, region_end in self._reserved:
-                if block_offset < region_end and region_start < block_offset + block_length:
-                    raise ImageRejectedError(
-                        f"VHDX block {index} at offset {block_offset} overlaps the headers, log, metadata or BAT "
-                        f"(bytes {region_start} to {region_end}), which qemu refuses too: {REUPLOAD_HINT}."
-                    )
-            yield stored(index * block_size, block_size, block_offset)
-            index += 1
+        return block_offset
 
-    def _end_of_zero_run(self, index: int, stop: int) -> int:
-        """The first block in [index, stop) that does not read as zeros, else `stop`.
-
-        The payload entries between two sector bitmap entries lie side by side in the BAT: each such stretch is
+    def end_of_zero_run(self, index: int, stop: int) -> int:
+        """The payload entries between two sector bitmap entries lie side by side in the BAT: each such stretch is
         searched at memory speed for an entry other than states 0 to 3 without an offset; an entry the search stops
         at that still reads as zeros (state 5, or a zero state with stray offset bits) is looked at on its own.
         """
@@ -206,16 +190,16 @@ def _current_header(metadata: MetadataReader) -> tuple[int, int]:
         if best is None or sequence > best[0]:
             best = (sequence, header)
     if best is None:
-        raise ImageRejectedError(f"Neither VHDX header has a valid signature and checksum: {REUPLOAD_HINT}.")
+        raise BrokenImageError(f"Neither VHDX header has a valid signature and checksum: {REUPLOAD_HINT}.")
     header = best[1]
     log_guid = header[48:64]
     (version,) = struct.unpack_from("<H", header, 66)
     if version != 1:
-        raise UnsupportedFormatError(
+        raise UnsupportedImageError(
             f"VHDX version {version} is not supported, only version 1 is: convert the image and upload that."
         )
     if any(log_guid):
-        raise ImageRejectedError(
+        raise BrokenImageError(
             "The VHDX file has a log that was never replayed (it was not closed cleanly): attach and detach it once "
             "in Hyper-V, or convert it (qemu-img convert -O vhdx in.vhdx out.vhdx), then upload it."
         )
@@ -226,10 +210,10 @@ def _current_header(metadata: MetadataReader) -> tuple[int, int]:
 def _regions(metadata: MetadataReader) -> dict[uuid.UUID, tuple[int, int]]:
     table = metadata.read(REGION_TABLE_OFFSET, REGION_TABLE_SIZE, "region table")
     if table[:4] != b"regi" or not _checksum_matches(table):
-        raise ImageRejectedError(f"The VHDX region table has a bad signature or checksum: {REUPLOAD_HINT}.")
+        raise BrokenImageError(f"The VHDX region table has a bad signature or checksum: {REUPLOAD_HINT}.")
     (entry_count,) = struct.unpack_from("<I", table, 8)
     if entry_count > MAX_TABLE_ENTRIES:
-        raise ImageRejectedError(f"The VHDX region table claims {entry_count} entries: {REUPLOAD_HINT}.")
+        raise BrokenImageError(f"The VHDX region table claims {entry_count} entries: {REUPLOAD_HINT}.")
     regions: dict[uuid.UUID, tuple[int, int]] = {}
     for number in range(entry_count):
         position = 16 + number * 32
@@ -237,19 +221,19 @@ def _regions(metadata: MetadataReader) -> dict[uuid.UUID, tuple[int, int]]:
         offset, length, required = struct.unpack_from("<QII", table, position + 16)
         if guid not in (BAT_REGION, METADATA_REGION):
             if required & 1:
-                raise UnsupportedFormatError(
+                raise UnsupportedImageError(
                     f"The VHDX file needs a region this service does not know ({guid}): convert the image "
                     "(qemu-img convert -O vhdx in.vhdx out.vhdx) and upload that."
                 )
             continue
         if offset % MIB or offset < MIB:
-            raise ImageRejectedError(
+            raise BrokenImageError(
                 f"The VHDX region {guid} starts at offset {offset}, not a whole MiB past the headers: {REUPLOAD_HINT}."
             )
         metadata.require_inside(offset, length, "region")
         if guid in regions:
             # qemu refuses a second entry for one region; keeping either would be a guess.
-            raise ImageRejectedError(f"The VHDX region table lists region {guid} twice: {REUPLOAD_HINT}.")
+            raise BrokenImageError(f"The VHDX region table lists region {guid} twice: {REUPLOAD_HINT}.")
         regions[guid] = (offset, length)
     return regions
 
@@ -257,15 +241,15 @@ def _regions(metadata: MetadataReader) -> dict[uuid.UUID, tuple[int, int]]:
 def _metadata_items(metadata: MetadataReader, region_offset: int, region_length: int) -> dict[uuid.UUID, bytes]:
     table_length = min(region_length, 64 * KIB)
     if table_length < METADATA_TABLE_HEADER_SIZE:
-        raise ImageRejectedError(
+        raise BrokenImageError(
             f"The VHDX metadata region ({region_length} bytes) is too short to hold its table header: {REUPLOAD_HINT}."
         )
     table = metadata.read(region_offset, table_length, "metadata table")
     if table[:8] != b"metadata":
-        raise ImageRejectedError(f"The VHDX metadata table has no 'metadata' signature: {REUPLOAD_HINT}.")
+        raise BrokenImageError(f"The VHDX metadata table has no 'metadata' signature: {REUPLOAD_HINT}.")
     (entry_count,) = struct.unpack_from("<H", table, 10)
     if entry_count > MAX_TABLE_ENTRIES or 32 + entry_count * 32 > table_length:
-        raise ImageRejectedError(f"The VHDX metadata table claims {entry_count} entries: {REUPLOAD_HINT}.")
+        raise BrokenImageError(f"The VHDX metadata table claims {entry_count} entries: {REUPLOAD_HINT}.")
     items: dict[uuid.UUID, bytes] = {}
     for number in range(entry_count):
         position = 32 + number * 32
@@ -273,19 +257,19 @@ def _metadata_items(metadata: MetadataReader, region_offset: int, region_length:
         offset, length, flags = struct.unpack_from("<III", table, position + 16)
         if guid in items:
             # qemu refuses a second entry for one item; keeping either would be a guess.
-            raise ImageRejectedError(f"The VHDX metadata table lists item {guid} twice: {REUPLOAD_HINT}.")
+            raise BrokenImageError(f"The VHDX metadata table lists item {guid} twice: {REUPLOAD_HINT}.")
         if guid == PARENT_LOCATOR:
             items[guid] = b""
             continue
         if guid not in KNOWN_METADATA:
             if flags & METADATA_IS_REQUIRED:
-                raise UnsupportedFormatError(
+                raise UnsupportedImageError(
                     f"The VHDX file needs a metadata item this service does not know ({guid}): convert the image "
                     "(qemu-img convert -O vhdx in.vhdx out.vhdx) and upload that."
                 )
             continue
         if length > 4 * KIB or offset + length > region_length or (length and offset < 64 * KIB):
-            raise ImageRejectedError(f"The VHDX metadata item {guid} lies outside its region: {REUPLOAD_HINT}.")
+            raise BrokenImageError(f"The VHDX metadata item {guid} lies outside its region: {REUPLOAD_HINT}.")
         items[guid] = metadata.read(region_offset + offset, length, "metadata item")
     return items
 

@@ -14,24 +14,15 @@ import array
 import re
 import struct
 import zlib
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from diskport.errors import ImageRejectedError, UnsupportedFormatError
-
-from ..inspection import (
-    REUPLOAD_HINT,
-    MetadataReader,
-    end_of_run,
-    is_repeated,
-    printable,
-    tables_kept,
-    unpack_table,
-)
+from ..errors import BrokenImageError, UnsupportedImageError
+from ..inspection import REUPLOAD_HINT, MetadataReader, is_repeated, printable
 from ..layout import Decompressor, Segment, compressed, stored, zero
+from ..limits import SECTOR
+from ..tables import TableCache, TwoLevelTables, end_of_contiguous_run, end_of_run, unpack_table
 
-SECTOR = 512
 HEADER_FORMAT = "<IIIQQQQIQQQ?ccccH"
 HEADER_SIZE = struct.calcsize(HEADER_FORMAT)
 GD_AT_END = 0xFFFF_FFFF_FFFF_FFFF
@@ -103,7 +94,7 @@ def parse_descriptor(text: str) -> Descriptor:
             parent_file = "(unnamed parent)"
     qemu_create_type = _qemu_value(text, "createType")
     if qemu_create_type is not None and printable(qemu_create_type.encode()) != create_type:
-        raise ImageRejectedError(
+        raise BrokenImageError(
             f"The VMDK descriptor can be read two ways: its createType line says '{create_type or 'nothing'}', "
             f"qemu's search of the text finds '{printable(qemu_create_type.encode())}' first: {REUPLOAD_HINT}."
         )
@@ -134,7 +125,7 @@ def _names_another_place(file_name: str) -> bool:
 
 def _refuse_child(descriptor: Descriptor) -> None:
     if descriptor.parent_file is not None:
-        raise UnsupportedFormatError(
+        raise UnsupportedImageError(
             f"Differencing (child) VMDK images are not supported; this one depends on '{descriptor.parent_file}': "
             f"{SINGLE_FILE_HINT}."
         )
@@ -149,11 +140,11 @@ def open_vmdk_descriptor(metadata: MetadataReader) -> VmdkLayout:
     shown = ", ".join(f"'{name}'" for name in names[:5]) or "no extent"
     outside = [name for name in names if _names_another_place(name)]
     if outside:
-        raise ImageRejectedError(
+        raise BrokenImageError(
             f"The VMDK descriptor names the extent file '{outside[0]}' outside the upload, which is not allowed: "
             f"{SINGLE_FILE_HINT}."
         )
-    raise UnsupportedFormatError(
+    raise UnsupportedImageError(
         f"VMDK '{descriptor.create_type or 'unknown'}' images are not supported, only single-file monolithicSparse "
         f"and streamOptimized: this descriptor keeps the disk in other files ({shown}); {SINGLE_FILE_HINT}."
     )
@@ -161,16 +152,14 @@ def open_vmdk_descriptor(metadata: MetadataReader) -> VmdkLayout:
 
 def open_vmdk(metadata: MetadataReader) -> VmdkLayout:
     if metadata.file_size < SECTOR:
-        raise ImageRejectedError(
-            f"The file starts like a VMDK image but is shorter than a VMDK header: {REUPLOAD_HINT}."
-        )
+        raise BrokenImageError(f"The file starts like a VMDK image but is shorter than a VMDK header: {REUPLOAD_HINT}.")
     header = _parse_header(metadata.read(0, HEADER_SIZE, "header"))
     if not 1 <= header.version <= 3:
-        raise UnsupportedFormatError(
+        raise UnsupportedImageError(
             f"VMDK sparse extent version {header.version} is not supported (1 to 3 are): {SINGLE_FILE_HINT}."
         )
     if header.capacity == 0 and header.descriptor_offset:
-        raise ImageRejectedError(
+        raise BrokenImageError(
             "The sparse VMDK claims a capacity of 0 and embeds a descriptor, which can be read two ways: as an empty "
             "disk, or (as qemu reads it) as a descriptor file whose extents name other files. Neither is a disk to "
             f"import: {SINGLE_FILE_HINT}."
@@ -179,22 +168,22 @@ def open_vmdk(metadata: MetadataReader) -> VmdkLayout:
     _refuse_child(descriptor)
     if descriptor.create_type not in SUPPORTED_CREATE_TYPES:
         if not descriptor.create_type:
-            raise UnsupportedFormatError(
+            raise UnsupportedImageError(
                 "This VMDK file has no descriptor: it is one extent of a multi-file VMDK (e.g. twoGbMaxExtentSparse), "
                 f"not a whole disk; {SINGLE_FILE_HINT}."
             )
-        raise UnsupportedFormatError(
+        raise UnsupportedImageError(
             f"VMDK '{descriptor.create_type}' images are not supported, only monolithicSparse and streamOptimized: "
             f"{SINGLE_FILE_HINT}."
         )
     for _extent_type, file_name in descriptor.extents:
         if _names_another_place(file_name):
-            raise ImageRejectedError(
+            raise BrokenImageError(
                 f"The VMDK descriptor names the extent file '{file_name}' outside the upload, which is not allowed: "
                 f"{SINGLE_FILE_HINT}."
             )
     if len(descriptor.extents) != 1 or descriptor.extents[0][0] != "SPARSE":
-        raise UnsupportedFormatError(
+        raise UnsupportedImageError(
             f"A {descriptor.create_type} VMDK must have exactly one SPARSE extent, this one lists "
             f"{', '.join(extent_type for extent_type, _ in descriptor.extents) or 'none'}: {SINGLE_FILE_HINT}."
         )
@@ -202,18 +191,18 @@ def open_vmdk(metadata: MetadataReader) -> VmdkLayout:
     if header.gd_offset == GD_AT_END:
         header = _footer_header(metadata)
     if header.compress_algorithm not in (COMPRESSION_NONE, COMPRESSION_DEFLATE):
-        raise UnsupportedFormatError(
+        raise UnsupportedImageError(
             f"VMDK compression algorithm {header.compress_algorithm} is not supported, only deflate: "
             f"{SINGLE_FILE_HINT}."
         )
     grain_sectors = header.grain_size
     if not 1 <= grain_sectors <= MAX_GRAIN_SECTORS or grain_sectors & (grain_sectors - 1):
-        raise ImageRejectedError(
+        raise BrokenImageError(
             f"The VMDK grain size of {grain_sectors} sectors is not a power of two up to {MAX_GRAIN_SECTORS}: "
             f"{REUPLOAD_HINT}."
         )
     if not 1 <= header.entries_per_grain_table <= MAX_ENTRIES_PER_GRAIN_TABLE:
-        raise ImageRejectedError(
+        raise BrokenImageError(
             f"The VMDK header gives {header.entries_per_grain_table} entries per grain table: {REUPLOAD_HINT}."
         )
     virtual_size = header.capacity * SECTOR
@@ -270,7 +259,7 @@ def _embedded_descriptor(metadata: MetadataReader, header: SparseHeader) -> Desc
         return Descriptor(create_type="", extents=[], parent_file=None)
     size = header.descriptor_size * SECTOR
     if size > metadata.limits.max_header_bytes:
-        raise ImageRejectedError(
+        raise BrokenImageError(
             f"The embedded VMDK descriptor claims {size} bytes, more than the {metadata.limits.max_header_bytes} "
             f"allowed: {REUPLOAD_HINT}."
         )
@@ -281,10 +270,10 @@ def _embedded_descriptor(metadata: MetadataReader, header: SparseHeader) -> Desc
 def _footer_header(metadata: MetadataReader) -> SparseHeader:
     """A stream-optimized file written in one pass keeps its grain directory offset in a footer before the end."""
     if metadata.file_size < 3 * SECTOR:
-        raise ImageRejectedError(f"The stream-optimized VMDK has no footer: {REUPLOAD_HINT}.")
+        raise BrokenImageError(f"The stream-optimized VMDK has no footer: {REUPLOAD_HINT}.")
     if metadata.file_size % SECTOR:
         rounded = -(-metadata.file_size // SECTOR) * SECTOR
-        raise ImageRejectedError(
+        raise BrokenImageError(
             f"The stream-optimized VMDK is {metadata.file_size} bytes, not a whole number of sectors, so its footer "
             f"can be read two ways: at offset {metadata.file_size - 3 * SECTOR} (the file's last 1536 bytes) or at "
             f"{rounded - 3 * SECTOR} (the size rounded up to a sector, as qemu reads it): the upload is truncated "
@@ -302,7 +291,7 @@ def _footer_header(metadata: MetadataReader) -> SparseHeader:
         or tail[SECTOR : SECTOR + 4] != b"KDMV"
         or footer.gd_offset == GD_AT_END
     ):
-        raise ImageRejectedError(
+        raise BrokenImageError(
             "The stream-optimized VMDK does not end with a valid footer: the upload is truncated or corrupt; "
             "upload the whole file again."
         )
@@ -316,7 +305,7 @@ def _vet_grain_directory(metadata: MetadataReader, directory: array.array[int], 
             continue
         metadata.require_inside(sector * SECTOR, grain_table_bytes, "grain table")
         if is_repeated(seen, sector):
-            raise ImageRejectedError(
+            raise BrokenImageError(
                 f"Two VMDK grain directory entries share the grain table at sector {sector}: {REUPLOAD_HINT}."
             )
 
@@ -342,35 +331,31 @@ class VmdkLayout:
         self._metadata = metadata
         self._grain_size = grain_size
         self.stored_unit_size = grain_size
-        self._entries_per_grain_table = entries_per_grain_table
-        self._directory = directory
         self._compressed_grains = compressed_grains
         self._zeroed_grains = zeroed_grains
         self._decompress = _grain_decompressor(grain_size, has_markers, grain_size)
         # The grain holding the end of the disk need only inflate to what the disk uses of it, as qemu reads it.
         last_grain_used = virtual_size - (virtual_size - 1) // grain_size * grain_size if virtual_size else grain_size
         self._decompress_last = _grain_decompressor(grain_size, has_markers, last_grain_used)
-        self._grain_tables: OrderedDict[int, array.array[int]] = OrderedDict()
-        self._grain_tables_kept = tables_kept(metadata.limits.table_cache_bytes, entries_per_grain_table * 4)
+        grain_tables = TableCache(
+            metadata,
+            table_bytes=entries_per_grain_table * 4,
+            entry_size=4,
+            big_endian=False,
+            what="grain table",
+            charged_bytes=CHARGED_GRAIN_TABLE_BYTES,
+        )
+        self._tables = TwoLevelTables(
+            directory,
+            grain_tables,
+            unit_size=grain_size,
+            units_per_table=entries_per_grain_table,
+            offset_bits=0xFFFF_FFFF,
+            offset_scale=SECTOR,
+        )
 
     def units(self, start: int, end: int) -> Iterator[Segment]:
-        grain_size = self._grain_size
-        table_span = grain_size * self._entries_per_grain_table
-        directory = self._directory
-        directory_index, last_directory_index = start // table_span, (end - 1) // table_span
-        while directory_index <= last_directory_index:
-            span_start = directory_index * table_span
-            table_sector = directory[directory_index]
-            if not table_sector:  # a run of absent grain tables becomes one segment
-                run_end = end_of_run(directory, directory_index + 1, last_directory_index + 1)
-                yield zero(span_start, (run_end - directory_index) * table_span)
-                directory_index = run_end
-                continue
-            directory_index += 1
-            grain_table = self._grain_table(table_sector)
-            first = max(start - span_start, 0) // grain_size
-            last = -(-(min(end, span_start + table_span) - span_start) // grain_size)
-            yield from self._grain_runs(span_start, grain_table, first, last)
+        return self._tables.units(start, end, self._grain_runs)
 
     def _grain_runs(self, span_start: int, grain_table: array.array[int], first: int, last: int) -> Iterator[Segment]:
         """Grains `first` to `last` of one grain table, as runs: zeros together, file-contiguous grains together."""
@@ -394,8 +379,7 @@ class VmdkLayout:
                 decompress = self._decompress_last if last_grain else self._decompress
                 yield compressed(virtual_offset, grain_size, grain_offset, stored_length, decompress)
             else:
-                while run_end < last and grain_table[run_end] == grain_sector + (run_end - index) * grain_sectors:
-                    run_end += 1
+                run_end = end_of_contiguous_run(grain_table, index, last, first_value=grain_sector, step=grain_sectors)
                 self._grain_offset(grain_sector + (run_end - index - 1) * grain_sectors)
                 yield stored(virtual_offset, (run_end - index) * grain_size, self._grain_offset(grain_sector))
             index = run_end
@@ -407,26 +391,11 @@ class VmdkLayout:
         grain_offset = grain_sector * SECTOR
         file_size = self._metadata.file_size
         if grain_offset >= file_size:
-            raise ImageRejectedError(
+            raise BrokenImageError(
                 f"A VMDK grain points to offset {grain_offset}, past the end of the {file_size}-byte file: "
                 f"{REUPLOAD_HINT}."
             )
         return grain_offset
-
-    def _grain_table(self, sector: int) -> array.array[int]:
-        table = self._grain_tables.get(sector)
-        table_bytes = self._entries_per_grain_table * 4
-        if table is not None:
-            self._metadata.charge(max(table_bytes, CHARGED_GRAIN_TABLE_BYTES), "grain table")
-            self._grain_tables.move_to_end(sector)
-            return table
-        data = self._metadata.read(sector * SECTOR, table_bytes, "grain table")
-        self._metadata.charge(max(0, CHARGED_GRAIN_TABLE_BYTES - table_bytes), "grain table")
-        table = unpack_table(data, 4, big_endian=False)
-        self._grain_tables[sector] = table
-        if len(self._grain_tables) > self._grain_tables_kept:
-            self._grain_tables.popitem(last=False)
-        return table
 
 
 def _grain_decompressor(grain_size: int, has_markers: bool, least_length: int) -> Decompressor:
@@ -437,12 +406,10 @@ def _grain_decompressor(grain_size: int, has_markers: bool, least_length: int) -
         payload = stored_bytes
         if has_markers:
             if len(stored_bytes) < 12:
-                raise ImageRejectedError(
-                    f"A compressed VMDK grain is cut short by the end of the file: {REUPLOAD_HINT}."
-                )
+                raise BrokenImageError(f"A compressed VMDK grain is cut short by the end of the file: {REUPLOAD_HINT}.")
             (payload_size,) = struct.unpack_from("<I", stored_bytes, 8)
             if not 0 < payload_size <= len(stored_bytes) - 12:
-                raise ImageRejectedError(
+                raise BrokenImageError(
                     f"A compressed VMDK grain claims {payload_size} bytes, which do not fit where it is stored: "
                     f"{REUPLOAD_HINT}."
                 )
@@ -451,15 +418,15 @@ def _grain_decompressor(grain_size: int, has_markers: bool, least_length: int) -
             inflater = zlib.decompressobj()
             inflated = inflater.decompress(payload, grain_size)
             if not inflater.eof and inflater.unconsumed_tail and inflater.decompress(inflater.unconsumed_tail, 1):
-                raise ImageRejectedError(f"A compressed VMDK grain inflates to more than one grain: {REUPLOAD_HINT}.")
+                raise BrokenImageError(f"A compressed VMDK grain inflates to more than one grain: {REUPLOAD_HINT}.")
         except zlib.error as error:
-            raise ImageRejectedError(f"A compressed VMDK grain is corrupt ({error}): {REUPLOAD_HINT}.") from error
+            raise BrokenImageError(f"A compressed VMDK grain is corrupt ({error}): {REUPLOAD_HINT}.") from error
         if not inflater.eof:
-            raise ImageRejectedError(
+            raise BrokenImageError(
                 f"A compressed VMDK grain's deflate stream is cut short after {len(inflated)} bytes: {REUPLOAD_HINT}."
             )
         if len(inflated) < least_length:
-            raise ImageRejectedError(
+            raise BrokenImageError(
                 f"A compressed VMDK grain inflates to {len(inflated)} bytes, fewer than the {least_length} the disk "
                 f"reads from it: {REUPLOAD_HINT}."
             )
