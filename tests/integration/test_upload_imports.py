@@ -466,6 +466,30 @@ def test_a_file_deleted_before_its_notification_is_handled_gets_a_fail_job(
     assert "deleted or replaced" in job["fail_reason"]
 
 
+def test_a_file_overwritten_before_its_notification_is_handled_gets_a_fail_job_and_the_new_content_its_own(
+    stack: Any, uploads: UploadQueue, bucket: str, qcow2_of_50_gib: bytes, qcow2_with_backing_file: bytes
+) -> None:
+    # Given a file overwritten with other content right after its upload (two versions, two notifications)
+    first_version = upload(bucket, "disks/twice.qcow2", qcow2_of_50_gib)
+    second_version = upload(bucket, "disks/twice.qcow2", qcow2_with_backing_file)
+
+    # When both notifications reach the trigger
+    while uploads.waiting():
+        assert uploads.deliver().failed_message_ids == []
+
+    # Then the first version's job says the file was replaced, and the second version has its own job
+    version_of = {
+        tags_of(bucket, "disks/twice.qcow2", version)["diskport-job-id"]: version
+        for version in (first_version, second_version)
+    }
+    by_version = {version_of[job["job_id"]]: job for job in jobs_of(stack)}
+    assert by_version[first_version]["status"] == "FAIL"
+    assert by_version[first_version]["error_code"] == "IMG.0121"
+    assert "deleted or replaced" in by_version[first_version]["fail_reason"]
+    # (the second content is a qcow2 with a backing file: the engine's refusal shows it was that content read)
+    assert by_version[second_version]["error_code"] == "IMG.0057"
+
+
 # ---------------------------------------------------------------------------------------------- failures and retries
 
 
