@@ -17,12 +17,16 @@ from .conftest import LocalModeProcess, SampleDisk
 WATCHED_BUCKET = "diskport-watchedbucket"
 
 
-def job_id_tagged_on(local_mode: LocalModeProcess, key: str, timeout_seconds: float = 120) -> str:
-    """The job id the trigger writes onto the uploaded file, once it has."""
+def job_id_tagged_on(
+    local_mode: LocalModeProcess, key: str, timeout_seconds: float = 120, *, version_id: str | None = None
+) -> str:
+    """The job id the trigger writes onto the uploaded file (or one version of it), once it has."""
     s3 = local_mode.aws_client("s3")
+    version = {"VersionId": version_id} if version_id else {}
     deadline = time.monotonic() + timeout_seconds
     while True:
-        tags = {tag["Key"]: tag["Value"] for tag in s3.get_object_tagging(Bucket=WATCHED_BUCKET, Key=key)["TagSet"]}
+        tag_set = s3.get_object_tagging(Bucket=WATCHED_BUCKET, Key=key, **version)["TagSet"]
+        tags = {tag["Key"]: tag["Value"] for tag in tag_set}
         if "diskport-job-id" in tags:
             return tags["diskport-job-id"]
         assert time.monotonic() < deadline, f"{key} has no job id tag yet; see {local_mode.log}"
@@ -90,3 +94,27 @@ def test_an_upload_that_breaks_a_rule_shows_its_fail_job_through_the_cli(
     assert job["status"] == "FAIL"
     assert job["error_code"] == "IMG.0122"
     assert "os_type" in job["fail_reason"]
+
+
+def test_each_version_of_an_uploaded_file_gets_the_job_its_own_metadata_describes(
+    local_mode: LocalModeProcess, sample_disk: SampleDisk
+) -> None:
+    # Given one key uploaded twice to the (versioned) watched bucket, each version breaking another rule
+    key = f"incoming/{uuid.uuid4().hex[:8]}.qcow2"
+    s3 = local_mode.aws_client("s3")
+    versions = [
+        s3.put_object(Bucket=WATCHED_BUCKET, Key=key, Body=sample_disk.qcow2.read_bytes(), Metadata=metadata)[
+            "VersionId"
+        ]
+        for metadata in ({"ims-os-type": "BeOS"}, {"ims-min-disk": "30"})
+    ]
+
+    # When the user looks up the job each version names
+    first, second = (
+        job_through_the_cli(local_mode, job_id_tagged_on(local_mode, key, version_id=version)) for version in versions
+    )
+
+    # Then each version has its own job, refused for what its own metadata says
+    assert first["job_id"] != second["job_id"]
+    assert (first["status"], first["error_code"]) == ("FAIL", "IMG.0122")
+    assert (second["status"], second["error_code"]) == ("FAIL", "IMG.0055")

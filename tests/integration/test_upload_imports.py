@@ -19,10 +19,12 @@ from typing import Any
 
 import boto3
 import pytest
+from aws_lambda_powertools.utilities.parser.models import S3SqsEventNotificationRecordModel
 from diskport.domain.uploads import job_id_of, uploads_in
 from diskport.settings import get_settings
 from diskport.stores import aws
 from diskport.stores.jobs import Job, JobStore
+from diskport.stores.uploaded_objects import UploadedObject
 
 from diskport_local.template import LOCAL_ACCOUNT_ID
 
@@ -283,13 +285,36 @@ def test_a_url_encoded_key_is_read_as_the_file_name_it_stands_for(
     assert tags_of(bucket, key)["diskport-job-id"] == job["job_id"]
 
 
+def test_an_upload_is_announced_to_the_trigger_in_the_structure_aws_documents(
+    uploads: UploadQueue, bucket: str, qcow2_of_50_gib: bytes
+) -> None:
+    # Given an image file uploaded to the watched bucket
+    version = upload(bucket, "disks/as in aws.qcow2", qcow2_of_50_gib)
+
+    # When its notification is taken from the upload queue, as the event source mapping hands it to Lambda
+    (record,) = uploads.receive()
+
+    # Then the record validates as Powertools' model of S3 events in SQS, naming the version that was written
+    (s3_record,) = S3SqsEventNotificationRecordModel.model_validate(record).body.Records
+    assert s3_record.eventName == "ObjectCreated:Put"
+    assert s3_record.s3.bucket.name == bucket
+    assert s3_record.s3.object is not None
+    assert s3_record.s3.object.versionId == version
+    assert s3_record.s3.object.sequencer
+    # and the trigger reads it as that version of that file
+    etag = boto3.client("s3").head_object(Bucket=bucket, Key="disks/as in aws.qcow2")["ETag"].strip('"')
+    assert uploads_in(record["body"]) == [
+        UploadedObject(bucket=bucket, key="disks/as in aws.qcow2", version_id=version, etag=etag)
+    ]
+
+
 def test_an_event_naming_a_version_imports_that_version(
     stack: Any, uploads: UploadQueue, bucket: str, qcow2_of_50_gib: bytes
 ) -> None:
     # Given two versions of one file, the first with its own name in the metadata
     first_version = upload(bucket, "disks/fedora-data1+v2.qcow2", qcow2_of_50_gib, {"ims-name": "first"})
     upload(bucket, "disks/fedora-data1+v2.qcow2", qcow2_of_50_gib, {"ims-name": "second"})
-    uploads.sqs.purge_queue(QueueUrl=uploads.url)  # moto's notifications carry no versionId: not this test's
+    uploads.sqs.purge_queue(QueueUrl=uploads.url)  # their own notifications: this test delivers the sample event
     # and the event S3 sends for the first version (events/upload_object_created.json, as in AWS)
     event = json.loads((EVENTS / "upload_object_created.json").read_text())
     body = json.loads(event["Records"][0]["body"])
@@ -464,6 +489,30 @@ def test_a_file_deleted_before_its_notification_is_handled_gets_a_fail_job(
     assert job["status"] == "FAIL"
     assert job["error_code"] == "IMG.0121"
     assert "deleted or replaced" in job["fail_reason"]
+
+
+def test_a_file_overwritten_before_its_notification_is_handled_gets_a_fail_job_and_the_new_content_its_own(
+    stack: Any, uploads: UploadQueue, bucket: str, qcow2_of_50_gib: bytes, qcow2_with_backing_file: bytes
+) -> None:
+    # Given a file overwritten with other content right after its upload (two versions, two notifications)
+    first_version = upload(bucket, "disks/twice.qcow2", qcow2_of_50_gib)
+    second_version = upload(bucket, "disks/twice.qcow2", qcow2_with_backing_file)
+
+    # When both notifications reach the trigger
+    while uploads.waiting():
+        assert uploads.deliver().failed_message_ids == []
+
+    # Then the first version's job says the file was replaced, and the second version has its own job
+    version_of = {
+        tags_of(bucket, "disks/twice.qcow2", version)["diskport-job-id"]: version
+        for version in (first_version, second_version)
+    }
+    by_version = {version_of[job["job_id"]]: job for job in jobs_of(stack)}
+    assert by_version[first_version]["status"] == "FAIL"
+    assert by_version[first_version]["error_code"] == "IMG.0121"
+    assert "deleted or replaced" in by_version[first_version]["fail_reason"]
+    # (the second content is a qcow2 with a backing file: the engine's refusal shows it was that content read)
+    assert by_version[second_version]["error_code"] == "IMG.0057"
 
 
 # ---------------------------------------------------------------------------------------------- failures and retries

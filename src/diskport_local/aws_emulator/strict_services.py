@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from diskport_local.aws_emulator import ebs, s3_ranges
+from diskport_local.aws_emulator import ebs, s3_notifications, s3_ranges
 
 
 def install_strict_services() -> None:
-    """Install the strict services into moto in this process (idempotent): EBS direct APIs, ranged S3 reads."""
+    """Install the strict services into moto in this process (idempotent): EBS direct APIs, ranged S3 reads,
+    S3 event notifications as AWS structures them."""
     ebs.install()
     s3_ranges.install()
+    s3_notifications.install()

@@ -21,7 +21,8 @@ from email.header import decode_header, make_header
 from typing import Any
 from urllib.parse import unquote_plus
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from aws_lambda_powertools.utilities.parser.models import S3Model, S3RecordModel
+from pydantic import BaseModel, ValidationError
 
 from diskport.domain.imports import record_refused_import, resume_import, start_import
 from diskport.domain.requests import MAX_DISK_GB, MIN_DISK_GB, NAME_MAX_LENGTH, CreateDataImageRequest, ims_code_of
@@ -70,66 +71,49 @@ class UploadImport(BaseModel):
     origin: str = UPLOAD_ORIGIN
 
 
-class _S3ObjectEntity(BaseModel):
-    key: str
-    etag: str = Field("", alias="eTag")
-    version_id: str | None = Field(None, alias="versionId")
-
-
-class _S3Entity(BaseModel):
-    bucket: dict[str, Any]
-    object: _S3ObjectEntity
-
-
-class _S3Record(BaseModel):
-    event_name: str = Field(alias="eventName")
-    s3: _S3Entity
-
-
-class _S3Notification(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    records: list[_S3Record] = Field(default_factory=list, alias="Records")
-    event: str | None = Field(None, alias="Event")
-
-
 def uploads_in(message_body: str, settings: Settings | None = None) -> list[UploadedObject]:
     """The files an SQS message from the watched bucket announces as created; none for S3's test event.
 
-    Raises RequestRejectedError (IMG.0001) for a message that is not an S3 event notification of the watched
-    bucket, so it is retried and ends in the dead-letter queue rather than being dropped unseen.
+    The records are read with Powertools' `S3Model`, which holds each to the structure AWS documents. Raises
+    RequestRejectedError (IMG.0001) for a message that is not an S3 event notification of the watched bucket,
+    so it is retried and ends in the dead-letter queue rather than being dropped unseen.
     """
     watched_bucket = (settings or get_settings()).watched_bucket
     try:
-        notification = _S3Notification.model_validate(json.loads(message_body))
-    except (ValueError, ValidationError) as error:
-        raise RequestRejectedError("IMG.0001", f"The message is not an S3 event notification: {error}") from error
-    if notification.event == "s3:TestEvent":
+        message = json.loads(message_body)
+    except ValueError as error:
+        raise RequestRejectedError("IMG.0001", f"The message is not JSON, so no S3 notification: {error}") from error
+    # S3 sends this once, when the bucket's notification is configured; it has no Records.
+    if isinstance(message, dict) and message.get("Event") == "s3:TestEvent":
         return []
-    if not notification.records:
+    try:
+        notification = S3Model.model_validate(message)
+    # S3RecordModel's own check reads `eventName` and `s3.object` before they are validated: a record without
+    # them fails with AttributeError or TypeError instead of a ValidationError.
+    except (ValidationError, AttributeError, TypeError) as error:
+        raise RequestRejectedError("IMG.0001", f"The message is not an S3 event notification: {error}") from error
+    if not notification.Records:
         raise RequestRejectedError("IMG.0001", "The message is an S3 notification without Records.")
-    uploads = []
-    for record in notification.records:
-        if not record.event_name.startswith("ObjectCreated:"):
-            continue
-        announced = record.s3.object
-        bucket = str(record.s3.bucket.get("name", ""))
-        if watched_bucket and bucket != watched_bucket:
-            raise RequestRejectedError(
-                "IMG.0001", f"The S3 event is about bucket '{bucket}', not the watched bucket '{watched_bucket}'."
-            )
-        if not announced.version_id and not announced.etag:
-            raise RequestRejectedError("IMG.0001", "The S3 event names neither a version id nor an ETag.")
-        uploads.append(
-            UploadedObject(
-                bucket=bucket,
-                # S3 writes keys in events form-encoded: '+' for a space, %XX for anything else.
-                key=unquote_plus(announced.key),
-                version_id=announced.version_id or None,
-                etag=announced.etag,
-            )
+    created = [record for record in notification.Records if record.eventName.startswith("ObjectCreated:")]
+    return [_announced(record, watched_bucket) for record in created]
+
+
+def _announced(record: S3RecordModel, watched_bucket: str) -> UploadedObject:
+    bucket = record.s3.bucket.name
+    if watched_bucket and bucket != watched_bucket:
+        raise RequestRejectedError(
+            "IMG.0001", f"The S3 event is about bucket '{bucket}', not the watched bucket '{watched_bucket}'."
         )
-    return uploads
+    announced = record.s3.object
+    if announced is None or not (announced.versionId or announced.eTag):
+        raise RequestRejectedError("IMG.0001", "The S3 event names neither a version id nor an ETag.")
+    return UploadedObject(
+        bucket=bucket,
+        # S3 writes keys in events form-encoded: '+' for a space, %XX for anything else.
+        key=unquote_plus(announced.key),
+        version_id=announced.versionId or None,
+        etag=announced.eTag or "",
+    )
 
 
 def job_id_of(upload: UploadedObject) -> str:

@@ -78,6 +78,9 @@ class UploadedObjects:
         try:
             if upload.version_id:
                 head = self._s3.head_object(Bucket=upload.bucket, Key=upload.key, VersionId=upload.version_id)
+                # The version outlives a DeleteObject (a delete marker covers it) and an overwrite, but the import
+                # reads the file as it is now, pinned to the ETag: the file must still hold this content.
+                self._s3.head_object(Bucket=upload.bucket, Key=upload.key, IfMatch=str(head["ETag"]))
             else:
                 head = self._s3.head_object(Bucket=upload.bucket, Key=upload.key, IfMatch=upload.quoted_etag)
         except ClientError as error:
