@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 
-from diskport.pipeline.rate_control import Lease, Limits, WriteRate, share_of
+from diskport.pipeline.rate_control import RESERVATION_SECONDS, Lease, Limits, WriteRate, share_of
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -206,3 +206,41 @@ def test_requests_are_spaced_at_the_rate_and_wait_while_it_is_zero() -> None:
     waits = [worker.wait_seconds() or 0.0 for _ in range(10)]
     assert waits[0] == 0
     assert all(abs(later - earlier - 1 / 950) < 1e-9 for earlier, later in itertools.pairwise(waits))
+
+
+def test_a_worker_given_a_tiny_rate_does_not_keep_its_writers_asleep_once_the_rate_grows() -> None:
+    # Given a newcomer to an import whose other worker claims all but half a request/s of the quota
+    clock = Clock()
+    worker = WriteRate(clock, holder="a", import_id="job", limits=LIMITS, planned_workers=1)
+    other = Lease(rate=SNAPSHOT_LIMIT - 0.5, expires_at=clock.now + 6, since=clock.now - 10, renewed_at=clock.now - 1)
+    worker.renewed({"a": worker.worker_lease(worker.claim()), "b": other}, None)
+    assert abs(worker.rate - 0.5) < 1e-9
+    # When its 32 writer threads ask for a slot at that rate
+    waits = [worker.wait_seconds() for _ in range(32)]
+    # Then one may go now and the others are told to ask again, rather than booked minutes ahead
+    assert waits[0] == 0
+    assert all(wait is None for wait in waits[1:])
+    # And once the other worker has finished and the rate has grown, the next request goes at once
+    clock.now += 0.5
+    worker.renewed({"a": worker.worker_lease(worker.claim())}, None)
+    assert worker.rate > 100
+    wait = worker.wait_seconds()
+    assert wait is not None and wait <= 1 / worker.rate
+
+
+@settings(max_examples=100, deadline=None)
+@given(rates=st.lists(st.floats(0.01, 2000), min_size=1, max_size=8), asks=st.integers(1, 64))
+def test_no_writer_is_ever_booked_more_than_a_second_ahead(rates: list[float], asks: int) -> None:
+    # Given a worker whose rate changes from renewal to renewal, as the others come and go
+    clock = Clock()
+    worker = WriteRate(clock, holder="a", import_id="job", limits=Limits(2000, 10_000), planned_workers=1)
+    for rate in rates:
+        others = Lease(rate=2000 - rate, expires_at=clock.now + 6, since=clock.now - 10, renewed_at=clock.now - 1)
+        worker.renewed({"a": worker.worker_lease(worker.claim()), "b": others}, None)
+        # When its writers ask for slots
+        waits = [worker.wait_seconds() for _ in range(asks)]
+        # Then none waits longer than RESERVATION_SECONDS, and the booked ones are spaced at the rate
+        booked = [wait for wait in waits if wait is not None]
+        assert all(wait <= RESERVATION_SECONDS for wait in booked)
+        assert all(later - earlier >= 1 / worker.rate - 1e-9 for earlier, later in itertools.pairwise(booked))
+        clock.now += 0.3

@@ -34,6 +34,9 @@ from dataclasses import dataclass
 QUOTA_MARGIN = 0.95
 # Leases store times to the millisecond.
 _TIME_GRAIN = 0.001
+# How far ahead a writer may reserve its next request's slot: a thread never sleeps longer on a rate it was given
+# than this, so a rate that was tiny (a newcomer to a full import) and then grows is taken up within a second.
+RESERVATION_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -186,7 +189,7 @@ class WriteRate:
         self._import_workers = max(1, planned_workers)
         self._import_claim = limits.snapshot
         self._import_published = limits.snapshot
-        self._next_slot = clock()
+        self._last_slot = float("-inf")
         self._lease_expires = clock()
         self.throttles = 0
 
@@ -286,13 +289,16 @@ class WriteRate:
                 self._rate *= self.aimd.factor() / before
 
     def wait_seconds(self) -> float | None:
-        """Seconds until this worker's next request may go (spaced at its rate); None while its rate is zero or
-        its lease has expired (the caller asks again a moment later)."""
+        """Seconds until this worker's next request may go: one interval of its current rate after the last one
+        reserved. None while its rate is zero, its lease has expired, or the slot lies more than
+        `RESERVATION_SECONDS` ahead (the caller asks again a moment later, by when the rate may have grown)."""
         with self._lock:
             now = self._clock()
             if self._rate <= 0 or now >= self._lease_expires:
                 return None
-            slot = max(now, self._next_slot)
-            self._next_slot = slot + 1.0 / self._rate
+            slot = max(now, self._last_slot + 1.0 / self._rate)
+            if slot - now > RESERVATION_SECONDS:
+                return None
+            self._last_slot = slot
             self._sent += 1
             return slot - now
