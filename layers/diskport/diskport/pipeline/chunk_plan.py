@@ -23,6 +23,11 @@ from pydantic import BaseModel, Field
 
 from diskport.engine import BLOCK_SIZE
 
+# The most chunks a plan may have to travel in the state machine's data and run in its Inline Map (the state
+# machine's Choice compares with the same number): Step Functions runs at most 40 iterations of an Inline Map at once,
+# and 40 chunks are ~4 KB of the 256 KiB a state's input may hold. A larger plan is read from S3 by the Distributed
+# Map, whose every chunk starts as a child execution.
+INLINE_MAP_MAX_CHUNKS = 40
 
 class Chunk(BaseModel):
     """One item of the Convert map: [start, end) of the virtual disk, block-aligned (end may be the disk's end)."""

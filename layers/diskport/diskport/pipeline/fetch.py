@@ -18,7 +18,13 @@ from diskport.engine import S3ObjectSource, open_disk
 from diskport.errors import DiskSizeError, ImportFailedError
 from diskport.images import ImageRecord, ImageStore, image_id_for_job
 from diskport.jobs import Job, JobStore
-from diskport.pipeline.chunk_plan import allocated_blocks_bytes, chunk_size_for, plan_chunks
+from diskport.pipeline.chunk_plan import (
+    INLINE_MAP_MAX_CHUNKS,
+    Chunk,
+    allocated_blocks_bytes,
+    chunk_size_for,
+    plan_chunks,
+)
 from diskport.pipeline.encryption_keys import usable_key_arn
 from diskport.pipeline.snapshots import SnapshotStore
 from diskport.pipeline.source_objects import SourceObject, find_source
@@ -30,10 +36,12 @@ GIB = 1024**3
 
 
 class FetchResult(BaseModel):
-    """What the state machine needs for the Convert map."""
+    """What the state machine needs for the Convert map: a small plan itself (the Inline Map runs over it), or
+    where the Distributed Map reads a large one."""
 
     plan_key: str
     chunk_count: int
+    chunks: list[Chunk]
 
 
 class InspectedSource(BaseModel):
@@ -119,7 +127,8 @@ def fetch_source(
             ova_disk=request.ova_disk,
         )
     )
-    return FetchResult(plan_key=work_files.plan_key, chunk_count=len(chunks))
+    inline_chunks = chunks if len(chunks) <= INLINE_MAP_MAX_CHUNKS else []
+    return FetchResult(plan_key=work_files.plan_key, chunk_count=len(chunks), chunks=inline_chunks)
 
 
 def inspect_source(
