@@ -3,8 +3,11 @@
 The model runs the service's own chunk planner (`chunk_size_for`, `plan_chunks`) and its own rate control
 (`WriteRate`, each worker's instance driven by the model's clock) against a model of what AWS does around them:
 
-- Step Functions: Fetch, then the Distributed Map starting up to `ConvertConcurrency` child executions (each
-  start costs `--child-start` seconds), then Register;
+- Step Functions: Fetch, then the Convert map running up to `ConvertConcurrency` chunks at once, then Register. A
+  plan of up to `INLINE_MAP_MAX_CHUNKS` chunks runs in the Inline Map, whose iterations are states of the execution
+  itself (a state transition, which the model counts as no time, like every other); a larger plan runs in the
+  Distributed Map, each of whose chunks starts as a child execution (`--child-start` seconds). Register reads the
+  chunks' checksum files `CHECKSUM_READS_AT_ONCE` at a time;
 - Lambda: each invocation starts after `--lambda-start` seconds (drawn around it); one function's network
   carries `--bandwidth-mib` MiB/s, shared by its requests in flight;
 - EBS: PutSnapshotBlock answers after a latency drawn around `--put-latency` (AWS's performance example assumes
@@ -38,8 +41,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from diskport.engine import BLOCK_SIZE
-from diskport.pipeline.chunk_plan import Chunk, chunk_size_for, plan_chunks
+from diskport.pipeline.chunk_plan import INLINE_MAP_MAX_CHUNKS, Chunk, chunk_size_for, plan_chunks
 from diskport.pipeline.rate_control import QUOTA_MARGIN, Lease, Limits, WriteRate
+from diskport.pipeline.register import CHECKSUM_READS_AT_ONCE
 from diskport.settings import Settings, get_settings
 
 MIB = 1024 * 1024
@@ -292,7 +296,9 @@ class PipelineModel:
     def _start_child(self, run: ImportRun) -> None:
         chunk = run.pending.popleft()
         run.running += 1
-        delay = self.sim.around(self.environment.child_start) + self.sim.around(self.environment.lambda_start)
+        delay = self.sim.around(self.environment.lambda_start)
+        if len(run.chunks) > INLINE_MAP_MAX_CHUNKS:
+            delay += self.sim.around(self.environment.child_start)
         self.sim.at(delay, lambda: Worker(self, run, chunk).start())
 
     def chunk_done(self, run: ImportRun) -> None:
@@ -303,7 +309,7 @@ class PipelineModel:
         elif run.running == 0:
             run.writes_ended = self.sim.now
             register = self.sim.around(self.environment.lambda_start) + self.environment.register_work
-            register += self.environment.register_seconds_per_chunk * len(run.chunks)
+            register += self.environment.register_seconds_per_chunk * -(-len(run.chunks) // CHECKSUM_READS_AT_ONCE)
             self.sim.at(register, lambda: setattr(run, "ended", self.sim.now))
 
     def run(self) -> None:
@@ -389,7 +395,7 @@ def main() -> int:
 
     print(
         f"pipeline model: PutSnapshotBlock ~{environment.put_latency * 1000:.0f} ms, Lambda start "
-        f"~{environment.lambda_start:.2f} s, Map child start ~{environment.child_start:.2f} s, "
+        f"~{environment.lambda_start:.2f} s, Distributed Map child start ~{environment.child_start:.2f} s, "
         f"{environment.bandwidth_mib:g} MiB/s per function, {settings.convert_concurrency} workers at most, "
         f"min chunk {settings.min_chunk_bytes / MIB:.0f} MiB, max chunk {settings.chunk_bytes / GIB:g} GiB"
     )
