@@ -161,6 +161,8 @@ class Worker:
             ),
             planned_workers=min(settings.convert_concurrency, len(run.chunks)),
             lease_seconds=3 * settings.renew_seconds,
+            blocks=-(-chunk.allocated_bytes // BLOCK_SIZE),
+            planned_at=run.convert_started,
         )
         self.to_send = -(-chunk.allocated_bytes // BLOCK_SIZE)
         self.unanswered = self.to_send

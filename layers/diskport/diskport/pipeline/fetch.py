@@ -8,6 +8,7 @@ it made the first time.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from pydantic import BaseModel
@@ -125,6 +126,7 @@ def fetch_source(
             chunk_count=len(chunks),
             allocated_bytes=allocated_bytes,
             ova_disk=request.ova_disk,
+            planned_at=time.time(),
         )
     )
     inline_chunks = chunks if len(chunks) <= INLINE_MAP_MAX_CHUNKS else []

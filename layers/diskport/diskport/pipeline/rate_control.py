@@ -37,6 +37,10 @@ _TIME_GRAIN = 0.001
 # How far ahead a writer may reserve its next request's slot: a thread never sleeps longer on a rate it was given
 # than this, so a rate that was tiny (a newcomer to a full import) and then grows is taken up within a second.
 RESERVATION_SECONDS = 1.0
+# A worker that starts up to this long after its import's plan was made is given, on top of its chunk's blocks, the
+# blocks one worker sends in the time it started late: its share is that much larger, so workers the Map started
+# together end together instead of a Lambda start apart, the quota half idle while the last ones finish.
+LATE_START_CREDIT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,8 @@ class WriteRate:
         limits: Limits,
         planned_workers: int,
         lease_seconds: float = 6.0,
+        blocks: int | None = None,
+        planned_at: float | None = None,
     ) -> None:
         self._clock = clock
         self.holder = holder
@@ -185,6 +191,11 @@ class WriteRate:
         self._import_lease_expires = clock()
         self._rate = 0.0
         self._claimed = 0.0
+        # The worker's weight among its import's workers, the same in every lease it publishes (`share_of` counts
+        # on a holder's weight never growing): 1, or with `blocks` (its chunk's) those blocks and the late-start
+        # credit for the time since `planned_at`, when Fetch made the plan.
+        late = 0.0 if planned_at is None else min(LATE_START_CREDIT_SECONDS, max(0.0, clock() - planned_at))
+        self._weight = 1 if blocks is None else max(1, blocks + round(self._starting_rate * late))
         self._room = 0.0
         self._import_workers = max(1, planned_workers)
         self._import_claim = limits.snapshot
@@ -223,7 +234,9 @@ class WriteRate:
             # First announced, or again after the lease lapsed: the others count it as a newcomer.
             self._since = now
         self._lease_expires = now + self.lease_seconds
-        return Lease(rate=claim, expires_at=self._lease_expires, since=self._since, renewed_at=now)
+        return Lease(
+            rate=claim, expires_at=self._lease_expires, weight=self._weight, since=self._since, renewed_at=now
+        )
 
     def import_lease(self) -> Lease:
         """Its import's lease in the account: the import's running workers and the rate they claim together."""
@@ -263,7 +276,7 @@ class WriteRate:
             )
             import_claim = min(import_claim, account.fair)
             budget = min(budget, account.usable, self._import_published)
-        within_import = share_of(budget, self.holder, 1, live_workers, now, self._since)
+        within_import = share_of(budget, self.holder, self._weight, live_workers, now, self._since)
         with self._lock:
             self._import_workers = workers
             self._import_claim = import_claim
