@@ -29,6 +29,7 @@ from diskport.engine import BLOCK_SIZE
 # Map, whose every chunk starts as a child execution.
 INLINE_MAP_MAX_CHUNKS = 40
 
+
 class Chunk(BaseModel):
     """One item of the Convert map: [start, end) of the virtual disk, block-aligned (end may be the disk's end)."""
 

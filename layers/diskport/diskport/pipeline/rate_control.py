@@ -234,9 +234,7 @@ class WriteRate:
             # First announced, or again after the lease lapsed: the others count it as a newcomer.
             self._since = now
         self._lease_expires = now + self.lease_seconds
-        return Lease(
-            rate=claim, expires_at=self._lease_expires, weight=self._weight, since=self._since, renewed_at=now
-        )
+        return Lease(rate=claim, expires_at=self._lease_expires, weight=self._weight, since=self._since, renewed_at=now)
 
     def import_lease(self) -> Lease:
         """Its import's lease in the account: the import's running workers and the rate they claim together."""
