@@ -46,6 +46,10 @@ def test_the_inline_map_takes_its_chunks_from_fetchs_output_within_step_function
 def test_both_maps_convert_a_chunk_with_the_same_task_retries_and_ending() -> None:
     states = definition()["States"]
     inline, distributed = states["Convert"], states["ConvertDistributed"]
-    assert inline["ItemProcessor"]["States"] == distributed["ItemProcessor"]["States"]
+    # (state names are unique across a state machine, the maps' included)
+    (inline_task,) = inline["ItemProcessor"]["States"].values()
+    (distributed_task,) = distributed["ItemProcessor"]["States"].values()
+    assert inline_task == distributed_task
+    assert inline_task["Parameters"]["FunctionName"] == "${ConvertChunkFunctionArn}"
     for key in ("ItemSelector", "MaxConcurrencyPath", "ResultPath", "Catch", "Next"):
         assert inline[key] == distributed[key], key
