@@ -3,8 +3,11 @@
 The model runs the service's own chunk planner (`chunk_size_for`, `plan_chunks`) and its own rate control
 (`WriteRate`, each worker's instance driven by the model's clock) against a model of what AWS does around them:
 
-- Step Functions: Fetch, then the Distributed Map starting up to `ConvertConcurrency` child executions (each
-  start costs `--child-start` seconds), then Register;
+- Step Functions: Fetch, then the Convert map running up to `ConvertConcurrency` chunks at once, then Register. A
+  plan of up to `INLINE_MAP_MAX_CHUNKS` chunks runs in the Inline Map, whose iterations are states of the execution
+  itself (a state transition, which the model counts as no time, like every other); a larger plan runs in the
+  Distributed Map, each of whose chunks starts as a child execution (`--child-start` seconds). Register reads the
+  chunks' checksum files `CHECKSUM_READS_AT_ONCE` at a time;
 - Lambda: each invocation starts after `--lambda-start` seconds (drawn around it); one function's network
   carries `--bandwidth-mib` MiB/s, shared by its requests in flight;
 - EBS: PutSnapshotBlock answers after a latency drawn around `--put-latency` (AWS's performance example assumes
@@ -22,7 +25,7 @@ SUCCESS, its ratio to data / 500 MiB/s (the EBS limit: 1,000 PutSnapshotBlock/s 
 and the most sent to the snapshot in any one second; and for 10 imports of 16 GiB started together in one account,
 the time until the last ends against the per-account limit.
 
-    python bench/pipeline_model.py [--seed 1] [--sizes 1,4,16,64,256,2048] [--min-chunk-sweep]
+    python bench/pipeline_model.py [--seed 1] [--seeds 10] [--sizes 1,4,16,64,256,2048] [--min-chunk-sweep]
 """
 
 from __future__ import annotations
@@ -38,8 +41,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from diskport.engine import BLOCK_SIZE
-from diskport.pipeline.chunk_plan import chunk_size_for, plan_chunks
+from diskport.pipeline.chunk_plan import INLINE_MAP_MAX_CHUNKS, chunk_size_for, plan_chunks
 from diskport.pipeline.rate_control import QUOTA_MARGIN, Limits, WriteRate
+from diskport.pipeline.register import CHECKSUM_READS_AT_ONCE
 from diskport.settings import Settings, get_settings
 from diskport.stores.work_files import Chunk
 from diskport.stores.write_leases import Lease
@@ -155,10 +159,12 @@ class Worker:
             holder=chunk.chunk_id,
             import_id=run.name,
             limits=Limits(
-                snapshot=settings.snapshot_puts_per_second, account=model.environment.account_quota * QUOTA_MARGIN
+                snapshot=settings.snapshot_puts_per_second, account=model.environment.account_quota * model.margin
             ),
             planned_workers=min(settings.convert_concurrency, len(run.chunks)),
             lease_seconds=3 * settings.renew_seconds,
+            blocks=-(-chunk.allocated_bytes // BLOCK_SIZE),
+            planned_at=run.convert_started,
         )
         self.to_send = -(-chunk.allocated_bytes // BLOCK_SIZE)
         self.unanswered = self.to_send
@@ -251,9 +257,11 @@ def _leases(items: dict[str, dict[str, float | int]]) -> dict[str, Lease]:
 class PipelineModel:
     """Imports through Fetch, the Convert map and Register, in one account."""
 
-    def __init__(self, environment: Environment, settings: Settings, seed: int) -> None:
+    def __init__(self, environment: Environment, settings: Settings, seed: int, margin: float = QUOTA_MARGIN) -> None:
         self.environment = environment
         self.settings = settings
+        # The share of the account's quota the workers plan to use (convert.py: QUOTA_MARGIN)
+        self.margin = margin
         self.sim = Simulation(seed)
         self.account = Account(QuotaWindow(environment.account_quota))
         self.runs: list[ImportRun] = []
@@ -294,7 +302,9 @@ class PipelineModel:
     def _start_child(self, run: ImportRun) -> None:
         chunk = run.pending.popleft()
         run.running += 1
-        delay = self.sim.around(self.environment.child_start) + self.sim.around(self.environment.lambda_start)
+        delay = self.sim.around(self.environment.lambda_start)
+        if len(run.chunks) > INLINE_MAP_MAX_CHUNKS:
+            delay += self.sim.around(self.environment.child_start)
         self.sim.at(delay, lambda: Worker(self, run, chunk).start())
 
     def chunk_done(self, run: ImportRun) -> None:
@@ -305,7 +315,7 @@ class PipelineModel:
         elif run.running == 0:
             run.writes_ended = self.sim.now
             register = self.sim.around(self.environment.lambda_start) + self.environment.register_work
-            register += self.environment.register_seconds_per_chunk * len(run.chunks)
+            register += self.environment.register_seconds_per_chunk * -(-len(run.chunks) // CHECKSUM_READS_AT_ONCE)
             self.sim.at(register, lambda: setattr(run, "ended", self.sim.now))
 
     def run(self) -> None:
@@ -317,15 +327,19 @@ class Projection:
     data_gib: float
     chunks: int
     seconds: float
+    fetch_seconds: float
     write_seconds: float
+    register_seconds: float
     ratio: float
     requests_per_second: float
     most_per_second: int
     throttles: int
 
 
-def project_one(data_gib: float, environment: Environment, settings: Settings, seed: int) -> Projection:
-    model = PipelineModel(environment, settings, seed)
+def project_one(
+    data_gib: float, environment: Environment, settings: Settings, seed: int, margin: float = QUOTA_MARGIN
+) -> Projection:
+    model = PipelineModel(environment, settings, seed, margin)
     data_bytes = int(data_gib * GIB)
     run = model.start_import("import-0", data_bytes)
     model.run()
@@ -335,7 +349,9 @@ def project_one(data_gib: float, environment: Environment, settings: Settings, s
         data_gib=data_gib,
         chunks=len(run.chunks),
         seconds=seconds,
+        fetch_seconds=run.convert_started - run.started,
         write_seconds=writes,
+        register_seconds=run.ended - run.writes_ended,
         ratio=seconds / (data_bytes / EBS_LIMIT_BYTES_PER_SECOND),
         requests_per_second=run.requests / writes,
         most_per_second=run.window.most_arrived,
@@ -343,8 +359,10 @@ def project_one(data_gib: float, environment: Environment, settings: Settings, s
     )
 
 
-def project_concurrent(count: int, data_gib: float, environment: Environment, settings: Settings, seed: int) -> str:
-    model = PipelineModel(environment, settings, seed)
+def project_concurrent(
+    count: int, data_gib: float, environment: Environment, settings: Settings, seed: int, margin: float = QUOTA_MARGIN
+) -> str:
+    model = PipelineModel(environment, settings, seed, margin)
     runs = [model.start_import(f"import-{index}", int(data_gib * GIB)) for index in range(count)]
     model.run()
     total = max(run.ended for run in runs)
@@ -363,6 +381,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = Environment()
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seeds", type=int, default=0, help="also the ratios' mean and worst over this many seeds")
     parser.add_argument("--sizes", default="1,4,16,64,256,2048", help="GiB of data of each projected disk")
     parser.add_argument("--put-latency", type=float, default=defaults.put_latency)
     parser.add_argument("--throttle-latency", type=float, default=defaults.throttle_latency)
@@ -371,6 +390,9 @@ def main() -> int:
     parser.add_argument("--bandwidth-mib", type=float, default=defaults.bandwidth_mib)
     parser.add_argument("--account-quota", type=float, default=defaults.account_quota)
     parser.add_argument("--foreign-load", type=float, default=0.0, help="requests/s of other writers in the account")
+    parser.add_argument("--fetch-work", type=float, default=defaults.fetch_work, help="seconds of Fetch's own work")
+    parser.add_argument("--register-work", type=float, default=defaults.register_work, help="Register's, but reads")
+    parser.add_argument("--quota-margin", type=float, help="share of the quotas planned for (default: the service's)")
     parser.add_argument("--min-chunk-mib", type=int, help="MIN_CHUNK_BYTES in MiB (default: the service's)")
     parser.add_argument("--min-chunk-sweep", action="store_true", help="compare minimum chunk sizes")
     parser.add_argument("--concurrent", type=int, default=10, help="imports of 16 GiB started together")
@@ -383,33 +405,50 @@ def main() -> int:
         bandwidth_mib=options.bandwidth_mib,
         account_quota=options.account_quota,
         foreign_load=options.foreign_load,
+        fetch_work=options.fetch_work,
+        register_work=options.register_work,
     )
     settings = get_settings()
+    margin = options.quota_margin or QUOTA_MARGIN
+    if options.quota_margin:
+        puts = EBS_SNAPSHOT_QUOTA * options.quota_margin
+        settings = settings.model_copy(update={"snapshot_puts_per_second": puts})
     if options.min_chunk_mib:
         settings = settings.model_copy(update={"min_chunk_bytes": options.min_chunk_mib * MIB})
     sizes = [float(size) for size in options.sizes.split(",")]
 
     print(
         f"pipeline model: PutSnapshotBlock ~{environment.put_latency * 1000:.0f} ms, Lambda start "
-        f"~{environment.lambda_start:.2f} s, Map child start ~{environment.child_start:.2f} s, "
+        f"~{environment.lambda_start:.2f} s, Distributed Map child start ~{environment.child_start:.2f} s, "
         f"{environment.bandwidth_mib:g} MiB/s per function, {settings.convert_concurrency} workers at most, "
         f"min chunk {settings.min_chunk_bytes / MIB:.0f} MiB, max chunk {settings.chunk_bytes / GIB:g} GiB"
     )
     if options.min_chunk_sweep:
         for min_chunk_mib in (32, 64, 128, 256, 512, 1024):
             swept = settings.model_copy(update={"min_chunk_bytes": min_chunk_mib * MIB})
-            ratios = [project_one(size, environment, swept, options.seed).ratio for size in sizes]
+            ratios = [project_one(size, environment, swept, options.seed, margin).ratio for size in sizes]
             print(f"  min chunk {min_chunk_mib:5d} MiB: " + ", ".join(f"{r:.2f}" for r in ratios))
-    projections = [project_one(size, environment, settings, options.seed) for size in sizes]
+    projections = [project_one(size, environment, settings, options.seed, margin) for size in sizes]
     for projection in projections:
         limit = projection.data_gib * GIB / EBS_LIMIT_BYTES_PER_SECOND
         print(
             f"  {projection.data_gib:6g} GiB dense: {projection.chunks:4d} chunks, time-to-image "
-            f"{projection.seconds:8.1f} s (writes {projection.write_seconds:7.1f} s), EBS limit {limit:7.1f} s, "
+            f"{projection.seconds:8.1f} s (Fetch {projection.fetch_seconds:.1f} s, Convert "
+            f"{projection.write_seconds:.1f} s, Register {projection.register_seconds:.1f} s), "
+            f"EBS limit {limit:7.1f} s, "
             f"ratio {projection.ratio:.2f}, {projection.requests_per_second:4.0f} requests/s, most in one second "
             f"{projection.most_per_second} (quota {environment.snapshot_quota:.0f}), throttled {projection.throttles}"
         )
-    print(project_concurrent(options.concurrent, 16, environment, settings, options.seed))
+    if options.seeds:
+        for size in sizes:
+            ratios = [
+                project_one(size, environment, settings, seed, margin).ratio for seed in range(1, options.seeds + 1)
+            ]
+            print(
+                f"  {size:6g} GiB dense over seeds 1 to {options.seeds}: ratio mean {sum(ratios) / len(ratios):.2f}, "
+                f"best {min(ratios):.2f}, worst {max(ratios):.2f}"
+            )
+    print(project_concurrent(options.concurrent, 16, environment, settings, options.seed, margin))
     exceeded = [p for p in projections if p.most_per_second > environment.snapshot_quota]
     print(f"one-import quota exceeded in the model: {'yes' if exceeded else 'no'}")
     sixteen = [p for p in projections if p.data_gib == 16]

@@ -22,6 +22,12 @@ from __future__ import annotations
 from diskport.engine import BLOCK_SIZE
 from diskport.stores.work_files import Chunk
 
+# The most chunks a plan may have to travel in the state machine's data and run in its Inline Map (the state
+# machine's Choice compares with the same number): Step Functions runs at most 40 iterations of an Inline Map at once,
+# and 40 chunks are ~4 KB of the 256 KiB a state's input may hold. A larger plan is read from S3 by the Distributed
+# Map, whose every chunk starts as a child execution.
+INLINE_MAP_MAX_CHUNKS = 40
+
 
 def chunk_size_for(data_bytes: int, *, workers: int, min_chunk_bytes: int, max_chunk_bytes: int) -> int:
     """The allocated bytes per chunk (whole blocks) that cut `data_bytes` into equal chunks, as described above."""

@@ -72,6 +72,8 @@ def _convert(job_id: str, chunk: Chunk, stores: Stores, work_files: WorkFiles) -
         limits=Limits(snapshot=settings.snapshot_puts_per_second, account=settings.account_put_quota * QUOTA_MARGIN),
         planned_workers=min(settings.convert_concurrency, manifest.chunk_count),
         lease_seconds=3 * settings.renew_seconds,
+        blocks=-(-chunk.allocated_bytes // BLOCK_SIZE),
+        planned_at=manifest.planned_at,
     )
     leases = ChunkLeases(job_id, chunk, jobs, rate, stores.account_leases)
     writers = settings.writers_per_chunk

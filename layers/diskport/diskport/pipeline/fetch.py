@@ -8,27 +8,31 @@ it made the first time.
 
 from __future__ import annotations
 
+import time
+
 from pydantic import BaseModel
 
 from diskport.domain.requests import CreateDataImageRequest
 from diskport.domain.source_buckets import bucket_owner_for
 from diskport.engine import open_disk
 from diskport.errors import DiskSizeError, ImportFailedError, engine_errors_as_ims
-from diskport.pipeline.chunk_plan import allocated_blocks_bytes, chunk_size_for, plan_chunks
+from diskport.pipeline.chunk_plan import INLINE_MAP_MAX_CHUNKS, allocated_blocks_bytes, chunk_size_for, plan_chunks
 from diskport.stores import Stores
 from diskport.stores.images import ImageRecord, image_id_for_job
 from diskport.stores.jobs import Job, JobStore
 from diskport.stores.source_objects import SourceObject, SourceObjects
-from diskport.stores.work_files import ImportManifest
+from diskport.stores.work_files import Chunk, ImportManifest
 
 GIB = 1024**3
 
 
 class FetchResult(BaseModel):
-    """What the state machine needs for the Convert map."""
+    """What the state machine needs for the Convert map: a small plan itself (the Inline Map runs over it), or
+    where the Distributed Map reads a large one."""
 
     plan_key: str
     chunk_count: int
+    chunks: list[Chunk]
 
 
 class InspectedSource(BaseModel):
@@ -100,9 +104,11 @@ def fetch_source(job_id: str, stores: Stores) -> FetchResult:
             chunk_count=len(chunks),
             allocated_bytes=allocated_bytes,
             ova_disk=request.ova_disk,
+            planned_at=time.time(),
         )
     )
-    return FetchResult(plan_key=work_files.plan_key, chunk_count=len(chunks))
+    inline_chunks = chunks if len(chunks) <= INLINE_MAP_MAX_CHUNKS else []
+    return FetchResult(plan_key=work_files.plan_key, chunk_count=len(chunks), chunks=inline_chunks)
 
 
 def inspect_source(

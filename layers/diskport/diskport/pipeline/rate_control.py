@@ -36,6 +36,13 @@ from diskport.stores.write_leases import Lease
 QUOTA_MARGIN = 0.95
 # Leases store times to the millisecond.
 _TIME_GRAIN = 0.001
+# How far ahead a writer may reserve its next request's slot: a thread never sleeps longer on a rate it was given
+# than this, so a rate that was tiny (a newcomer to a full import) and then grows is taken up within a second.
+RESERVATION_SECONDS = 1.0
+# A worker that starts up to this long after its import's plan was made is given, on top of its chunk's blocks, the
+# blocks one worker sends in the time it started late: its share is that much larger, so workers the Map started
+# together end together instead of a Lambda start apart, the quota half idle while the last ones finish.
+LATE_START_CREDIT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -132,6 +139,8 @@ class WriteRate:
         limits: Limits,
         planned_workers: int,
         lease_seconds: float = 6.0,
+        blocks: int | None = None,
+        planned_at: float | None = None,
     ) -> None:
         self._clock = clock
         self.holder = holder
@@ -150,11 +159,16 @@ class WriteRate:
         self._import_lease_expires = clock()
         self._rate = 0.0
         self._claimed = 0.0
+        # The worker's weight among its import's workers, the same in every lease it publishes (`share_of` counts
+        # on a holder's weight never growing): 1, or with `blocks` (its chunk's) those blocks and the late-start
+        # credit for the time since `planned_at`, when Fetch made the plan.
+        late = 0.0 if planned_at is None else min(LATE_START_CREDIT_SECONDS, max(0.0, clock() - planned_at))
+        self._weight = 1 if blocks is None else max(1, blocks + round(self._starting_rate * late))
         self._room = 0.0
         self._import_workers = max(1, planned_workers)
         self._import_claim = limits.snapshot
         self._import_published = limits.snapshot
-        self._next_slot = clock()
+        self._last_slot = float("-inf")
         self._lease_expires = clock()
         self.throttles = 0
 
@@ -188,7 +202,7 @@ class WriteRate:
             # First announced, or again after the lease lapsed: the others count it as a newcomer.
             self._since = now
         self._lease_expires = now + self.lease_seconds
-        return Lease(rate=claim, expires_at=self._lease_expires, since=self._since, renewed_at=now)
+        return Lease(rate=claim, expires_at=self._lease_expires, weight=self._weight, since=self._since, renewed_at=now)
 
     def import_lease(self) -> Lease:
         """Its import's lease in the account: the import's running workers and the rate they claim together."""
@@ -228,7 +242,7 @@ class WriteRate:
             )
             import_claim = min(import_claim, account.fair)
             budget = min(budget, account.usable, self._import_published)
-        within_import = share_of(budget, self.holder, 1, live_workers, now, self._since)
+        within_import = share_of(budget, self.holder, self._weight, live_workers, now, self._since)
         with self._lock:
             self._import_workers = workers
             self._import_claim = import_claim
@@ -254,13 +268,16 @@ class WriteRate:
                 self._rate *= self.aimd.factor() / before
 
     def wait_seconds(self) -> float | None:
-        """Seconds until this worker's next request may go (spaced at its rate); None while its rate is zero or
-        its lease has expired (the caller asks again a moment later)."""
+        """Seconds until this worker's next request may go: one interval of its current rate after the last one
+        reserved. None while its rate is zero, its lease has expired, or the slot lies more than
+        `RESERVATION_SECONDS` ahead (the caller asks again a moment later, by when the rate may have grown)."""
         with self._lock:
             now = self._clock()
             if self._rate <= 0 or now >= self._lease_expires:
                 return None
-            slot = max(now, self._next_slot)
-            self._next_slot = slot + 1.0 / self._rate
+            slot = max(now, self._last_slot + 1.0 / self._rate)
+            if slot - now > RESERVATION_SECONDS:
+                return None
+            self._last_slot = slot
             self._sent += 1
             return slot - now

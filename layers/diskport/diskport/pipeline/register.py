@@ -1,19 +1,28 @@
 """Register: seal the snapshot, then make the image active and end the job SUCCESS, together.
 
 The LINEAR aggregate checksum is folded chunk by chunk from the checksums the chunks saved, in block order,
-so EBS itself confirms it received exactly the blocks the engine produced. Re-running the step after the
+so EBS itself confirms it received exactly the blocks the engine produced. The chunks' checksum files are read
+several at once (each read is an S3 round trip, and the import waits for all of them before its snapshot is sealed),
+and folded in chunk order as they arrive. Re-running the step after the
 snapshot was sealed (the job records it, since EBS answers `pending` until it has finished completing) skips
 straight to waiting and recording: CompleteSnapshot is sent once.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+
 from pydantic import BaseModel
 
 from diskport.errors import DiskportError, ImportFailedError
 from diskport.stores import Stores
 from diskport.stores.snapshots import SNAPSHOT_COMPLETED, LinearChecksum
-from diskport.stores.work_files import ImportManifest, WorkFiles
+from diskport.stores.work_files import BlockChecksum, ImportManifest, WorkFiles
+
+# Chunk checksum files read at once: S3 serves them in parallel, and botocore's client keeps 10 connections.
+CHECKSUM_READS_AT_ONCE = 8
 
 
 class RegisterResult(BaseModel):
@@ -65,13 +74,34 @@ def register_image(job_id: str, stores: Stores) -> RegisterResult:
 
 
 def snapshot_contents(manifest: ImportManifest, work_files: WorkFiles) -> SnapshotContents:
-    """The block count and LINEAR aggregate of what the chunks wrote, read one chunk at a time."""
+    """The block count and LINEAR aggregate of what the chunks wrote, at most `CHECKSUM_READS_AT_ONCE` chunks'
+    checksums held at once."""
     aggregate = LinearChecksum()
     previous_index = -1
-    for chunk_index in range(manifest.chunk_count):
-        for block in work_files.chunk_checksums(chunk_index):
+    chunks_checksums: Iterator[list[BlockChecksum]] = read_ahead(
+        work_files.chunk_checksums, range(manifest.chunk_count), at_once=CHECKSUM_READS_AT_ONCE
+    )
+    for checksums in chunks_checksums:
+        for block in checksums:
             if block.index <= previous_index:
                 raise ImportFailedError(f"Block {block.index} appears twice or out of order in the chunk checksums.")
             previous_index = block.index
             aggregate.add(block.checksum)
     return SnapshotContents(changed_blocks_count=aggregate.count, aggregate_checksum=aggregate.value())
+
+
+def read_ahead[Read](read: Callable[[int], Read], indexes: Iterable[int], *, at_once: int) -> Iterator[Read]:
+    """`read(index)` of each index, in order, with up to `at_once` reads under way while the caller takes the
+    earlier ones; the first failed read raises, in its turn."""
+    with ThreadPoolExecutor(max(1, at_once), thread_name_prefix="diskport-read-ahead") as pool:
+        under_way: deque[Future[Read]] = deque()
+        try:
+            for index in indexes:
+                under_way.append(pool.submit(read, index))
+                if len(under_way) >= at_once:
+                    yield under_way.popleft().result()
+            while under_way:
+                yield under_way.popleft().result()
+        finally:
+            for read_later in under_way:
+                read_later.cancel()

@@ -55,6 +55,8 @@ class ImportManifest(BaseModel):
     allocated_bytes: int
     # The disk of an OVA the request named (`CreateDataImageRequest.ova_disk`); every step opens that one.
     ova_disk: str | None = None
+    # When Fetch made the plan (epoch seconds): convert workers that start later get a larger share (rate_control).
+    planned_at: float | None = None
 
 
 class BlockChecksum(BaseModel):

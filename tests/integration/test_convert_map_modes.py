@@ -1,0 +1,76 @@
+"""A small plan runs in the Inline Map, out of Fetch's output; a plan of more than 40 chunks in the Distributed Map.
+
+Both run the real ASL on moto's Step Functions interpreter with the handlers in-process and end with the same
+snapshot: every non-zero block of the disk, byte for byte.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+import pytest
+from diskport.engine import BLOCK_SIZE
+from diskport.pipeline.chunk_plan import INLINE_MAP_MAX_CHUNKS
+from diskport.settings import get_settings
+
+
+def dense_disk(blocks: int) -> bytes:
+    """A raw disk whose every block holds data of its own."""
+    return b"".join(bytes([index % 251 + 1]) * BLOCK_SIZE for index in range(blocks))
+
+
+def entered_states(importer: Any, job_id: str) -> list[str]:
+    executions = importer.stack.local.arn("ImportDataImageStateMachine").replace(":stateMachine:", ":execution:")
+    history = boto3.client("stepfunctions").get_execution_history(executionArn=f"{executions}:{job_id}")
+    return [
+        event["stateEnteredEventDetails"]["name"] for event in history["events"] if "stateEnteredEventDetails" in event
+    ]
+
+
+@pytest.fixture
+def one_block_chunks(importer: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("CHUNK_BYTES", str(BLOCK_SIZE))
+    get_settings.cache_clear()
+    return importer
+
+
+def test_a_plan_of_a_few_chunks_runs_in_the_inline_map(
+    one_block_chunks: Any, oracle_blocks: Any, tmp_path: Any
+) -> None:
+    # Given a disk of 6 blocks of data, cut into chunks of one block
+    disk = tmp_path / "six.raw"
+    disk.write_bytes(dense_disk(6))
+
+    # When it is imported
+    job = one_block_chunks.import_file(disk, "disks/six.raw")
+
+    # Then its chunks ran in the Inline Map, never the Distributed one, and the snapshot holds the disk
+    assert job["status"] == "SUCCESS", job
+    states = entered_states(one_block_chunks, job["job_id"])
+    assert states.count("ConvertChunk") == 6
+    assert "Convert" in states
+    assert "ConvertDistributed" not in states
+    image = one_block_chunks.image(job["entities"]["image_id"])
+    assert one_block_chunks.snapshot_blocks(image["diskport_snapshot_id"]) == oracle_blocks(disk)
+
+
+def test_a_plan_of_more_chunks_than_the_inline_map_runs_in_the_distributed_map(
+    one_block_chunks: Any, oracle_blocks: Any, tmp_path: Any
+) -> None:
+    # Given a disk with one block of data more than the Inline Map takes chunks
+    blocks = INLINE_MAP_MAX_CHUNKS + 1
+    disk = tmp_path / "many.raw"
+    disk.write_bytes(dense_disk(blocks))
+
+    # When it is imported
+    job = one_block_chunks.import_file(disk, "disks/many.raw")
+
+    # Then the Distributed Map read the plan from S3 and ran its chunks, and the snapshot holds the disk
+    assert job["status"] == "SUCCESS", job
+    states = entered_states(one_block_chunks, job["job_id"])
+    assert "ConvertDistributed" in states
+    assert "Convert" not in states
+    image = one_block_chunks.image(job["entities"]["image_id"])
+    assert one_block_chunks.snapshot_blocks(image["diskport_snapshot_id"]) == oracle_blocks(disk)
+    assert one_block_chunks.work_files() == []
