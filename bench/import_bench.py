@@ -94,9 +94,9 @@ def emulated_stack(chunk_bytes: int) -> Iterator[Any]:
     from diskport.settings import get_settings
     from moto import mock_aws
 
-    from diskport_local.provision import provision
-    from diskport_local.runtime import InProcessLambdas
-    from diskport_local.template import LocalStack
+    from diskport_emulator.lambda_runtime.in_process import InProcessLambdas
+    from diskport_emulator.provision import provision
+    from diskport_emulator.template import LocalStack
 
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         stack = LocalStack(parameters={"ChunkBytes": str(chunk_bytes)})
@@ -154,7 +154,7 @@ def serve_source_ranges_from(image: Path, bucket: str, source_key: str) -> None:
 
 
 def run_import(stack: Any, lambdas: Any) -> tuple[str, float]:
-    from diskport_local.events import http_api_event
+    from diskport_emulator.event_sources.http_api_events import http_api_event
 
     bucket = stack.physical_name("WatchedBucket")
     (route,) = [route for route in stack.api_routes() if route.path == "/v1/cloudimages/dataimages/action"]

@@ -20,8 +20,9 @@ from diskport import aws
 from diskport.settings import get_settings
 from moto import mock_aws
 
-from diskport_local.aws_emulator import InProcessLambdas, LocalStack, provision
-from diskport_local.events import http_api_event
+from diskport_emulator import InProcessLambdas, LocalStack
+from diskport_emulator.event_sources.http_api_events import http_api_event
+from diskport_emulator.provision import provision
 
 PROJECT_ID = "0123456789ab"
 

@@ -32,6 +32,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from diskport.errors import DiskportError
 
+from diskport_emulator.template import LOCAL_REGION, LocalStack
 from diskport_local import output, preflight
 from diskport_local.access_key_commands import add_access_key_commands
 from diskport_local.client import AkSkSigner, ApiClient, SigV4Signer, region_of_endpoint
@@ -52,7 +53,6 @@ from diskport_local.server import (
     serve,
 )
 from diskport_local.smoke import add_smoke_command
-from diskport_local.template import LOCAL_REGION, LocalStack
 
 __all__ = ["ENDED_STATUSES", "CommandError", "build_parser", "main", "wait_for_job"]
 

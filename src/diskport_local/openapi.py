@@ -14,7 +14,7 @@ from typing import Any
 
 from diskport.api_models import ErrorBody
 
-from diskport_local.runtime import InProcessLambdas
+from diskport_emulator.lambda_runtime.in_process import InProcessLambdas
 
 TITLE = "diskport - IMS-compatible data disk image import"
 DESCRIPTION = (

@@ -29,17 +29,17 @@ from diskport.jobs import JobStore
 from diskport.observability import logger
 from diskport.settings import get_settings
 
+from diskport_emulator import check_moto_version, iam
+from diskport_emulator.event_sources.execution_events import ExecutionStatusWatcher, execution_status_rules
+from diskport_emulator.event_sources.http_front import ApiFront, FrontServer
+from diskport_emulator.event_sources.sqs_poller import SqsPoller, sqs_mappings
+from diskport_emulator.lambda_runtime.in_process import InProcessLambdas
+from diskport_emulator.lambda_runtime.instances import FunctionInstances
+from diskport_emulator.provision import provision
+from diskport_emulator.services.ebs import remove_block_files
+from diskport_emulator.template import LocalStack
 from diskport_local import shutdown
-from diskport_local.aws_emulator import check_moto_version, iam
-from diskport_local.aws_emulator.ebs import remove_block_files
-from diskport_local.aws_emulator.function_instances import FunctionInstances
-from diskport_local.execution_events import ExecutionStatusWatcher, execution_status_rules
-from diskport_local.front import ApiFront, FrontServer
 from diskport_local.openapi import openapi_document
-from diskport_local.provision import provision
-from diskport_local.runtime import InProcessLambdas
-from diskport_local.sqs_poller import SqsPoller, sqs_mappings
-from diskport_local.template import LocalStack
 
 LOCAL_HOST = "127.0.0.1"
 DEFAULT_API_PORT = 3000

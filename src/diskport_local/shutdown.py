@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from botocore.exceptions import ClientError
 from diskport import aws
 
-from diskport_local.execution_events import ExecutionStatusWatcher
+from diskport_emulator.event_sources.execution_events import ExecutionStatusWatcher
 
 STOP_ERROR = "LocalModeStopped"
 STOP_CAUSE = "Local mode was stopped (a second Ctrl-C or SIGTERM) while the import was under way."

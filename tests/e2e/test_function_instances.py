@@ -15,9 +15,9 @@ import pytest
 from diskport import aws
 from diskport.settings import get_settings
 
-from diskport_local.aws_emulator.function_instances import most_at_once
+from diskport_emulator.lambda_runtime.instances import most_at_once
+from diskport_emulator.template import LocalStack
 from diskport_local.server import LocalMode, LocalModeOptions
-from diskport_local.template import LocalStack
 
 BLOCK = 524_288
 CHUNKS = 8

@@ -21,10 +21,10 @@ from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer
 from moto import mock_aws
 
-from diskport_local.events import http_api_event
-from diskport_local.provision import provision
-from diskport_local.runtime import InProcessLambdas
-from diskport_local.template import LocalStack
+from diskport_emulator.event_sources.http_api_events import http_api_event
+from diskport_emulator.lambda_runtime.in_process import InProcessLambdas
+from diskport_emulator.provision import provision
+from diskport_emulator.template import LocalStack
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:huaweicloudsdkcore.signer.signer")
 

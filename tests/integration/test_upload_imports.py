@@ -24,7 +24,7 @@ from diskport.jobs import Job, JobStore
 from diskport.settings import get_settings
 from diskport.uploads import job_id_of, uploads_in
 
-from diskport_local.template import LOCAL_ACCOUNT_ID
+from diskport_emulator.template import LOCAL_ACCOUNT_ID
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 UPLOAD_PROJECT_ID = LOCAL_ACCOUNT_ID  # UPLOAD_PROJECT_ID in template.yaml is the stack's account

@@ -27,10 +27,10 @@ from diskport.engine import S3ObjectSource
 from diskport.settings import get_settings
 from moto import mock_aws
 
-from diskport_local.events import http_api_event
-from diskport_local.provision import provision
-from diskport_local.runtime import InProcessLambdas
-from diskport_local.template import LocalStack
+from diskport_emulator.event_sources.http_api_events import http_api_event
+from diskport_emulator.lambda_runtime.in_process import InProcessLambdas
+from diskport_emulator.provision import provision
+from diskport_emulator.template import LocalStack
 
 from .conftest import IMPORT_TIMEOUT_SECONDS, MIB, ReliabilityReport
 from .hostile_corpus import FORBIDDEN_NAMES, IN_CI, CorpusBuilder, HostileFile

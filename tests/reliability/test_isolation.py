@@ -19,7 +19,7 @@ from diskport.engine import BLOCK_SIZE
 from diskport.settings import get_settings
 from moto.core.botocore_stubber import BotocoreStubber, MockRawResponse
 
-from diskport_local.template import LOCAL_ACCOUNT_ID
+from diskport_emulator.template import LOCAL_ACCOUNT_ID
 
 from .conftest import ImageFile, Importer
 from .faults import error_answer

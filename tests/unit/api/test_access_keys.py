@@ -18,8 +18,8 @@ from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer
 from moto import mock_aws
 
-from diskport_local.provision import provision
-from diskport_local.template import LocalStack
+from diskport_emulator.provision import provision
+from diskport_emulator.template import LocalStack
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:huaweicloudsdkcore.signer.signer")
 

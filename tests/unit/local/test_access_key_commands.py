@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from diskport_emulator.event_sources.http_front import ApiFront, FrontServer
+from diskport_emulator.template import LocalStack
 from diskport_local.cli import main
-from diskport_local.front import ApiFront, FrontServer
-from diskport_local.template import LocalStack
 
 CREATED = {
     "access_key": "HST3W2L0H5XK9QZ1R7AB",

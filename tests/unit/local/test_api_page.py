@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from diskport_local.front import ApiFront, FrontRequest
-from diskport_local.template import LocalStack
+from diskport_emulator.event_sources.http_front import ApiFront, FrontRequest
+from diskport_emulator.template import LocalStack
 
 DOCUMENT = {"openapi": "3.1.0", "info": {"title": "diskport", "version": "1"}, "paths": {"/v2/cloudimages": {}}}
 

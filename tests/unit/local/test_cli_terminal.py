@@ -11,8 +11,8 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from diskport_local.front import ApiFront, FrontServer
-from diskport_local.template import LocalStack
+from diskport_emulator.event_sources.http_front import ApiFront, FrontServer
+from diskport_emulator.template import LocalStack
 
 from .terminal import Terminal
 

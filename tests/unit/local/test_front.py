@@ -13,8 +13,8 @@ import pytest
 from diskport import aws
 from diskport.settings import get_settings
 
-from diskport_local.front import MAX_REQUEST_BYTES, ApiFront, FrontRequest, FrontServer
-from diskport_local.template import LocalStack
+from diskport_emulator.event_sources.http_front import MAX_REQUEST_BYTES, ApiFront, FrontRequest, FrontServer
+from diskport_emulator.template import LocalStack
 
 CREATE_ROUTE = "/v1/cloudimages/dataimages/action"
 

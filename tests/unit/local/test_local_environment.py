@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from diskport_emulator.template import LocalStack
 from diskport_local.server import (
     DEFAULT_PROJECT_ID,
     ConflictingEnvironmentError,
@@ -15,7 +16,6 @@ from diskport_local.server import (
     function_environment_union,
     local_environment,
 )
-from diskport_local.template import LocalStack
 
 
 def test_the_process_gets_every_functions_variables_pointed_at_the_emulator() -> None:

@@ -20,9 +20,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from diskport.errors import DiskportError
 from diskport.observability import logger
 
+from diskport_emulator.event_sources.http_api_events import http_api_event
+from diskport_emulator.template import ApiRoute
 from diskport_local import api_page
-from diskport_local.events import http_api_event
-from diskport_local.template import ApiRoute
 
 # API Gateway HTTP APIs refuse request bodies over 10 MB.
 MAX_REQUEST_BYTES = 10 * 1024 * 1024

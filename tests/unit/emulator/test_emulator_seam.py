@@ -8,7 +8,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from diskport_local.aws_emulator import MOTO_VERSION, UnsupportedMotoError, check_moto_version, install_strict_services
+from diskport_emulator import MOTO_VERSION, UnsupportedMotoError, check_moto_version, install_strict_services
 
 
 def test_the_emulator_runs_on_the_moto_it_is_built_against() -> None:

@@ -26,9 +26,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from diskport_local.aws_emulator.function_instance import receive_message, send_message
-from diskport_local.runtime import install_in_moto
-from diskport_local.template import LocalStack
+from diskport_emulator.lambda_runtime.in_process import install_in_moto
+from diskport_emulator.lambda_runtime.instance import receive_message, send_message
+from diskport_emulator.template import LocalStack
 
 CONCURRENCY_VARIABLE = "DISKPORT_FUNCTION_CONCURRENCY"
 
@@ -151,7 +151,7 @@ class FunctionInstances:
         path = self.stack.template_path.parent / code_uri / f"{module_name.replace('.', '/')}.py"
         ours, theirs = socket.socketpair()
         process = subprocess.Popen(
-            [sys.executable, "-m", "diskport_local.aws_emulator.function_instance", str(theirs.fileno())],
+            [sys.executable, "-m", "diskport_emulator.lambda_runtime.instance", str(theirs.fileno())],
             pass_fds=(theirs.fileno(),),
             env=self.environment(logical_id),
             stdin=subprocess.DEVNULL,

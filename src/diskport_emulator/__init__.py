@@ -12,8 +12,8 @@ The one interface, for local mode (`diskport_local.server.LocalMode`) and the te
   `InProcessLambdas`: the runtime of the in-process tests, one event per function at a time, which
   lets a test inject faults into the handlers' own clients;
 - `iam`: roles from the template's policies, per-function credentials, enforcement on and off;
-- the HTTP front (`diskport_local.front`), the SQS pollers (`diskport_local.sqs_poller`) and the
-  execution status watchers (`diskport_local.execution_events`), which `LocalMode` wires up.
+- the HTTP front, the SQS pollers and the execution status watchers (`diskport_emulator.event_sources`),
+  which `LocalMode` wires up.
 
 Built against moto `MOTO_VERSION`: the strict services replace moto internals by name (the EBS backend and
 responses, `FakeKey.value`, the IAM authorizer), so `check_moto_version()` refuses another version until
@@ -27,21 +27,19 @@ from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from diskport_local.aws_emulator import iam
-    from diskport_local.aws_emulator.function_instances import FunctionInstances
-    from diskport_local.aws_emulator.strict_services import install_strict_services
-    from diskport_local.provision import provision
-    from diskport_local.runtime import InProcessLambdas
-    from diskport_local.template import LocalStack
+    from diskport_emulator import iam
+    from diskport_emulator.lambda_runtime.in_process import InProcessLambdas
+    from diskport_emulator.lambda_runtime.instances import FunctionInstances
+    from diskport_emulator.services import install_strict_services
+    from diskport_emulator.template import LocalStack
 
 # Loaded on first use: a function instance process imports this package too, and should not pay for moto.
 _EXPORTS = {
-    "iam": ("diskport_local.aws_emulator.iam", None),
-    "FunctionInstances": ("diskport_local.aws_emulator.function_instances", "FunctionInstances"),
-    "install_strict_services": ("diskport_local.aws_emulator.strict_services", "install_strict_services"),
-    "provision": ("diskport_local.provision", "provision"),
-    "InProcessLambdas": ("diskport_local.runtime", "InProcessLambdas"),
-    "LocalStack": ("diskport_local.template", "LocalStack"),
+    "iam": ("diskport_emulator.iam", None),
+    "FunctionInstances": ("diskport_emulator.lambda_runtime.instances", "FunctionInstances"),
+    "install_strict_services": ("diskport_emulator.services", "install_strict_services"),
+    "InProcessLambdas": ("diskport_emulator.lambda_runtime.in_process", "InProcessLambdas"),
+    "LocalStack": ("diskport_emulator.template", "LocalStack"),
 }
 
 
@@ -78,5 +76,4 @@ __all__ = [
     "check_moto_version",
     "iam",
     "install_strict_services",
-    "provision",
 ]

@@ -14,8 +14,8 @@ from typing import Any
 
 import boto3
 
-from diskport_local.emulator import serialize_dynamodb_writes
-from diskport_local.template import LocalStack
+from diskport_emulator.services.dynamodb_writes import serialize_dynamodb_writes
+from diskport_emulator.template import LocalStack
 
 LOCAL_ROLE = "arn:aws:iam::{account}:role/diskport-local"
 
@@ -33,8 +33,8 @@ def provision(
     `aws_emulator.iam`), as it would when deployed, instead of one shared role.
     """
     # Imported here: the aws_emulator package re-exports this module, which must be loaded first.
-    from diskport_local.aws_emulator.iam import create_function_roles
-    from diskport_local.aws_emulator.strict_services import install_strict_services
+    from diskport_emulator.iam import create_function_roles
+    from diskport_emulator.services import install_strict_services
 
     serialize_dynamodb_writes()  # the emulator's transactions are not isolated otherwise (see emulator.py)
     install_strict_services()  # EBS as AWS documents it (see aws_emulator/ebs.py)
@@ -136,7 +136,7 @@ def _create_bucket(s3: Any, stack: LocalStack, logical_id: str) -> None:
 
 
 def _create_functions(lambda_client: Any, iam: Any, stack: LocalStack, *, function_roles: bool) -> None:
-    from diskport_local.aws_emulator.iam import role_arn
+    from diskport_emulator.iam import role_arn
 
     role_name = LOCAL_ROLE.format(account=stack.account_id).rpartition("/")[2]
     with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):

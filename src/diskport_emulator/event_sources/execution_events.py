@@ -18,7 +18,7 @@ from typing import Any
 from diskport import aws
 from diskport.observability import logger
 
-from diskport_local.template import LocalStack
+from diskport_emulator.template import LocalStack
 
 EXECUTION_STATUS_CHANGE = "Step Functions Execution Status Change"
 POLL_SECONDS = 2.0

@@ -21,7 +21,7 @@ from typing import Any
 from diskport import aws
 from diskport.observability import logger
 
-from diskport_local.template import LocalStack
+from diskport_emulator.template import LocalStack
 
 # Calls the mapped function with an event: (JSON payload, whether the function failed), as Lambda answers.
 EventInvoker = Callable[[dict[str, Any]], tuple[str, bool]]

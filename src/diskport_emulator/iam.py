@@ -19,7 +19,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from diskport_local.template import LocalStack
+from diskport_emulator.template import LocalStack
 
 ADMIN_USER = "diskport-local-admin"
 ADMIN_KEY = ("testing", "testing")  # what the README, the CLI and the tests use

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from diskport_local.aws_emulator.function_instance import LambdaContextStandIn
-from diskport_local.template import LocalStack
+from diskport_emulator.lambda_runtime.instance import LambdaContextStandIn
+from diskport_emulator.template import LocalStack
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
