@@ -92,23 +92,16 @@ def emulated_stack(chunk_bytes: int) -> Iterator[Any]:
     os.environ.pop("AWS_PROFILE", None)
     from diskport import aws
     from diskport.settings import get_settings
-    from moto import mock_aws
 
-    from diskport_emulator.lambda_runtime.in_process import InProcessLambdas
-    from diskport_emulator.provision import provision
-    from diskport_emulator.template import LocalStack
+    from diskport_emulator import Emulator, LocalStack
 
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        stack = LocalStack(parameters={"ChunkBytes": str(chunk_bytes)})
-        provision(stack)
-        for logical_id in stack.resources_of_type("AWS::Serverless::Function"):
-            os.environ.update(stack.function_environment(logical_id))
+    # The functions share this process's credentials (no act_as): what is measured is the pipeline, not IAM.
+    with Emulator(LocalStack(parameters={"ChunkBytes": str(chunk_bytes)}), enforce_iam=False) as emulator:
+        os.environ.update(emulator.process_environment())
         os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
         get_settings.cache_clear()
         aws.forget_clients()
-        lambdas = InProcessLambdas(stack)
-        lambdas.install()
-        yield stack, lambdas
+        yield emulator.stack, emulator.functions
 
 
 def count_calls(counts: CallCounts, source_key: str) -> None:

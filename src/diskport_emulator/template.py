@@ -118,15 +118,14 @@ class LocalStack:
 
     # ------------------------------------------------------------------ intrinsics
     def parameter(self, name: str) -> Any:
-        if name in self.parameters:
-            return self.parameters[name]
         spec = self.template.get("Parameters", {}).get(name)
         if spec is None:
             raise KeyError(f"template.yaml has no parameter {name}")
-        default = spec.get("Default", "")
+        value = self.parameters.get(name, spec.get("Default", ""))
         if spec.get("Type") == "CommaDelimitedList":
-            return [item for item in str(default).split(",")] if default != "" else [""]
-        return str(default)
+            # A list, as CloudFormation hands it to intrinsics, whether given as one or as the CLI gives it: "a,b".
+            return value if isinstance(value, list) else (str(value).split(",") if value != "" else [""])
+        return value if name in self.parameters else str(value)
 
     def _ref(self, name: str) -> Any:
         pseudo = {
@@ -241,6 +240,25 @@ class LocalStack:
                     properties = event["Properties"]
                     routes.append(ApiRoute(properties["Method"].upper(), properties["Path"], logical_id, event_name))
         return routes
+
+
+class ConflictingEnvironmentError(RuntimeError):
+    """Two functions set one variable differently, which one process cannot honour."""
+
+
+def function_environment_union(stack: LocalStack) -> dict[str, str]:
+    """Every function's environment, merged: local mode runs all the handlers in one process."""
+    merged: dict[str, str] = {}
+    owners: dict[str, str] = {}
+    for logical_id in stack.resources_of_type("AWS::Serverless::Function"):
+        for name, value in stack.function_environment(logical_id).items():
+            if name in merged and merged[name] != value:
+                raise ConflictingEnvironmentError(
+                    f"{owners[name]} and {logical_id} set {name} differently ({merged[name]!r}, {value!r}); "
+                    "one process running every function needs one value."
+                )
+            merged[name], owners[name] = value, logical_id
+    return merged
 
 
 @dataclass(frozen=True)

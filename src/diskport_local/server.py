@@ -37,7 +37,7 @@ from diskport_emulator.lambda_runtime.in_process import InProcessLambdas
 from diskport_emulator.lambda_runtime.instances import FunctionInstances
 from diskport_emulator.provision import provision
 from diskport_emulator.services.ebs import remove_block_files
-from diskport_emulator.template import LocalStack
+from diskport_emulator.template import LocalStack, function_environment_union
 from diskport_local import shutdown
 from diskport_local.openapi import openapi_document
 
@@ -88,25 +88,6 @@ def access_key_environment() -> dict[str, str]:
     """What local mode sets on top of local_environment when it verifies AK/SK signatures."""
     # The operator's key routes are IAM-guarded when deployed; local mode has no IAM and listens on loopback only.
     return {"PROJECT_ID_SOURCE": "access_key", "OPERATOR_AUTH": "open"}
-
-
-class ConflictingEnvironmentError(RuntimeError):
-    """Two functions set one variable differently, which one process cannot honour."""
-
-
-def function_environment_union(stack: LocalStack) -> dict[str, str]:
-    """Every function's environment, merged: local mode runs all the handlers in one process."""
-    merged: dict[str, str] = {}
-    owners: dict[str, str] = {}
-    for logical_id in stack.resources_of_type("AWS::Serverless::Function"):
-        for name, value in stack.function_environment(logical_id).items():
-            if name in merged and merged[name] != value:
-                raise ConflictingEnvironmentError(
-                    f"{owners[name]} and {logical_id} set {name} differently ({merged[name]!r}, {value!r}); "
-                    "local mode runs every function in one process and needs one value."
-                )
-            merged[name], owners[name] = value, logical_id
-    return merged
 
 
 def local_environment(stack: LocalStack, project_id: str, aws_endpoint: str, aws_port: int) -> dict[str, str]:

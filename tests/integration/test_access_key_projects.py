@@ -19,12 +19,10 @@ from diskport.settings import get_settings
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer
-from moto import mock_aws
 
+from diskport_emulator import Emulator, InProcessLambdas, LocalStack
 from diskport_emulator.event_sources.http_api_events import http_api_event
-from diskport_emulator.lambda_runtime.in_process import InProcessLambdas
-from diskport_emulator.provision import provision
-from diskport_emulator.template import LocalStack
+from tests.support.function_roles import acting_with
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:huaweicloudsdkcore.signer.signer")
 
@@ -72,16 +70,14 @@ class KeyedStack:
 
 @pytest.fixture
 def keyed_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[KeyedStack]:
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": False}}):  # type: ignore[arg-type]
-        local = LocalStack(parameters={"Authentication": "AccessKey"})
-        provision(local)
-        for logical_id in local.resources_of_type("AWS::Serverless::Function"):
-            for name, value in local.function_environment(logical_id).items():
-                monkeypatch.setenv(name, value)
+    local = LocalStack(parameters={"Authentication": "AccessKey"})
+    with Emulator(local, run_executions=False, act_as=acting_with) as emulator:
+        for name, value in emulator.process_environment().items():
+            monkeypatch.setenv(name, value)
         get_settings.cache_clear()
         aws.forget_clients()
         forget_cached_key()
-        yield KeyedStack(local, InProcessLambdas(local))
+        yield KeyedStack(local, emulator.functions)
         forget_cached_key()
 
 

@@ -512,7 +512,8 @@ def test_a_throttled_attempt_is_retried_through_sqs_and_then_gives_one_job(
 ) -> None:
     # Given an upload, and DynamoDB refusing reads of the Jobs table as throttled
     upload(bucket, "disks/busy.qcow2", qcow2_of_50_gib)
-    jobs_client = aws.dynamodb_table(get_settings().jobs_table).meta.client
+    with stack.lambdas.acting_as("UploadTriggerFunction"):  # the function's own client
+        jobs_client = aws.dynamodb_table(get_settings().jobs_table).meta.client
 
     def throttle(**_: Any) -> tuple[Any, dict[str, Any]]:
         error = {"Code": "ProvisionedThroughputExceededException", "Message": "Rate of requests exceeds the limit"}

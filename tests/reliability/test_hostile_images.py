@@ -25,12 +25,10 @@ import pytest
 from diskport import aws, errors
 from diskport.engine import S3ObjectSource
 from diskport.settings import get_settings
-from moto import mock_aws
 
+from diskport_emulator import Emulator, InProcessLambdas, LocalStack
 from diskport_emulator.event_sources.http_api_events import http_api_event
-from diskport_emulator.lambda_runtime.in_process import InProcessLambdas
-from diskport_emulator.provision import provision
-from diskport_emulator.template import LocalStack
+from tests.support.function_roles import acting_with
 
 from .conftest import IMPORT_TIMEOUT_SECONDS, MIB, ReliabilityReport
 from .hostile_corpus import FORBIDDEN_NAMES, IN_CI, CorpusBuilder, HostileFile
@@ -111,18 +109,14 @@ def corpus(tmp_path_factory: pytest.TempPathFactory, qemu_available: None) -> li
 @pytest.fixture(scope="module")
 def hostile_stack() -> Iterator[HostileStack]:
     """One running stack for the whole corpus: each import is independent, and provisioning costs seconds."""
-    with pytest.MonkeyPatch.context() as patch, mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):  # type: ignore[arg-type]
+    with pytest.MonkeyPatch.context() as patch, Emulator(LocalStack(), act_as=acting_with) as emulator:
         patch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
-        local = LocalStack()
-        provision(local)
-        for logical_id in local.resources_of_type("AWS::Serverless::Function"):
-            for name, value in local.function_environment(logical_id).items():
-                patch.setenv(name, value)
+        for name, value in emulator.process_environment().items():
+            patch.setenv(name, value)
         get_settings.cache_clear()
         aws.forget_clients()
-        lambdas = InProcessLambdas(local)
+        local, lambdas = emulator.stack, emulator.functions
         hostile = HostileStack(local, lambdas, local.physical_name("WatchedBucket"))
-        patch.setattr("moto.awslambda.models.LambdaFunction._invoke_lambda", lambdas.moto_invoke())
         from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
         patch.setattr(retrier_decl, "time", SimpleNamespace(sleep=lambda seconds: None))

@@ -7,15 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from diskport_emulator.template import LocalStack
-from diskport_local.server import (
-    DEFAULT_PROJECT_ID,
-    ConflictingEnvironmentError,
-    LocalMode,
-    LocalModeOptions,
-    function_environment_union,
-    local_environment,
-)
+from diskport_emulator.template import ConflictingEnvironmentError, LocalStack, function_environment_union
+from diskport_local.server import DEFAULT_PROJECT_ID, LocalMode, LocalModeOptions, local_environment
 
 
 def test_the_process_gets_every_functions_variables_pointed_at_the_emulator() -> None:
