@@ -147,7 +147,7 @@ def serve_source_ranges_from(image: Path, bucket: str, source_key: str) -> None:
 
 
 def run_import(stack: Any, lambdas: Any) -> tuple[str, float]:
-    from diskport_emulator.event_sources.http_api_events import http_api_event
+    from diskport_emulator import http_api_event
 
     bucket = stack.physical_name("WatchedBucket")
     (route,) = [route for route in stack.api_routes() if route.path == "/v1/cloudimages/dataimages/action"]

@@ -56,7 +56,7 @@ LOCAL_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 def serve(api_port: int, aws_port: int, max_active_jobs: int) -> int:
     """The child process: local mode with the template's parameters, MaxActiveJobs as asked."""
-    from diskport_emulator.template import LocalStack
+    from diskport_emulator import LocalStack
     from diskport_local.server import LocalMode, LocalModeOptions
 
     stopping = threading.Event()

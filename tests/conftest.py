@@ -20,8 +20,7 @@ import pytest
 from diskport import aws
 from diskport.settings import get_settings
 
-from diskport_emulator import Emulator, InProcessLambdas, LocalStack
-from diskport_emulator.event_sources.http_api_events import http_api_event
+from diskport_emulator import Emulator, InProcessLambdas, LocalStack, http_api_event
 from tests.support.function_roles import acting_with
 
 PROJECT_ID = "0123456789ab"

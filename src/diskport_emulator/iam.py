@@ -30,7 +30,6 @@ LAMBDA_TRUST = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
 }
-ENFORCE_VARIABLE = "DISKPORT_ENFORCE_IAM"
 
 
 def policy_documents(stack: LocalStack, logical_id: str) -> list[dict[str, Any]]:

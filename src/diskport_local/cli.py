@@ -32,7 +32,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from diskport.errors import DiskportError
 
-from diskport_emulator.template import LOCAL_REGION, LocalStack
+from diskport_emulator import LOCAL_REGION, LocalStack
 from diskport_local import output, preflight
 from diskport_local.access_key_commands import add_access_key_commands
 from diskport_local.client import AkSkSigner, ApiClient, SigV4Signer, region_of_endpoint

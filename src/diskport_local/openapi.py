@@ -9,12 +9,14 @@ error body with the HTTP statuses it uses.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
+from types import ModuleType
 from typing import Any
 
 from diskport.api_models import ErrorBody
 
-from diskport_emulator.lambda_runtime.in_process import InProcessLambdas
+from diskport_emulator import LocalStack
 
 TITLE = "diskport - IMS-compatible data disk image import"
 DESCRIPTION = (
@@ -38,8 +40,8 @@ _BODY_STATUSES = {
 }
 
 
-def openapi_document(lambdas: InProcessLambdas) -> dict[str, Any]:
-    """One OpenAPI 3.1 document for every HTTP route `template.yaml` declares."""
+def openapi_document(stack: LocalStack, handler_module: Callable[[str], ModuleType]) -> dict[str, Any]:
+    """One OpenAPI 3.1 document for every HTTP route `template.yaml` declares, from each function's handler module."""
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": TITLE, "version": _package_version(), "description": DESCRIPTION},
@@ -59,9 +61,9 @@ def openapi_document(lambdas: InProcessLambdas) -> dict[str, Any]:
         },
         "security": [{"sigv4": []}],
     }
-    functions = sorted({route.function for route in lambdas.stack.api_routes()})
+    functions = sorted({route.function for route in stack.api_routes()})
     for function in functions:
-        resolver = getattr(lambdas.module(function), "app", None)
+        resolver = getattr(handler_module(function), "app", None)
         if resolver is None:
             continue
         part = json.loads(resolver.get_openapi_json_schema(title=TITLE))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from diskport_emulator.template import LocalStack
+from diskport_emulator import LocalStack
 from diskport_local.server import DEFAULT_AWS_PORT, DEFAULT_PROJECT_ID
 
 # How a container started by sam local reaches the host; Linux needs Docker's host-gateway mapping for it.

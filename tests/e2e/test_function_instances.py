@@ -15,8 +15,8 @@ import pytest
 from diskport import aws
 from diskport.settings import get_settings
 
+from diskport_emulator import LocalStack
 from diskport_emulator.lambda_runtime.instances import most_at_once
-from diskport_emulator.template import LocalStack
 from diskport_local.server import LocalMode, LocalModeOptions
 
 BLOCK = 524_288

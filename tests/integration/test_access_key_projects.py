@@ -20,8 +20,7 @@ from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer
 
-from diskport_emulator import Emulator, InProcessLambdas, LocalStack
-from diskport_emulator.event_sources.http_api_events import http_api_event
+from diskport_emulator import Emulator, InProcessLambdas, LocalStack, http_api_event
 from tests.support.function_roles import acting_with
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:huaweicloudsdkcore.signer.signer")

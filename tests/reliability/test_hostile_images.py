@@ -26,8 +26,7 @@ from diskport import aws, errors
 from diskport.engine import S3ObjectSource
 from diskport.settings import get_settings
 
-from diskport_emulator import Emulator, InProcessLambdas, LocalStack
-from diskport_emulator.event_sources.http_api_events import http_api_event
+from diskport_emulator import Emulator, InProcessLambdas, LocalStack, http_api_event
 from tests.support.function_roles import acting_with
 
 from .conftest import IMPORT_TIMEOUT_SECONDS, MIB, ReliabilityReport

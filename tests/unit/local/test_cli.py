@@ -15,8 +15,8 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from diskport_emulator import LocalStack
 from diskport_emulator.event_sources.http_front import ApiFront, FrontServer
-from diskport_emulator.template import LocalStack
 from diskport_local.cli import main
 from diskport_local.client import region_of_endpoint
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from diskport_emulator import LocalStack
 from diskport_emulator.event_sources.http_front import ApiFront, FrontServer
-from diskport_emulator.template import LocalStack
 from diskport_local.cli import build_parser, main
 
 

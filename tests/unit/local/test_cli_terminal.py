@@ -11,8 +11,8 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from diskport_emulator import LocalStack
 from diskport_emulator.event_sources.http_front import ApiFront, FrontServer
-from diskport_emulator.template import LocalStack
 
 from .terminal import Terminal
 

@@ -13,7 +13,7 @@ from diskport_local.server import DEFAULT_PROJECT_ID, LocalMode, LocalModeOption
 
 def test_the_process_gets_every_functions_variables_pointed_at_the_emulator() -> None:
     stack = LocalStack()
-    environment = local_environment(stack, "feed" * 8, "http://127.0.0.1:5999", 5999)
+    environment = local_environment(stack, "feed" * 8, "http://127.0.0.1:5999")
     for logical_id in stack.resources_of_type("AWS::Serverless::Function"):
         for name in stack.function_environment(logical_id):
             assert name in environment, f"{logical_id} needs {name}"
