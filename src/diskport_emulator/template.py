@@ -45,6 +45,18 @@ def _construct_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) ->
 _CloudFormationLoader.add_multi_constructor("!", _construct_tag)
 
 
+# The ARN of each kind of resource the template declares, from its physical name.
+_ARN_FORMATS = {
+    "AWS::Serverless::Function": "arn:aws:lambda:{region}:{account}:function:{name}",
+    "AWS::Serverless::StateMachine": "arn:aws:states:{region}:{account}:stateMachine:{name}",
+    "AWS::Serverless::LayerVersion": "arn:aws:lambda:{region}:{account}:layer:{name}:1",
+    "AWS::SQS::Queue": "arn:aws:sqs:{region}:{account}:{name}",
+    "AWS::S3::Bucket": "arn:aws:s3:::{name}",
+    "AWS::DynamoDB::Table": "arn:aws:dynamodb:{region}:{account}:table/{name}",
+    "AWS::KMS::Key": "arn:aws:kms:{region}:{account}:key/{name}",
+}
+
+
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     # _CloudFormationLoader is a SafeLoader: no Python objects are built from the YAML.
     template: dict[str, Any] = yaml.load(path.read_text(), Loader=_CloudFormationLoader)
@@ -95,23 +107,10 @@ class LocalStack:
         if logical_id in self.provisioned_arns:
             return self.provisioned_arns[logical_id]
         kind = self.resources[logical_id]["Type"]
-        name = self.physical_name(logical_id)
-        prefix = f"arn:aws:{{}}:{self.region}:{self.account_id}"
-        if kind == "AWS::Serverless::Function":
-            return f"{prefix.format('lambda')}:function:{name}"
-        if kind == "AWS::Serverless::StateMachine":
-            return f"{prefix.format('states')}:stateMachine:{name}"
-        if kind == "AWS::SQS::Queue":
-            return f"{prefix.format('sqs')}:{name}"
-        if kind == "AWS::S3::Bucket":
-            return f"arn:aws:s3:::{name}"
-        if kind == "AWS::DynamoDB::Table":
-            return f"{prefix.format('dynamodb')}:table/{name}"
-        if kind == "AWS::KMS::Key":
-            return f"{prefix.format('kms')}:key/{name}"
-        if kind == "AWS::Serverless::LayerVersion":
-            return f"{prefix.format('lambda')}:layer:{name}:1"
-        return f"{prefix.format('cloudformation')}:{kind}/{name}"
+        template = _ARN_FORMATS.get(kind, "arn:aws:cloudformation:{region}:{account}:{kind}/{name}")
+        return template.format(
+            region=self.region, account=self.account_id, kind=kind, name=self.physical_name(logical_id)
+        )
 
     def queue_url(self, logical_id: str, endpoint: str) -> str:
         return f"{endpoint}/{self.account_id}/{self.physical_name(logical_id)}"

@@ -16,8 +16,8 @@ from diskport import aws
 from diskport.settings import get_settings
 
 from diskport_emulator import LocalStack
-from diskport_emulator.lambda_runtime.instances import most_at_once
 from diskport_local.server import LocalMode, LocalModeOptions
+from tests.support.invocations import most_at_once
 
 BLOCK = 524_288
 CHUNKS = 8

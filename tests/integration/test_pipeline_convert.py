@@ -20,6 +20,8 @@ from diskport.pipeline.source_objects import SourceObject
 from diskport.pipeline.work_files import ImportManifest, WorkFiles
 from diskport.settings import get_settings
 
+from tests.support.invocations import most_at_once
+
 BLOCKS = 48
 
 
@@ -176,8 +178,6 @@ def test_a_chunks_progress_moves_while_it_is_written_and_counts_once_when_it_is_
 
 
 def test_the_convert_map_runs_several_chunks_at_once_in_this_process(importer: Any) -> None:
-    from diskport_emulator.lambda_runtime.instances import most_at_once
-
     # Given a dense disk of eight chunks (two blocks each)
     disk = bytes(range(256)) * (16 * BLOCK_SIZE // 256)
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from diskport_emulator.lambda_runtime.functions import Invocation, TemplateFunctions
+from diskport_emulator.lambda_runtime.functions import TemplateFunctions
 from diskport_emulator.lambda_runtime.instance import receive_message, send_message
 from diskport_emulator.template import LocalStack
 
@@ -223,16 +223,3 @@ class FunctionInstances(TemplateFunctions):
                 idle, pool.idle = pool.idle, []
             for instance in idle:
                 instance.stop()
-
-
-def most_at_once(invocations: list[Invocation], function: str) -> int:
-    """The largest number of the function's invocations that were running at the same moment."""
-    edges = sorted(
-        [(invocation.started, 1) for invocation in invocations if invocation.function == function]
-        + [(invocation.ended, -1) for invocation in invocations if invocation.function == function]
-    )
-    running = peak = 0
-    for _moment, change in edges:
-        running += change
-        peak = max(peak, running)
-    return peak
