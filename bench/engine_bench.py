@@ -30,7 +30,7 @@ from pathlib import Path
 
 from diskport.engine import BLOCK_SIZE, LocalFileSource, open_disk
 
-from diskport_local.template import LocalStack
+from diskport_emulator import LocalStack
 
 MIB = 1024 * 1024
 TIB = 1024 * 1024 * MIB

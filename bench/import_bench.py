@@ -92,23 +92,16 @@ def emulated_stack(chunk_bytes: int) -> Iterator[Any]:
     os.environ.pop("AWS_PROFILE", None)
     from diskport.settings import get_settings
     from diskport.stores import aws
-    from moto import mock_aws
 
-    from diskport_local.provision import provision
-    from diskport_local.runtime import InProcessLambdas
-    from diskport_local.template import LocalStack
+    from diskport_emulator import Emulator, LocalStack
 
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        stack = LocalStack(parameters={"ChunkBytes": str(chunk_bytes)})
-        provision(stack)
-        for logical_id in stack.resources_of_type("AWS::Serverless::Function"):
-            os.environ.update(stack.function_environment(logical_id))
+    # The functions share this process's credentials (no act_as): what is measured is the pipeline, not IAM.
+    with Emulator(LocalStack(parameters={"ChunkBytes": str(chunk_bytes)}), enforce_iam=False) as emulator:
+        os.environ.update(emulator.process_environment())
         os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
         get_settings.cache_clear()
         aws.forget_clients()
-        lambdas = InProcessLambdas(stack)
-        lambdas.install()
-        yield stack, lambdas
+        yield emulator.stack, emulator.functions
 
 
 def count_calls(counts: CallCounts, source_key: str) -> None:
@@ -154,7 +147,7 @@ def serve_source_ranges_from(image: Path, bucket: str, source_key: str) -> None:
 
 
 def run_import(stack: Any, lambdas: Any) -> tuple[str, float]:
-    from diskport_local.events import http_api_event
+    from diskport_emulator import http_api_event
 
     bucket = stack.physical_name("WatchedBucket")
     (route,) = [route for route in stack.api_routes() if route.path == "/v1/cloudimages/dataimages/action"]

@@ -56,8 +56,8 @@ LOCAL_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 def serve(api_port: int, aws_port: int, max_active_jobs: int) -> int:
     """The child process: local mode with the template's parameters, MaxActiveJobs as asked."""
+    from diskport_emulator import LocalStack
     from diskport_local.server import LocalMode, LocalModeOptions
-    from diskport_local.template import LocalStack
 
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())

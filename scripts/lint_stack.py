@@ -21,7 +21,7 @@ from typing import Any
 
 from samtranslator.translator.transform import transform
 
-from diskport_local.template import PROJECT_ROOT, LocalStack, load_template
+from diskport_emulator.template import PROJECT_ROOT, LocalStack, load_template
 
 # sam package would upload these local folders; the transform wants S3 locations.
 LOCAL_PATH_PROPERTIES = ("CodeUri", "ContentUri")

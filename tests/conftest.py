@@ -1,8 +1,9 @@
 """Shared fixtures: an emulated AWS account holding the stack `template.yaml` declares.
 
-`stack` provisions every table, bucket, queue, function and the state machine from the template in moto,
-sets the process environment the functions would get, and makes Step Functions run the real ASL with the
-project's handlers called in-process.
+`stack` starts the emulator (`diskport_emulator.Emulator`) in this process: every table, bucket, queue,
+function and the state machine from the template in moto, the process environment the functions would get,
+Step Functions running the real ASL with the project's handlers called in-process, and IAM enforced, each
+function acting as its own role.
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ import botocore.session
 import pytest
 from diskport.settings import get_settings
 from diskport.stores import aws
-from moto import mock_aws
 
-from diskport_local.aws_emulator import InProcessLambdas, LocalStack, provision
-from diskport_local.events import http_api_event
+from diskport_emulator import Emulator, InProcessLambdas, LocalStack, http_api_event
+from tests.support.function_roles import acting_with
 
 PROJECT_ID = "0123456789ab"
 
@@ -115,27 +115,34 @@ class Stack:
 
 
 @pytest.fixture
-def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    """The stack with executions recorded but not run: for tests of the API alone."""
-    yield from _stack(monkeypatch, run_executions=False)
+def stack_parameters() -> dict[str, str]:
+    """The template parameters the stack is deployed with; a test or module overrides this fixture to change them."""
+    return {}
 
 
 @pytest.fixture
-def running_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+def local_stack(stack_parameters: dict[str, str]) -> LocalStack:
+    """`template.yaml` resolved for the test's stack; a module may override this fixture to change the template."""
+    return LocalStack(parameters=dict(stack_parameters))
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch, local_stack: LocalStack) -> Iterator[Stack]:
+    """The stack with executions recorded but not run: for tests of the API alone."""
+    yield from _stack(monkeypatch, local_stack, run_executions=False)
+
+
+@pytest.fixture
+def running_stack(monkeypatch: pytest.MonkeyPatch, local_stack: LocalStack) -> Iterator[Stack]:
     """The stack with Step Functions running the real ASL and the handlers in-process."""
-    yield from _stack(monkeypatch, run_executions=True)
+    yield from _stack(monkeypatch, local_stack, run_executions=True)
 
 
-def _stack(monkeypatch: pytest.MonkeyPatch, *, run_executions: bool) -> Iterator[Stack]:
-    config = {"stepfunctions": {"execute_state_machine": run_executions}}
-    with mock_aws(config=config):  # type: ignore[arg-type]
-        local = LocalStack()
-        provision(local)
-        for logical_id in local.resources_of_type("AWS::Serverless::Function"):
-            for name, value in local.function_environment(logical_id).items():
-                monkeypatch.setenv(name, value)
+def _stack(monkeypatch: pytest.MonkeyPatch, local: LocalStack, *, run_executions: bool) -> Iterator[Stack]:
+    """IAM is enforced: each function calls AWS as its own role, the test itself as the administrator `testing`."""
+    with Emulator(local, run_executions=run_executions, act_as=acting_with) as emulator:
+        for name, value in emulator.process_environment().items():
+            monkeypatch.setenv(name, value)
         get_settings.cache_clear()
         aws.forget_clients()
-        lambdas = InProcessLambdas(local)
-        monkeypatch.setattr("moto.awslambda.models.LambdaFunction._invoke_lambda", lambdas.moto_invoke())
-        yield Stack(local, lambdas)
+        yield Stack(emulator.stack, emulator.functions)

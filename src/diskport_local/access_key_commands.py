@@ -15,11 +15,12 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from diskport.errors import DiskportError
 
-from diskport_local.command_help import add_command
+from diskport_local.command_help import add_command, add_command_group
 
 ACCESS_KEYS_PATH = "/diskport/access-keys"
 NOT_MANAGED = (
@@ -46,6 +47,10 @@ def _call(target_of: TargetOf, arguments: argparse.Namespace, method: str, path:
 
 
 def run_create(target_of: TargetOf, arguments: argparse.Namespace) -> int:
+    """A new access key for a project (secret shown once).
+
+    Example: diskport access-key create --project 0123456789abcdef0123456789abcdef --json
+    """
     created = _call(target_of, arguments, "POST", ACCESS_KEYS_PATH, {"project_id": arguments.project})
     if arguments.json:
         pair = {name: created[name] for name in ("access_key", "secret_key", "project_id")}
@@ -59,6 +64,10 @@ def run_create(target_of: TargetOf, arguments: argparse.Namespace) -> int:
 
 
 def run_list(target_of: TargetOf, arguments: argparse.Namespace) -> int:
+    """Every key: id, project, created, last used.
+
+    Example: diskport access-key list
+    """
     keys = list(_call(target_of, arguments, "GET", ACCESS_KEYS_PATH)["access_keys"])
     if arguments.json:
         print(json.dumps(keys, indent=2))
@@ -73,53 +82,30 @@ def run_list(target_of: TargetOf, arguments: argparse.Namespace) -> int:
 
 
 def run_revoke(target_of: TargetOf, arguments: argparse.Namespace) -> int:
+    """Disable a key at once.
+
+    Example: diskport access-key revoke DPAK0123456789ABCDEF
+    """
     revoked = _call(target_of, arguments, "DELETE", f"{ACCESS_KEYS_PATH}/{arguments.access_key}")
     print(f"revoked {revoked['access_key']} (project {revoked['project_id']}) at {revoked['revoked_at']}")
     return 0
 
 
-def add_access_key_commands(
-    commands: Any, remote: argparse.ArgumentParser, target_of: TargetOf
-) -> argparse.ArgumentParser:
-    """The `access-key` command and its three subcommands, on the CLI's parser."""
-    access_key: argparse.ArgumentParser = add_command(
+def add_access_key_commands(commands: Any, remote: argparse.ArgumentParser, target_of: TargetOf) -> None:
+    """The `access-key` command and its three actions, on the CLI's parser."""
+    actions = add_command_group(
         commands,
         "access-key",
         help="create, list and revoke IMS access keys (AK/SK)",
         example="diskport access-key create --project 0123456789abcdef0123456789abcdef",
+        actions="create, list or revoke",
     )
-    actions = access_key.add_subparsers(
-        dest="access_key_command", required=True, metavar="ACTION", help="create, list or revoke"
-    )
-
-    create = add_command(
-        actions,
-        "create",
-        parents=[remote],
-        help="a new access key for a project (secret shown once)",
-        example="diskport access-key create --project 0123456789abcdef0123456789abcdef --json",
-    )
+    create = add_command(actions, "create", partial(run_create, target_of), parents=[remote])
     create.add_argument("--project", required=True, help="the project id the key signs for")
     create.add_argument("--json", action="store_true", help='print {"access_key", "secret_key", "project_id"}')
-    create.set_defaults(run=lambda arguments: run_create(target_of, arguments))
 
-    listing = add_command(
-        actions,
-        "list",
-        parents=[remote],
-        help="every key: id, project, created, last used",
-        example="diskport access-key list",
-    )
+    listing = add_command(actions, "list", partial(run_list, target_of), parents=[remote])
     listing.add_argument("--json", action="store_true", help="print the keys as JSON")
-    listing.set_defaults(run=lambda arguments: run_list(target_of, arguments))
 
-    revoke = add_command(
-        actions,
-        "revoke",
-        parents=[remote],
-        help="disable a key at once",
-        example="diskport access-key revoke DPAK0123456789ABCDEF",
-    )
+    revoke = add_command(actions, "revoke", partial(run_revoke, target_of), parents=[remote])
     revoke.add_argument("access_key", metavar="ACCESS_KEY", help="the access key id (see `diskport access-key list`)")
-    revoke.set_defaults(run=lambda arguments: run_revoke(target_of, arguments))
-    return access_key

@@ -32,6 +32,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from diskport.errors import DiskportError
 
+from diskport_emulator import LOCAL_REGION, LocalStack
 from diskport_local import output, preflight
 from diskport_local.access_key_commands import add_access_key_commands
 from diskport_local.client import AkSkSigner, ApiClient, SigV4Signer, region_of_endpoint
@@ -52,7 +53,6 @@ from diskport_local.server import (
     serve,
 )
 from diskport_local.smoke import add_smoke_command
-from diskport_local.template import LOCAL_REGION, LocalStack
 
 __all__ = ["ENDED_STATUSES", "CommandError", "build_parser", "main", "wait_for_job"]
 
@@ -113,6 +113,10 @@ def _is_operator_command(arguments: argparse.Namespace) -> bool:
 
 # ---------------------------------------------------------------------------------------------- commands
 def run_serve(arguments: argparse.Namespace) -> int:
+    """Run local mode in the foreground.
+
+    Example: diskport serve
+    """
     defaults = LocalModeOptions.from_environment()
     return serve(
         LocalModeOptions(
@@ -126,6 +130,10 @@ def run_serve(arguments: argparse.Namespace) -> int:
 
 
 def run_import(arguments: argparse.Namespace) -> int:
+    """Import a virtual disk file as a data image.
+
+    Example: diskport import disk.qcow2 --name data-1 --min-disk 40 --tag team=storage --wait
+    """
     target = target_of(arguments)
     source = str(arguments.source)
     preflight.refuse_s3_url(source)
@@ -181,6 +189,10 @@ def _poll_seconds(arguments: argparse.Namespace, target: Target) -> float:
 
 
 def run_job(arguments: argparse.Namespace) -> int:
+    """Show a job and its progress.
+
+    Example: diskport job 4010a32b5f909853015f90aaa24b0015 --wait
+    """
     target = target_of(arguments)
     as_json = output.wants_json(arguments.json)
     if arguments.wait:
@@ -192,6 +204,10 @@ def run_job(arguments: argparse.Namespace) -> int:
 
 
 def run_jobs(arguments: argparse.Namespace) -> int:
+    """List the project's jobs, newest first.
+
+    Example: diskport jobs
+    """
     jobs = list_jobs(target_of(arguments).api, limit=arguments.limit)
     output.show(
         jobs, as_json=output.wants_json(arguments.json), render=lambda value: output.table(value, output.JOB_COLUMNS)
@@ -200,6 +216,10 @@ def run_jobs(arguments: argparse.Namespace) -> int:
 
 
 def run_images(arguments: argparse.Namespace) -> int:
+    """List the project's images.
+
+    Example: diskport images
+    """
     images = target_of(arguments).api.images(arguments.id)
     output.show(
         images,
@@ -210,6 +230,10 @@ def run_images(arguments: argparse.Namespace) -> int:
 
 
 def run_export(arguments: argparse.Namespace) -> int:
+    """Write an image out as a raw disk file.
+
+    Example: diskport export 5c3b4a1e-0d1f-4e5a-9b7c-2f6e8d9a0b1c data-1.raw
+    """
     destination = Path(arguments.file)
     # Checked before anything is asked of the service, so a mistake costs nothing and leaves nothing.
     if destination.is_dir():
@@ -253,6 +277,10 @@ def run_export(arguments: argparse.Namespace) -> int:
 
 
 def run_sam_env(arguments: argparse.Namespace) -> int:
+    """Print env.json for sam local start-api / invoke.
+
+    Example: diskport sam-env > env.json
+    """
     print(env_json(LocalStack(), arguments.aws_endpoint), end="")
     return 0
 
@@ -322,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--poll-seconds", type=float, help="seconds between job polls (default: 1 in local mode, 10 deployed)"
     )
 
-    serve_command = add_command(commands, "serve", help="run local mode in the foreground", example="diskport serve")
+    serve_command = add_command(commands, "serve", run_serve)
     serve_command.add_argument("--api-port", type=int, help=f"the API's port (LOCAL_API_PORT, {DEFAULT_API_PORT})")
     serve_command.add_argument("--aws-port", type=int, help=f"the emulator's port (LOCAL_AWS_PORT, {DEFAULT_AWS_PORT})")
     serve_command.add_argument("--project-id", help="the project every caller acts for (LOCAL_PROJECT_ID)")
@@ -330,15 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve_command.add_argument(
         "--auth", choices=["open", "aksk"], help="aksk: require IMS AK/SK signatures, as deployed (LOCAL_AUTH, open)"
     )
-    serve_command.set_defaults(run=run_serve)
 
-    import_command = add_command(
-        commands,
-        "import",
-        parents=[remote, reaches_aws, printed, following],
-        help="import a virtual disk file as a data image",
-        example="diskport import disk.qcow2 --name data-1 --min-disk 40 --tag team=storage --wait",
-    )
+    import_command = add_command(commands, "import", run_import, parents=[remote, reaches_aws, printed, following])
     import_command.add_argument(
         "source", metavar="SOURCE", help="a local file (checked, then uploaded) or bucket:key of an object"
     )
@@ -353,61 +374,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     import_command.add_argument("--upload-bucket", help=f"where a local file goes (local mode: {UPLOADS_BUCKET})")
     import_command.add_argument("--wait", action="store_true", help="follow the job until it ends")
-    import_command.set_defaults(run=run_import)
 
-    job_command = add_command(
-        commands,
-        "job",
-        parents=[remote, printed, following],
-        help="show a job and its progress",
-        example="diskport job 4010a32b5f909853015f90aaa24b0015 --wait",
-    )
+    job_command = add_command(commands, "job", run_job, parents=[remote, printed, following])
     job_command.add_argument("job_id", metavar="JOB_ID", help="the job id `import` printed (see `diskport jobs`)")
     job_command.add_argument("--wait", action="store_true", help="follow the job with a progress bar until it ends")
-    job_command.set_defaults(run=run_job)
 
-    jobs_command = add_command(
-        commands,
-        "jobs",
-        parents=[remote, printed],
-        help="list the project's jobs, newest first",
-        example="diskport jobs",
-    )
+    jobs_command = add_command(commands, "jobs", run_jobs, parents=[remote, printed])
     jobs_command.add_argument("--limit", type=jobs_limit, default=20, help="how many jobs to list (1-200, default 20)")
-    jobs_command.set_defaults(run=run_jobs)
 
-    images_command = add_command(
-        commands, "images", parents=[remote, printed], help="list the project's images", example="diskport images"
-    )
+    images_command = add_command(commands, "images", run_images, parents=[remote, printed])
     images_command.add_argument("--id", metavar="IMAGE_ID", help="only the image with this id")
-    images_command.set_defaults(run=run_images)
 
-    export_command = add_command(
-        commands,
-        "export",
-        parents=[remote, reaches_aws],
-        help="write an image out as a raw disk file",
-        example="diskport export 5c3b4a1e-0d1f-4e5a-9b7c-2f6e8d9a0b1c data-1.raw",
-    )
+    export_command = add_command(commands, "export", run_export, parents=[remote, reaches_aws])
     export_command.add_argument(
         "image_id", metavar="IMAGE_ID", help="the id of an active image (see `diskport images`)"
     )
     export_command.add_argument("file", metavar="FILE", help="the raw disk file to write (its directory must exist)")
     export_command.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
-    export_command.set_defaults(run=run_export)
 
-    add_image_commands(commands, remote)
+    add_image_commands(commands, remote, printed)
 
-    sam_env_command = add_command(
-        commands,
-        "sam-env",
-        help="print env.json for sam local start-api / invoke",
-        example="diskport sam-env > env.json",
-    )
+    sam_env_command = add_command(commands, "sam-env", run_sam_env)
     sam_env_command.add_argument(
         "--aws-endpoint", default=DOCKER_HOST_AWS_ENDPOINT, help="local mode's AWS emulator as containers reach it"
     )
-    sam_env_command.set_defaults(run=run_sam_env)
     add_smoke_command(commands, remote, reaches_aws)
     add_access_key_commands(commands, remote, target_of)
     return parser

@@ -4,77 +4,58 @@
     diskport image tags IMAGE_ID [--set KEY=VALUE]... [--unset KEY]...  the image's tags, changed first if asked
     diskport image delete IMAGE_ID                                    DELETE /v2/images/{image_id}
 
-Each prints what the API answered; `--json` prints it as JSON instead.
+Each prints what the API answered: for people on a terminal, as JSON with `--json` or when the output is piped
+(the CLI's shared output option).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from typing import Any
 
-from diskport_local.command_help import add_command
+from diskport_local import output
+from diskport_local.command_help import add_command, add_command_group
 from diskport_local.server import DEFAULT_PROJECT_ID
 
 IMAGE_ID_HELP = "the image's id (see `diskport images`)"
 
 
 def add_image_commands(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], remote: argparse.ArgumentParser
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    remote: argparse.ArgumentParser,
+    printed: argparse.ArgumentParser,
 ) -> None:
-    """The `image` command and its subcommands, on the CLI's parser."""
-    image_command = add_command(
+    """The `image` command and its actions, on the CLI's parser, printing as the other commands do (`printed`)."""
+    actions = add_command_group(
         commands,
         "image",
         help="update, tag or delete an image",
         example="diskport image update 5c3b4a1e-0d1f-4e5a-9b7c-2f6e8d9a0b1c --name data-2",
+        actions="update, tags or delete",
     )
-    actions = image_command.add_subparsers(
-        dest="image_command", required=True, metavar="ACTION", help="update, tags or delete"
-    )
-    output = argparse.ArgumentParser(add_help=False)
-    output.add_argument("--json", action="store_true", help="print the API's answer as JSON")
-
-    update = add_command(
-        actions,
-        "update",
-        parents=[remote, output],
-        help="change an active image's name or description",
-        example="diskport image update 5c3b4a1e-0d1f-4e5a-9b7c-2f6e8d9a0b1c --description 'Data disk 1'",
-    )
+    update = add_command(actions, "update", run_update, parents=[remote, printed])
     update.add_argument("image_id", metavar="IMAGE_ID", help=IMAGE_ID_HELP)
     update.add_argument("--name", help="the new name (1-128 characters)")
     update.add_argument("--description", help="the new description ('' removes it)")
-    update.set_defaults(run=run_update)
 
-    tags = add_command(
-        actions,
-        "tags",
-        parents=[remote, output],
-        help="show an image's tags, setting or removing some first",
-        example="diskport image tags 5c3b4a1e-0d1f-4e5a-9b7c-2f6e8d9a0b1c --set team=storage --unset old",
-    )
+    tags = add_command(actions, "tags", run_tags, parents=[remote, printed])
     tags.add_argument("image_id", metavar="IMAGE_ID", help=IMAGE_ID_HELP)
     tags.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="add or change a tag (repeatable)"
     )
     tags.add_argument("--unset", action="append", default=[], metavar="KEY", help="remove a tag (repeatable)")
     tags.add_argument("--project-id", help="the project in the tags path (default: your credentials' project)")
-    tags.set_defaults(run=run_tags)
 
-    delete = add_command(
-        actions,
-        "delete",
-        parents=[remote, output],
-        help="delete an image and its snapshot",
-        example="diskport image delete 5c3b4a1e-0d1f-4e5a-9b7c-2f6e8d9a0b1c",
-    )
+    delete = add_command(actions, "delete", run_delete, parents=[remote, printed])
     delete.add_argument("image_id", metavar="IMAGE_ID", help=IMAGE_ID_HELP)
-    delete.set_defaults(run=run_delete)
 
 
 def run_update(arguments: argparse.Namespace) -> int:
+    """Change an active image's name or description.
+
+    Example: diskport image update 5c3b4a1e-0d1f-4e5a-9b7c-2f6e8d9a0b1c --description 'Data disk 1'
+    """
     from diskport_local.cli import CommandError, target_of
 
     patch: list[dict[str, Any]] = []
@@ -88,14 +69,21 @@ def run_update(arguments: argparse.Namespace) -> int:
     if not patch:
         raise CommandError("Name what to change: --name and/or --description.")
     record = target_of(arguments).api.call("PATCH", f"/v2/cloudimages/{arguments.image_id}", body=patch)
-    if arguments.json:
-        _print_json(record)
-    else:
-        print(f"{record['id']}  {record['status']}  {record['name']}  {record.get('__description', '')}".rstrip())
+    output.show(
+        record,
+        as_json=output.wants_json(arguments.json),
+        render=lambda image: (
+            f"{image['id']}  {image['status']}  {image['name']}  {image.get('__description', '')}".rstrip()
+        ),
+    )
     return 0
 
 
 def run_tags(arguments: argparse.Namespace) -> int:
+    """Show an image's tags, setting or removing some first.
+
+    Example: diskport image tags 5c3b4a1e-0d1f-4e5a-9b7c-2f6e8d9a0b1c --set team=storage --unset old
+    """
     from diskport_local.cli import CommandError, target_of
 
     target = target_of(arguments)
@@ -110,22 +98,24 @@ def run_tags(arguments: argparse.Namespace) -> int:
         added = [dict(zip(("key", "value"), text.split("=", 1), strict=True)) for text in arguments.set]
         target.api.call("POST", f"{path}/action", body={"action": "create", "tags": added})
     answer = target.api.call("GET", path)
-    if arguments.json:
-        _print_json(answer)
-    else:
-        for tag in answer["tags"]:
-            print(f"{tag['key']}={tag['value']}")
+    output.show(
+        answer,
+        as_json=output.wants_json(arguments.json),
+        render=lambda listed: "\n".join(f"{tag['key']}={tag['value']}" for tag in listed["tags"]),
+    )
     return 0
 
 
 def run_delete(arguments: argparse.Namespace) -> int:
+    """Delete an image and its snapshot.
+
+    Example: diskport image delete 5c3b4a1e-0d1f-4e5a-9b7c-2f6e8d9a0b1c
+    """
     from diskport_local.cli import target_of
 
     target_of(arguments).api.call("DELETE", f"/v2/images/{arguments.image_id}")
-    if arguments.json:
-        _print_json({"image_id": arguments.image_id, "deleted": True})
-    else:
-        print(f"deleted {arguments.image_id}")
+    deleted = {"image_id": arguments.image_id, "deleted": True}
+    output.show(deleted, as_json=output.wants_json(arguments.json), render=lambda done: f"deleted {done['image_id']}")
     return 0
 
 
@@ -134,7 +124,3 @@ def _project_of(target: Any) -> str:
     if target.is_local:
         return os.environ.get("LOCAL_PROJECT_ID") or DEFAULT_PROJECT_ID
     return str(target.session.client("sts").get_caller_identity()["Account"])
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False))

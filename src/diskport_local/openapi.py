@@ -10,14 +10,16 @@ IMS error body with the HTTP statuses it uses.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
+from types import ModuleType
 from typing import Any
 
 from aws_lambda_powertools.event_handler.openapi.merge import OpenAPIMerge
 from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, Server
 from diskport.api.models import ErrorBody
 
-from diskport_local.runtime import InProcessLambdas
+from diskport_emulator import LocalStack
 
 TITLE = "diskport - IMS-compatible data disk image import"
 DESCRIPTION = (
@@ -41,8 +43,8 @@ _BODY_STATUSES = {
 }
 
 
-def openapi_document(lambdas: InProcessLambdas) -> dict[str, Any]:
-    """One OpenAPI 3.1 document for every HTTP route `template.yaml` declares."""
+def openapi_document(stack: LocalStack, handler_module: Callable[[str], ModuleType]) -> dict[str, Any]:
+    """One OpenAPI 3.1 document for every HTTP route `template.yaml` declares, from each function's handler module."""
     merge = OpenAPIMerge(
         title=TITLE,
         version=_package_version(),
@@ -61,8 +63,8 @@ def openapi_document(lambdas: InProcessLambdas) -> dict[str, Any]:
         security=[{"sigv4": []}],
         on_conflict="error",
     )
-    for function in sorted({route.function for route in lambdas.stack.api_routes()}):
-        resolver = getattr(lambdas.module(function), "app", None)
+    for function in sorted({route.function for route in stack.api_routes()}):
+        resolver = getattr(handler_module(function), "app", None)
         if resolver is not None:
             merge.add_schema(json.loads(resolver.get_openapi_json_schema(title=TITLE)))
     document: dict[str, Any] = json.loads(merge.get_openapi_json_schema())

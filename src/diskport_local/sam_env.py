@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 
+from diskport_emulator import LocalStack
 from diskport_local.server import DEFAULT_AWS_PORT, DEFAULT_PROJECT_ID
-from diskport_local.template import LocalStack
 
 # How a container started by sam local reaches the host; Linux needs Docker's host-gateway mapping for it.
 DOCKER_HOST_AWS_ENDPOINT = f"http://host.docker.internal:{DEFAULT_AWS_PORT}"

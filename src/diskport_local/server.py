@@ -1,51 +1,43 @@
 """Local mode: the whole service on this machine, built from `template.yaml`.
 
-moto, in server mode inside this process, stands in for AWS (S3, DynamoDB, SQS, KMS, EBS, Step Functions
-running the real ASL). The project's functions run in instance processes, each as its own role
-(`aws_emulator.function_instances`, `aws_emulator.iam`): Step Functions reaches them through moto's Lambda,
-queues through `SqsPoller`, HTTP clients through the `ApiFront`. Every table, bucket, queue, function,
-route and the state machine come from the template.
+The AWS emulator (`diskport_emulator.Emulator`, served) stands in for AWS: moto as a server inside this
+process (S3, DynamoDB, SQS, KMS, EBS, Step Functions running the real ASL), the functions in instance
+processes, each as its own role, the HTTP front, the queue pollers and the execution rules. Local mode adds
+what is the service's own: the project callers act for (or AK/SK signatures), the OpenAPI document and API
+page on the front, IMS error bodies, the uploads bucket, the banner, and a shutdown that waits for imports.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import signal
 import socket
 import sys
 import threading
-import urllib.request
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from types import FrameType
-from typing import Any, Literal
+from typing import Literal
 
 from diskport.observability import logger
 from diskport.settings import get_settings
 from diskport.stores import aws
 from diskport.stores.jobs import JobStore
 
+from diskport_emulator import ADMIN_KEY, Emulator, FunctionInstances, LocalStack, Serving, process_environment
 from diskport_local import shutdown
-from diskport_local.aws_emulator import check_moto_version, iam
-from diskport_local.aws_emulator.ebs import remove_block_files
-from diskport_local.aws_emulator.function_instances import FunctionInstances
-from diskport_local.execution_events import ExecutionStatusWatcher, execution_status_rules
-from diskport_local.front import ApiFront, FrontServer
+from diskport_local.api_page import ims_error_response, local_pages
 from diskport_local.openapi import openapi_document
-from diskport_local.provision import provision
-from diskport_local.runtime import InProcessLambdas
-from diskport_local.sqs_poller import SqsPoller, sqs_mappings
-from diskport_local.template import LocalStack
 
 LOCAL_HOST = "127.0.0.1"
 DEFAULT_API_PORT = 3000
 DEFAULT_AWS_PORT = 5000
 DEFAULT_PROJECT_ID = "0123456789abcdef0123456789abcdef"
-LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+# The emulated account's administrator: the key the README, the CLI and the AWS CLI use against local mode.
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": ADMIN_KEY[0], "AWS_SECRET_ACCESS_KEY": ADMIN_KEY[1]}
+# DISKPORT_ENFORCE_IAM=0 turns IAM enforcement off.
+ENFORCE_IAM_VARIABLE = "DISKPORT_ENFORCE_IAM"
 # The bucket `diskport import FILE` uploads local files to; any bucket in the emulator may be a source.
 UPLOADS_BUCKET = "diskport-uploads"
 
@@ -74,7 +66,7 @@ class LocalModeOptions:
             aws_port=int(environ.get("LOCAL_AWS_PORT") or DEFAULT_AWS_PORT),
             project_id=environ.get("LOCAL_PROJECT_ID") or DEFAULT_PROJECT_ID,
             auth=local_auth_of(environ.get("LOCAL_AUTH") or "open"),
-            enforce_iam=environ.get(iam.ENFORCE_VARIABLE, "1").strip().lower() not in ("0", "false", "no", "off"),
+            enforce_iam=environ.get(ENFORCE_IAM_VARIABLE, "1").strip().lower() not in ("0", "false", "no", "off"),
         )
 
 
@@ -90,39 +82,14 @@ def access_key_environment() -> dict[str, str]:
     return {"PROJECT_ID_SOURCE": "access_key", "OPERATOR_AUTH": "open"}
 
 
-class ConflictingEnvironmentError(RuntimeError):
-    """Two functions set one variable differently, which one process cannot honour."""
+def local_environment(stack: LocalStack, project_id: str, aws_endpoint: str) -> dict[str, str]:
+    """The process environment the functions need in local mode: every function's, pointed at the emulator."""
+    return {**process_environment(stack, aws_endpoint), **local_settings(project_id)}
 
 
-def function_environment_union(stack: LocalStack) -> dict[str, str]:
-    """Every function's environment, merged: local mode runs all the handlers in one process."""
-    merged: dict[str, str] = {}
-    owners: dict[str, str] = {}
-    for logical_id in stack.resources_of_type("AWS::Serverless::Function"):
-        for name, value in stack.function_environment(logical_id).items():
-            if name in merged and merged[name] != value:
-                raise ConflictingEnvironmentError(
-                    f"{owners[name]} and {logical_id} set {name} differently ({merged[name]!r}, {value!r}); "
-                    "local mode runs every function in one process and needs one value."
-                )
-            merged[name], owners[name] = value, logical_id
-    return merged
-
-
-def local_environment(stack: LocalStack, project_id: str, aws_endpoint: str, aws_port: int) -> dict[str, str]:
-    """The process environment the functions need in local mode."""
-    return {**function_environment_union(stack), **local_overrides(stack, project_id, aws_endpoint, aws_port)}
-
-
-def local_overrides(stack: LocalStack, project_id: str, aws_endpoint: str, aws_port: int) -> dict[str, str]:
-    """What local mode sets over every function's own environment."""
+def local_settings(project_id: str) -> dict[str, str]:
+    """What local mode sets over every function's own environment, besides where the emulator is."""
     return {
-        **LOCAL_CREDENTIALS,
-        "AWS_DEFAULT_REGION": stack.region,
-        "AWS_REGION": stack.region,
-        "AWS_ENDPOINT_URL": aws_endpoint,
-        # moto's Step Functions interpreter calls Lambda and DynamoDB at localhost:$MOTO_PORT.
-        "MOTO_PORT": str(aws_port),
         "PROJECT_ID_SOURCE": "local",
         "LOCAL_PROJECT_ID": project_id,
         "UPLOAD_PROJECT_ID": project_id,
@@ -151,17 +118,13 @@ def ensure_port_free(port: int, what: str) -> None:
 
 @dataclass
 class LocalMode:
-    """The running local stack: AWS emulator, in-process functions, queue pollers and the HTTP front."""
+    """The running local stack: the AWS emulator serving the template, with local mode's own settings and pages."""
 
     options: LocalModeOptions = field(default_factory=LocalModeOptions.from_environment)
     stack: LocalStack = field(default_factory=LocalStack)
     api_url: str = ""
     aws_url: str = ""
-    _moto_server: Any = None
-    _front: FrontServer | None = None
-    _pollers: list[SqsPoller] = field(default_factory=list)
-    _watchers: list[ExecutionStatusWatcher] = field(default_factory=list)
-    functions: FunctionInstances | None = None
+    emulator: Emulator | None = None
 
     def __post_init__(self) -> None:
         if self.options.auth == "aksk" and "Authentication" not in self.stack.parameters:
@@ -169,91 +132,66 @@ class LocalMode:
                 stack_name=self.stack.stack_name, parameters={**self.stack.parameters, "Authentication": "AccessKey"}
             )
 
-    def start(self) -> None:
-        from moto.server import ThreadedMotoServer  # the emulator is a development dependency
+    @property
+    def functions(self) -> FunctionInstances | None:
+        """The function instances, once started."""
+        functions = self.emulator.functions if self.emulator is not None else None
+        return functions if isinstance(functions, FunctionInstances) else None
 
+    def start(self) -> None:
         ensure_port_free(self.options.aws_port, "AWS emulator")
         ensure_port_free(self.options.api_port, "API front")
-        check_moto_version()
-        if not self.options.verbose:
-            # The emulator would log every AWS call, and a screenful for each failed import (whose job
-            # already records why): the functions' own logs say what matters.
-            logging.getLogger("werkzeug").setLevel(logging.WARNING)
-            logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
-            warnings.filterwarnings("ignore", message="No application metrics to publish")
-        self._moto_server = ThreadedMotoServer(ip_address=LOCAL_HOST, port=self.options.aws_port, verbose=False)
-        self._moto_server.start()
-        aws_port = int(self._moto_server.get_host_and_port()[1])  # the one the system chose, for port 0
-        self.aws_url = f"http://{LOCAL_HOST}:{aws_port}"
-        os.environ.update(local_environment(self.stack, self.options.project_id, self.aws_url, aws_port))
-        if self.options.auth == "aksk":
-            os.environ.update(access_key_environment())
-        get_settings.cache_clear()
-        aws.forget_clients()
-
-        _post_json(f"{self.aws_url}/moto-api/reset", {})  # an emulator started earlier in this process leaves state
-        _post_json(f"{self.aws_url}/moto-api/config", {"stepfunctions": {"execute_state_machine": True}})
         if self.options.enforce_iam:
-            iam.create_callers(self.stack)  # before any signed request: the admin behind `testing`
             # Any bucket of the emulator may be a source (docs/local-mode.md): the deployment SourceBuckets=* gives.
             self.stack.parameters.setdefault("SourceBuckets", "*")
-        provision(self.stack, endpoint=self.aws_url, function_roles=self.options.enforce_iam)
-        aws.client("s3").create_bucket(Bucket=UPLOADS_BUCKET)
-        credentials = iam.function_credentials(self.stack, aws.client("sts")) if self.options.enforce_iam else {}
-
-        lambdas = InProcessLambdas(self.stack)  # only to read the API functions' OpenAPI descriptions
-        self._load_functions(lambdas)
-        overrides = local_overrides(self.stack, self.options.project_id, self.aws_url, aws_port)
+        settings = local_settings(self.options.project_id)
         if self.options.auth == "aksk":
-            overrides.update(access_key_environment())  # every instance verifies signatures, as deployed
-        # Every invocation runs in an instance process, with its function's own role when IAM is enforced.
-        self.functions = FunctionInstances(self.stack, overrides, function_overrides=credentials)
-        self.functions.install()
-        if self.options.enforce_iam:
-            iam.turn_enforcement_on()
-        for mapping in sqs_mappings(self.stack):
-            poller = SqsPoller(mapping, _invoker_of(self.functions, mapping.function), region=self.stack.region)
-            poller.start()
-            self._pollers.append(poller)
-        for rule in execution_status_rules(self.stack):
-            watcher = ExecutionStatusWatcher(rule, _invoker_of(self.functions, rule.function))
-            watcher.start()
-            self._watchers.append(watcher)
+            settings.update(access_key_environment())  # every instance verifies signatures, as deployed
+        emulator = Emulator(
+            self.stack,
+            enforce_iam=self.options.enforce_iam,
+            serving=Serving(
+                aws_port=self.options.aws_port,
+                api_port=self.options.api_port,
+                host=LOCAL_HOST,
+                function_environment=settings,
+                pages=local_pages(cache(lambda: openapi_document(self.stack, emulator.handler_module))),
+                error_response=ims_error_response,
+                verbose=self.options.verbose,
+            ),
+        )
+        self.emulator = emulator
+        emulator.start()
+        self.aws_url, self.api_url = emulator.aws_url, emulator.api_url
+        # This process runs handler code too (the OpenAPI document, the shutdown's job reads): point it at the
+        # emulator with every function's variables.
+        os.environ.update({**emulator.process_environment(), **settings})
+        get_settings.cache_clear()
+        aws.forget_clients()
+        aws.client("s3").create_bucket(Bucket=UPLOADS_BUCKET)
+        self._load_functions(emulator)
 
-        document = cache(lambda: openapi_document(lambdas))
-        front = ApiFront(self.stack.api_routes(), self.functions.invoke, document)
-        self._front = FrontServer(front, LOCAL_HOST, self.options.api_port)
-        self._front.start()
-        self.api_url = self._front.url
-
-    def _load_functions(self, lambdas: InProcessLambdas) -> None:
+    def _load_functions(self, emulator: Emulator) -> None:
         """Import every handler now, so a broken one shows at start rather than mid-import."""
         for logical_id in self.stack.resources_of_type("AWS::Serverless::Function"):
             try:
-                lambdas.module(logical_id)
+                emulator.handler_module(logical_id)
             except Exception as error:
                 logger.warning(
                     "Function not loadable; calls to it will fail", extra={"function": logical_id, "error": str(error)}
                 )
 
     def stop_taking_uploads(self) -> None:
-        for poller in self._pollers:
-            poller.stop()
+        if self.emulator is not None:
+            self.emulator.stop_polling_queues()
+
+    def stop_execution(self, execution_arn: str, *, error: str, cause: str) -> None:
+        if self.emulator is not None:
+            self.emulator.stop_execution(execution_arn, error=error, cause=cause)
 
     def stop(self) -> None:
-        for poller in self._pollers:
-            poller.stop()
-        for watcher in self._watchers:
-            watcher.stop()
-        if self._front is not None:
-            self._front.stop()
-        if self.functions is not None:
-            self.functions.stop()
-        if self._moto_server is not None:
-            self._moto_server.stop()
-        remove_block_files()  # the emulated snapshots' block files go with local mode
-        if self.options.enforce_iam:
-            iam.turn_enforcement_off()
+        if self.emulator is not None:
+            self.emulator.stop()
 
     def banner(self) -> str:
         watched_bucket = self.stack.physical_name("WatchedBucket")
@@ -313,18 +251,6 @@ def watched_suffixes(stack: LocalStack) -> list[str]:
     ]
 
 
-def _invoker_of(lambdas: FunctionInstances, function: str) -> Any:
-    return lambda event: lambdas.invoke(function, event)
-
-
-def _post_json(url: str, body: dict[str, Any]) -> None:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode("utf-8"), method="POST", headers={"content-type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as answer:
-        answer.read()
-
-
 def serve(options: LocalModeOptions | None = None) -> int:
     """Run local mode in the foreground until Ctrl-C or SIGTERM."""
     local_mode = LocalMode(options or LocalModeOptions.from_environment())
@@ -350,7 +276,7 @@ def serve(options: LocalModeOptions | None = None) -> int:
     drained = shutdown.drain(
         local_mode.stack.arn("ImportDataImageStateMachine"),
         at_once,
-        watchers=local_mode._watchers,
+        stop_execution=local_mode.stop_execution,
         stop_taking_work=local_mode.stop_taking_uploads,
         say=lambda text: print(text, flush=True),
         job_has_failed=lambda job_id: getattr(JobStore().get(job_id), "status", "FAIL") == "FAIL",

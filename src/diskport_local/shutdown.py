@@ -8,15 +8,11 @@ MarkFailed at once, and the job fails with its reason, before the process exits.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
-from botocore.exceptions import ClientError
 from diskport.stores import aws
-
-from diskport_local.execution_events import ExecutionStatusWatcher
 
 STOP_ERROR = "LocalModeStopped"
 STOP_CAUSE = "Local mode was stopped (a second Ctrl-C or SIGTERM) while the import was under way."
@@ -36,7 +32,7 @@ def drain(
     state_machine_arn: str,
     at_once: threading.Event,
     *,
-    watchers: Sequence[ExecutionStatusWatcher],
+    stop_execution: Callable[..., None],
     stop_taking_work: Callable[[], None],
     say: Callable[[str], None],
     job_has_failed: Callable[[str], bool],
@@ -57,7 +53,9 @@ def drain(
         running = imports_under_way(state_machine_arn)
     if not running:
         return True
-    stop_executions(running, watchers)
+    for arn in running:
+        # StopExecution, and the ABORTED event AWS would emit at once (the rule's MarkFailed fails the job).
+        stop_execution(arn, error=STOP_ERROR, cause=STOP_CAUSE)
     job_ids = [arn.rpartition(":")[2] for arn in running]
     deadline = time.monotonic() + FAILED_JOBS_WAIT_SECONDS
     while time.monotonic() < deadline and not all(job_has_failed(job_id) for job_id in job_ids):
@@ -65,13 +63,3 @@ def drain(
     failed = sum(job_has_failed(job_id) for job_id in job_ids)
     say(f"diskport local mode stopped at once: {len(job_ids)} import(s) stopped, {failed} of their jobs failed.")
     return False
-
-
-def stop_executions(execution_arns: list[str], watchers: Sequence[ExecutionStatusWatcher]) -> None:
-    """StopExecution on each, and the ABORTED event AWS would emit at once (the rule's MarkFailed fails the job)."""
-    stepfunctions = aws.client("stepfunctions")
-    for arn in execution_arns:
-        with contextlib.suppress(ClientError):  # one that ended meanwhile has nothing left to stop
-            stepfunctions.stop_execution(executionArn=arn, error=STOP_ERROR, cause=STOP_CAUSE)
-        for watcher in watchers:
-            watcher.deliver_stopped(arn, error=STOP_ERROR, cause=STOP_CAUSE)

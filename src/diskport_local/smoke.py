@@ -159,14 +159,7 @@ def _ensure_local_bucket(s3: Any, bucket: str) -> None:
 
 # ---------------------------------------------------------------------------------------------- the command
 def add_smoke_command(commands: Any, remote: argparse.ArgumentParser, reaches_aws: argparse.ArgumentParser) -> None:
-    smoke_command = add_command(
-        commands,
-        "smoke",
-        parents=[remote, reaches_aws],
-        help="import a generated disk, read its snapshot back, compare, delete it all",
-        example="diskport smoke --endpoint https://abc123.execute-api.eu-west-1.amazonaws.com "
-        "--upload-bucket diskport-watched-123456789012-1a2b3c4d",
-    )
+    smoke_command = add_command(commands, "smoke", run_smoke, parents=[remote, reaches_aws])
     smoke_command.add_argument(
         "--upload-bucket",
         help="where the generated disk goes: a bucket the stack reads, such as its WatchedBucketName output "
@@ -177,6 +170,11 @@ def add_smoke_command(commands: Any, remote: argparse.ArgumentParser, reaches_aw
 
 
 def run_smoke(arguments: argparse.Namespace) -> int:
+    """Import a generated disk, read its snapshot back, compare, delete it all.
+
+    Example: diskport smoke --endpoint https://abc123.execute-api.eu-west-1.amazonaws.com
+    --upload-bucket diskport-watched-123456789012-1a2b3c4d
+    """
     from diskport_local.cli import CommandError, target_of, wait_for_job
 
     target = target_of(arguments)

@@ -30,7 +30,7 @@ from huaweicloudsdkims.v2 import (
     ShowJobRequest,
 )
 
-from diskport_local.template import LocalStack
+from diskport_emulator import LocalStack
 
 from .conftest import Answer, LocalModeProcess, SampleDisk, running_local_mode
 

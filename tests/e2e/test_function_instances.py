@@ -15,9 +15,9 @@ import pytest
 from diskport.settings import get_settings
 from diskport.stores import aws
 
-from diskport_local.aws_emulator.function_instances import most_at_once
+from diskport_emulator import LocalStack
 from diskport_local.server import LocalMode, LocalModeOptions
-from diskport_local.template import LocalStack
+from tests.support.invocations import most_at_once
 
 BLOCK = 524_288
 CHUNKS = 8

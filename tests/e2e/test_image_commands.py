@@ -22,7 +22,7 @@ def test_the_cli_renames_tags_and_deletes_an_imported_image(
     tagged = local_mode.cli(
         "image", "tags", image_id, "--unset", "a", "--set", "os=version.1.2", "--set", "环境=生产", "--json"
     )
-    listed_tags = local_mode.cli("image", "tags", image_id)
+    listed_tags = local_mode.cli("image", "tags", image_id)  # piped, so JSON without --json, as every command
 
     # Then each command answers what the API did
     assert updated.returncode == 0, updated.stderr
@@ -32,7 +32,9 @@ def test_the_cli_renames_tags_and_deletes_an_imported_image(
     assert json.loads(tagged.stdout) == {
         "tags": [{"key": "os", "value": "version.1.2"}, {"key": "环境", "value": "生产"}]
     }
-    assert listed_tags.stdout.splitlines() == ["os=version.1.2", "环境=生产"]
+    assert json.loads(listed_tags.stdout) == {
+        "tags": [{"key": "os", "value": "version.1.2"}, {"key": "环境", "value": "生产"}]
+    }
 
     # When it is deleted
     deleted = local_mode.cli("image", "delete", image_id, "--json")

@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from diskport_local.template import PROJECT_ROOT
+from diskport_emulator.template import PROJECT_ROOT
 
 from .conftest import LocalModeProcess, SampleDisk
 

@@ -174,9 +174,18 @@ class Importer:
         """The snapshots that exist now and did not before the test (moto starts with snapshots of its own)."""
         return sorted(set(_all_snapshot_ids()) - self.snapshots_before)
 
-    @staticmethod
+    def clients(self, service: str) -> list[Any]:
+        """The service's client of each function (each calls AWS as its own role), where faults are injected."""
+        lambdas = self.stack.lambdas
+        made: dict[int, Any] = {}
+        for function in lambdas.logical_ids:
+            with lambdas.acting_as(function):
+                client = aws.client(service)
+            made[id(client)] = client
+        return list(made.values())
+
     def fail_calls(
-        service: str, operation: str, code: str, *, status: int = 400, times: int = 1, when: Any = None
+        self, service: str, operation: str, code: str, *, status: int = 400, times: int = 1, when: Any = None
     ) -> list[str]:
         """Make the service's client answer `code` to the next `times` calls of `operation` (matching `when`).
 
@@ -197,16 +206,15 @@ class Importer:
             }
             return SimpleNamespace(status_code=status, headers={}, content=b""), response
 
-        aws.client(service).meta.events.register(f"before-call.{service}.{operation}", refuse)
+        for client in self.clients(service):
+            client.meta.events.register(f"before-call.{service}.{operation}", refuse)
         return refused
 
-    @staticmethod
-    def watch_calls(service: str, operation: str) -> list[dict[str, Any]]:
-        """The requests (as serialized for the wire) the service's client sends for `operation` from now on."""
+    def watch_calls(self, service: str, operation: str) -> list[dict[str, Any]]:
+        """The requests (as serialized for the wire) the functions send to `operation` from now on."""
         seen: list[dict[str, Any]] = []
-        aws.client(service).meta.events.register(
-            f"before-call.{service}.{operation}", lambda params, **_: seen.append(params)
-        )
+        for client in self.clients(service):
+            client.meta.events.register(f"before-call.{service}.{operation}", lambda params, **_: seen.append(params))
         return seen
 
     def work_files(self) -> list[str]:

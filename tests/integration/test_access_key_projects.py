@@ -19,12 +19,9 @@ from diskport.stores.access_keys import AccessKeyStore, CreatedAccessKey, forget
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer
-from moto import mock_aws
 
-from diskport_local.events import http_api_event
-from diskport_local.provision import provision
-from diskport_local.runtime import InProcessLambdas
-from diskport_local.template import LocalStack
+from diskport_emulator import Emulator, InProcessLambdas, LocalStack, http_api_event
+from tests.support.function_roles import acting_with
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:huaweicloudsdkcore.signer.signer")
 
@@ -72,16 +69,14 @@ class KeyedStack:
 
 @pytest.fixture
 def keyed_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[KeyedStack]:
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": False}}):  # type: ignore[arg-type]
-        local = LocalStack(parameters={"Authentication": "AccessKey"})
-        provision(local)
-        for logical_id in local.resources_of_type("AWS::Serverless::Function"):
-            for name, value in local.function_environment(logical_id).items():
-                monkeypatch.setenv(name, value)
+    local = LocalStack(parameters={"Authentication": "AccessKey"})
+    with Emulator(local, run_executions=False, act_as=acting_with) as emulator:
+        for name, value in emulator.process_environment().items():
+            monkeypatch.setenv(name, value)
         get_settings.cache_clear()
         aws.forget_clients()
         forget_cached_key()
-        yield KeyedStack(local, InProcessLambdas(local))
+        yield KeyedStack(local, emulator.functions)
         forget_cached_key()
 
 

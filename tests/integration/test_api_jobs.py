@@ -193,7 +193,7 @@ def test_when_the_execution_cannot_start_the_caller_gets_img_0061_and_the_job_do
 
 
 def test_an_unsigned_request_is_refused_when_deployed(stack: Any) -> None:
-    from diskport_local.events import http_api_event
+    from diskport_emulator import http_api_event
 
     route = next(route for route in stack.local.api_routes() if route.method == "POST")
     event = http_api_event(route, path=ROUTE, body=json.dumps(REQUEST), headers={"content-type": "application/json"})

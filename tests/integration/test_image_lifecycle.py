@@ -276,7 +276,7 @@ def test_the_v2_1_safe_mode_route_creates_a_data_image_like_v1(stack: Any) -> No
 
 def call_route(stack: Any, method: str, path: str) -> tuple[dict[str, Any], Any]:
     """The function's raw answer to the request, and the Lambda context it ran with."""
-    from diskport_local.events import http_api_event
+    from diskport_emulator import http_api_event
 
     route = next(route for route in stack.local.api_routes() if route.match(method, path) is not None)
     event = http_api_event(route, path=path, path_parameters=route.match(method, path) or None, account_id=PROJECT_ID)

@@ -20,6 +20,8 @@ from diskport.stores.jobs import JobStore
 from diskport.stores.source_objects import SourceObject
 from diskport.stores.work_files import Chunk, ImportManifest, WorkFiles
 
+from tests.support.invocations import most_at_once
+
 BLOCKS = 48
 
 
@@ -173,3 +175,17 @@ def test_a_chunks_progress_moves_while_it_is_written_and_counts_once_when_it_is_
     # And the worker's lease is gone, so the others may take its share
     stored = stack.table("JobsTable").get_item(Key={"job_id": job_id})["Item"]
     assert stored["writers"] == {}
+
+
+def test_the_convert_map_runs_several_chunks_at_once_in_this_process(importer: Any) -> None:
+    # Given a dense disk of eight chunks (two blocks each)
+    disk = bytes(range(256)) * (16 * BLOCK_SIZE // 256)
+
+    # When it is imported by the in-process runtime
+    job = importer.import_file(disk, "dense.raw")
+
+    # Then every chunk was converted, and chunks of the one function ran at the same moment (no lock between them)
+    assert job["status"] == "SUCCESS", job
+    invocations = importer.stack.lambdas.invocations
+    assert len([run for run in invocations if run.function == "ConvertChunkFunction"]) == 8
+    assert most_at_once(invocations, "ConvertChunkFunction") >= 2

@@ -292,7 +292,8 @@ def test_a_job_failed_by_the_safety_net_mid_import_gets_no_active_image(
 
     def convert_then_end_the_job(job_id: str, chunk: Any, stores: Stores) -> Any:
         result = original_convert(job_id, chunk, stores)
-        JobStore().mark_failed(job_id, error_code="IMG.1075", fail_reason="The import was stopped.")
+        with importer.stack.lambdas.acting_as("MarkFailedFunction"):  # what the rule's target does
+            JobStore().mark_failed(job_id, error_code="IMG.1075", fail_reason="The import was stopped.")
         return result
 
     monkeypatch.setattr(convert, "convert_chunk", convert_then_end_the_job)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from diskport_local.aws_emulator.ebs import strict_ebs_backends
+from diskport_emulator.services.ebs import strict_ebs_backends
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 

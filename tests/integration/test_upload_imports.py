@@ -26,7 +26,7 @@ from diskport.stores import aws
 from diskport.stores.jobs import Job, JobStore
 from diskport.stores.uploaded_objects import UploadedObject
 
-from diskport_local.template import LOCAL_ACCOUNT_ID
+from diskport_emulator.template import LOCAL_ACCOUNT_ID
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 UPLOAD_PROJECT_ID = LOCAL_ACCOUNT_ID  # UPLOAD_PROJECT_ID in template.yaml is the stack's account
@@ -561,7 +561,8 @@ def test_a_throttled_attempt_is_retried_through_sqs_and_then_gives_one_job(
 ) -> None:
     # Given an upload, and DynamoDB refusing reads of the Jobs table as throttled
     upload(bucket, "disks/busy.qcow2", qcow2_of_50_gib)
-    jobs_client = aws.dynamodb_table(get_settings().jobs_table).meta.client
+    with stack.lambdas.acting_as("UploadTriggerFunction"):  # the function's own client
+        jobs_client = aws.dynamodb_table(get_settings().jobs_table).meta.client
 
     def throttle(**_: Any) -> tuple[Any, dict[str, Any]]:
         error = {"Code": "ProvisionedThroughputExceededException", "Message": "Rate of requests exceeds the limit"}

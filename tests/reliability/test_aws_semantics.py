@@ -30,7 +30,7 @@ class CompletingSnapshots:
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         from moto.ec2.models.elastic_block_store import EBSBackend as EC2SnapshotsBackend
 
-        from diskport_local.aws_emulator.ebs import StrictEbsBackend
+        from diskport_emulator.services.ebs import StrictEbsBackend
 
         complete_snapshot, describe_snapshots = (
             StrictEbsBackend.strict_complete_snapshot,

@@ -26,12 +26,9 @@ from diskport import errors
 from diskport.settings import get_settings
 from diskport.stores import aws
 from diskport.stores.source_objects import S3ObjectSource
-from moto import mock_aws
 
-from diskport_local.events import http_api_event
-from diskport_local.provision import provision
-from diskport_local.runtime import InProcessLambdas
-from diskport_local.template import LocalStack
+from diskport_emulator import Emulator, InProcessLambdas, LocalStack, http_api_event
+from tests.support.function_roles import acting_with
 
 from .conftest import IMPORT_TIMEOUT_SECONDS, MIB, ReliabilityReport
 from .hostile_corpus import FORBIDDEN_NAMES, IN_CI, CorpusBuilder, HostileFile
@@ -112,18 +109,14 @@ def corpus(tmp_path_factory: pytest.TempPathFactory, qemu_available: None) -> li
 @pytest.fixture(scope="module")
 def hostile_stack() -> Iterator[HostileStack]:
     """One running stack for the whole corpus: each import is independent, and provisioning costs seconds."""
-    with pytest.MonkeyPatch.context() as patch, mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):  # type: ignore[arg-type]
+    with pytest.MonkeyPatch.context() as patch, Emulator(LocalStack(), act_as=acting_with) as emulator:
         patch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
-        local = LocalStack()
-        provision(local)
-        for logical_id in local.resources_of_type("AWS::Serverless::Function"):
-            for name, value in local.function_environment(logical_id).items():
-                patch.setenv(name, value)
+        for name, value in emulator.process_environment().items():
+            patch.setenv(name, value)
         get_settings.cache_clear()
         aws.forget_clients()
-        lambdas = InProcessLambdas(local)
+        local, lambdas = emulator.stack, emulator.functions
         hostile = HostileStack(local, lambdas, local.physical_name("WatchedBucket"))
-        patch.setattr("moto.awslambda.models.LambdaFunction._invoke_lambda", lambdas.moto_invoke())
         from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
         patch.setattr(retrier_decl, "time", SimpleNamespace(sleep=lambda seconds: None))

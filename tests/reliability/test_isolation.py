@@ -19,7 +19,7 @@ from diskport.engine import BLOCK_SIZE
 from diskport.settings import get_settings
 from moto.core.botocore_stubber import BotocoreStubber, MockRawResponse
 
-from diskport_local.template import LOCAL_ACCOUNT_ID
+from diskport_emulator.template import LOCAL_ACCOUNT_ID
 
 from .conftest import ImageFile, Importer
 from .faults import error_answer
@@ -333,11 +333,10 @@ PARTNER_BUCKET = "partner-images"
 def partner_bucket_of_another_account(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """A bucket owned by another account, listed in SourceBuckets; S3 refuses a request naming another owner.
 
-    Answers the owners requests to that bucket named (S3's check, which moto skips).
+    The stack is deployed with the bucket in SourceBuckets (`stack_parameters`), so the functions' roles may
+    read it. Answers the owners requests to that bucket named (S3's check, which moto skips).
     """
     boto3.client("s3").create_bucket(Bucket=PARTNER_BUCKET)
-    monkeypatch.setenv("SOURCE_BUCKETS", f"images-a,{PARTNER_BUCKET}")
-    get_settings.cache_clear()
     serve = BotocoreStubber.__call__
     named: list[str] = []
 
@@ -356,6 +355,7 @@ def partner_bucket_of_another_account(monkeypatch: pytest.MonkeyPatch) -> list[s
     return named
 
 
+@pytest.mark.parametrize("stack_parameters", [{"SourceBuckets": f"images-a,{PARTNER_BUCKET}"}])
 def test_a_file_in_another_accounts_bucket_listed_in_source_buckets_imports(
     importer: Importer, image_files: dict[str, ImageFile], partner_bucket_of_another_account: list[str]
 ) -> None:

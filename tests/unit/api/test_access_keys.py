@@ -16,10 +16,8 @@ from diskport.stores.access_keys import AccessKeyStore, UnknownAccessKeyError, c
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer
-from moto import mock_aws
 
-from diskport_local.provision import provision
-from diskport_local.template import LocalStack
+from diskport_emulator import Emulator, LocalStack
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:huaweicloudsdkcore.signer.signer")
 
@@ -28,9 +26,8 @@ PROJECT = "0123456789abcdef0123456789abcdef"
 
 @pytest.fixture
 def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[AccessKeyStore]:
-    with mock_aws():
-        stack = LocalStack(parameters={"Authentication": "AccessKey"})
-        provision(stack)
+    stack = LocalStack(parameters={"Authentication": "AccessKey"})
+    with Emulator(stack, enforce_iam=False, run_executions=False):  # the store's own rules, called as the admin
         monkeypatch.setenv("ACCESS_KEYS_TABLE", stack.physical_name("AccessKeysTable"))
         monkeypatch.setenv("ACCESS_KEYS_KMS_KEY", "alias/diskport-access-keys")
         monkeypatch.setenv("PROJECT_ID_SOURCE", "access_key")

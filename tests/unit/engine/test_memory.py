@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from diskport_local.aws_emulator.function_instances import FunctionInstances
-from diskport_local.template import LocalStack
+from diskport_emulator import FunctionInstances, LocalStack
 
 PAGE_SIZE = resource.getpagesize()
 IMAGE_SIZE = 64 * 1024 * 1024

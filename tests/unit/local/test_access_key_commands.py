@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from diskport_emulator import LocalStack
+from diskport_emulator.event_sources.http_front import ApiFront, FrontServer
+from diskport_local.api_page import ims_error_response
 from diskport_local.cli import main
-from diskport_local.front import ApiFront, FrontServer
-from diskport_local.template import LocalStack
 
 CREATED = {
     "access_key": "HST3W2L0H5XK9QZ1R7AB",
@@ -38,7 +39,9 @@ class KeyFunctions:
 
 def serving(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FrontServer, KeyFunctions]]:
     functions = KeyFunctions()
-    server = FrontServer(ApiFront(stack.api_routes(), functions.invoke), "127.0.0.1", 0)
+    server = FrontServer(
+        ApiFront(stack.api_routes(), functions.invoke, error_response=ims_error_response), "127.0.0.1", 0
+    )
     server.start()
     monkeypatch.setenv("LOCAL_API_PORT", server.url.rpartition(":")[2])
     for name in ("DISKPORT_ENDPOINT", "DISKPORT_ACCESS_KEY", "DISKPORT_SECRET_KEY", "DISKPORT_PROJECT_ID"):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from diskport_local.front import ApiFront, FrontRequest
-from diskport_local.template import LocalStack
+from diskport_emulator import LocalStack
+from diskport_emulator.event_sources.http_front import ApiFront, FrontRequest
+from diskport_local.api_page import local_pages
 
 DOCUMENT = {"openapi": "3.1.0", "info": {"title": "diskport", "version": "1"}, "paths": {"/v2/cloudimages": {}}}
 
@@ -15,7 +16,7 @@ def _front() -> ApiFront:
     def no_function(function: str, event: dict[str, Any]) -> tuple[str, bool]:
         raise AssertionError(f"{function} should not be called")
 
-    return ApiFront(LocalStack().api_routes(), no_function, lambda: DOCUMENT)
+    return ApiFront(LocalStack().api_routes(), no_function, pages=local_pages(lambda: DOCUMENT))
 
 
 def test_the_api_page_is_swagger_ui_holding_the_openapi_document() -> None:

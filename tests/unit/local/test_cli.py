@@ -15,10 +15,10 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from diskport_emulator import LocalStack
+from diskport_emulator.event_sources.http_front import ApiFront, FrontServer
 from diskport_local.cli import main
 from diskport_local.client import region_of_endpoint
-from diskport_local.front import ApiFront, FrontServer
-from diskport_local.template import LocalStack
 
 SIGNATURE = re.compile(
     r"AWS4-HMAC-SHA256 Credential=testing/(?P<date>\d{8})/us-east-1/execute-api/aws4_request, "

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from diskport_emulator import LocalStack
+from diskport_emulator.event_sources.http_front import ApiFront, FrontServer
 from diskport_local.cli import build_parser, main
-from diskport_local.front import ApiFront, FrontServer
-from diskport_local.template import LocalStack
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from diskport_local.front import ApiFront, FrontServer
-from diskport_local.template import LocalStack
+from diskport_emulator import LocalStack
+from diskport_emulator.event_sources.http_front import ApiFront, FrontServer
 
 from .terminal import Terminal
 
@@ -30,6 +30,9 @@ IMAGE = {
 }
 
 
+TAGS = [{"key": "team", "value": "storage"}, {"key": "环境", "value": "生产"}]
+
+
 class ScriptedFunctions:
     """Answers like the IMS functions: one job that ends after a few polls, one that never does."""
 
@@ -37,8 +40,10 @@ class ScriptedFunctions:
         self.polls = 0
 
     def invoke(self, function: str, event: dict[str, Any]) -> tuple[str, bool]:
-        if function == "ListImagesFunction":
-            body: Any = {"images": [IMAGE]}
+        if function == "ListImagesFunction" and event["rawPath"].endswith("/tags"):
+            body: Any = {"tags": TAGS}
+        elif function == "ListImagesFunction":
+            body = {"images": [IMAGE]}
         elif function == "ListJobsFunction":
             body = {"jobs": [self._job(FINISHING_JOB, "SUCCESS", 1, "done")], "next": None}
         elif event["rawPath"].endswith(FINISHING_JOB):
@@ -87,6 +92,12 @@ def test_json_on_a_terminal_when_asked(api: dict[str, str]) -> None:
     terminal = Terminal(["images", "--json"], api)
     assert terminal.finish() == 0
     assert json.loads(terminal.screen) == [IMAGE]
+
+
+def test_image_tags_on_a_terminal_are_one_key_value_line_each(api: dict[str, str]) -> None:
+    terminal = Terminal(["image", "tags", IMAGE["id"], "--project-id", "0123456789ab"], api)
+    assert terminal.finish() == 0
+    assert [line for line in terminal.screen.splitlines() if line.strip()] == ["team=storage", "环境=生产"]
 
 
 def test_job_wait_draws_one_bar_to_the_end(api: dict[str, str]) -> None:

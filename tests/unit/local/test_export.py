@@ -12,7 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from diskport_local.aws_emulator import install_strict_services
+from diskport_emulator import install_strict_services
 from diskport_local.export import EBS_BLOCK_BYTES, ExportError, export_snapshot
 
 

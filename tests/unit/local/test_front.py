@@ -1,4 +1,8 @@
-"""The local HTTP front does for the template's routes what API Gateway does for the deployed stack."""
+"""The local HTTP front does for the template's routes what API Gateway does for the deployed stack.
+
+The front is the emulator's (`diskport_emulator`); its pages and error bodies here are local mode's own
+(`diskport_local.api_page`), as `diskport serve` wires them.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,9 @@ import pytest
 from diskport.settings import get_settings
 from diskport.stores import aws
 
-from diskport_local.front import MAX_REQUEST_BYTES, ApiFront, FrontRequest, FrontServer
-from diskport_local.template import LocalStack
+from diskport_emulator import LocalStack
+from diskport_emulator.event_sources.http_front import MAX_REQUEST_BYTES, ApiFront, FrontRequest, FrontServer
+from diskport_local.api_page import ims_error_response, local_pages
 
 CREATE_ROUTE = "/v1/cloudimages/dataimages/action"
 
@@ -33,7 +38,12 @@ class RecordingFunctions:
 
 
 def front_with(functions: RecordingFunctions) -> ApiFront:
-    return ApiFront(LocalStack().api_routes(), functions.invoke, lambda: {"openapi": "3.1.0"})
+    return local_front(LocalStack().api_routes(), functions.invoke, lambda: {"openapi": "3.1.0"})
+
+
+def local_front(routes: Any, invoke: Any, document: Any = dict) -> ApiFront:
+    """The front as local mode serves it: its pages first, IMS error bodies for what no function answers."""
+    return ApiFront(routes, invoke, pages=local_pages(document), error_response=ims_error_response)
 
 
 def test_every_route_in_the_template_reaches_its_function() -> None:
@@ -145,7 +155,7 @@ def test_through_the_real_functions_a_created_job_can_be_read_back_as_the_local_
     stack: Any, local_project: str
 ) -> None:
     # Given the front over the real in-process functions
-    front = ApiFront(stack.local.api_routes(), stack.lambdas.invoke)
+    front = local_front(stack.local.api_routes(), stack.lambdas.invoke)
     request = {"name": "data-disk", "image_url": "some-bucket:disk.qcow2", "min_disk": 40}
     # When a job is created with no credentials at all
     created = front.answer(
@@ -161,7 +171,7 @@ def test_through_the_real_functions_a_created_job_can_be_read_back_as_the_local_
 
 
 def test_through_the_real_functions_an_invalid_request_gets_its_ims_code(stack: Any, local_project: str) -> None:
-    front = ApiFront(stack.local.api_routes(), stack.lambdas.invoke)
+    front = local_front(stack.local.api_routes(), stack.lambdas.invoke)
     request = {"name": "data-disk", "image_url": "some-bucket:disk.qcow2", "min_disk": 39}
     answer = front.answer(
         FrontRequest("POST", CREATE_ROUTE, {"content-type": "application/json"}, json.dumps(request).encode())
@@ -173,7 +183,7 @@ def test_through_the_real_functions_an_invalid_request_gets_its_ims_code(stack: 
 def test_through_the_real_functions_a_body_that_is_not_utf8_is_an_invalid_request(
     stack: Any, local_project: str
 ) -> None:
-    front = ApiFront(stack.local.api_routes(), stack.lambdas.invoke)
+    front = local_front(stack.local.api_routes(), stack.lambdas.invoke)
     answer = front.answer(FrontRequest("POST", CREATE_ROUTE, {"content-type": "application/json"}, b"qs\x0e\xde"))
     assert answer.status == 400
     assert answer.json()["error"]["code"] == "IMG.0001"
@@ -195,7 +205,7 @@ def test_over_http_any_method_without_a_route_even_trace_is_an_ims_404() -> None
 def test_through_the_real_functions_a_body_that_is_not_json_is_unsupported_media(
     stack: Any, local_project: str, content_type: str
 ) -> None:
-    front = ApiFront(stack.local.api_routes(), stack.lambdas.invoke)
+    front = local_front(stack.local.api_routes(), stack.lambdas.invoke)
     answer = front.answer(FrontRequest("POST", CREATE_ROUTE, {"content-type": content_type}, b'{"name": "x"}'))
     assert answer.status == 415
     assert answer.json()["error"]["code"] == "IMG.0001"

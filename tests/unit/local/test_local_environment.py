@@ -7,20 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from diskport_local.server import (
-    DEFAULT_PROJECT_ID,
-    ConflictingEnvironmentError,
-    LocalMode,
-    LocalModeOptions,
-    function_environment_union,
-    local_environment,
-)
-from diskport_local.template import LocalStack
+from diskport_emulator.template import ConflictingEnvironmentError, LocalStack, function_environment_union
+from diskport_local.server import DEFAULT_PROJECT_ID, LocalMode, LocalModeOptions, local_environment
 
 
 def test_the_process_gets_every_functions_variables_pointed_at_the_emulator() -> None:
     stack = LocalStack()
-    environment = local_environment(stack, "feed" * 8, "http://127.0.0.1:5999", 5999)
+    environment = local_environment(stack, "feed" * 8, "http://127.0.0.1:5999")
     for logical_id in stack.resources_of_type("AWS::Serverless::Function"):
         for name in stack.function_environment(logical_id):
             assert name in environment, f"{logical_id} needs {name}"

@@ -8,14 +8,14 @@ from diskport_local.openapi import openapi_document
 
 
 def test_every_route_of_the_template_is_in_the_document(stack: Any) -> None:
-    document = openapi_document(stack.lambdas)
+    document = openapi_document(stack.local, stack.lambdas.module)
     declared = {(route.path, route.method.lower()) for route in stack.local.api_routes()}
     documented = {(path, method) for path, operations in document["paths"].items() for method in operations}
     assert documented == declared
 
 
 def test_create_takes_the_ims_request_model_and_answers_a_job_id(stack: Any) -> None:
-    document = openapi_document(stack.lambdas)
+    document = openapi_document(stack.local, stack.lambdas.module)
     operation = document["paths"]["/v1/cloudimages/dataimages/action"]["post"]
     request_schema = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].rpartition("/")[2]
     model = document["components"]["schemas"][request_schema]
@@ -26,7 +26,7 @@ def test_create_takes_the_ims_request_model_and_answers_a_job_id(stack: Any) -> 
 
 
 def test_the_job_routes_answer_the_ims_job_schemas(stack: Any) -> None:
-    document = openapi_document(stack.lambdas)
+    document = openapi_document(stack.local, stack.lambdas.module)
     schemas = document["components"]["schemas"]
     show_job = document["paths"]["/v1/{project_id}/jobs/{job_id}"]["get"]["responses"]["200"]
     job_schema = schemas[show_job["content"]["application/json"]["schema"]["$ref"].rpartition("/")[2]]
@@ -37,7 +37,7 @@ def test_the_job_routes_answer_the_ims_job_schemas(stack: Any) -> None:
 
 
 def test_errors_are_documented_as_the_ims_error_body_not_as_validation_detail(stack: Any) -> None:
-    document = openapi_document(stack.lambdas)
+    document = openapi_document(stack.local, stack.lambdas.module)
     schemas = document["components"]["schemas"]
     assert "HTTPValidationError" not in schemas
     assert schemas["ErrorBody"]["required"] == ["error"]
@@ -51,7 +51,7 @@ def test_errors_are_documented_as_the_ims_error_body_not_as_validation_detail(st
 
 
 def test_every_reference_resolves(stack: Any) -> None:
-    document = openapi_document(stack.lambdas)
+    document = openapi_document(stack.local, stack.lambdas.module)
 
     def references(value: Any) -> list[str]:
         if isinstance(value, dict):
@@ -68,7 +68,7 @@ def test_every_reference_resolves(stack: Any) -> None:
 def test_the_merged_document_is_valid_openapi_3_1_signed_with_sigv4(stack: Any) -> None:
     from openapi_spec_validator import validate
 
-    document = openapi_document(stack.lambdas)
+    document = openapi_document(stack.local, stack.lambdas.module)
     validate(document)
     assert document["openapi"].startswith("3.1")
     assert document["info"]["title"].startswith("diskport")

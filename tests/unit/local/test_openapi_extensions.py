@@ -8,12 +8,12 @@ from diskport_local.openapi import openapi_document
 
 
 def test_the_job_listing_is_documented_as_a_diskport_extension(stack: Any) -> None:
-    operation = openapi_document(stack.lambdas)["paths"]["/v1/cloudimages/jobs"]["get"]
+    operation = openapi_document(stack.local, stack.lambdas.module)["paths"]["/v1/cloudimages/jobs"]["get"]
     assert "diskport extension, not part of IMS" in operation["summary"]
     assert {parameter["name"] for parameter in operation["parameters"]} == {"limit", "marker"}
 
 
 def test_the_ova_disk_field_is_documented_as_a_diskport_extension(stack: Any) -> None:
-    schemas = openapi_document(stack.lambdas)["components"]["schemas"]
+    schemas = openapi_document(stack.local, stack.lambdas.module)["components"]["schemas"]
     field = schemas["CreateDataImageRequest"]["properties"]["ova_disk"]
     assert "diskport extension, not in IMS" in field["description"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+from diskport_emulator.template import PROJECT_ROOT, LocalStack
 from diskport_local.sam_env import DOCKER_HOST_AWS_ENDPOINT, env_json, sam_local_environment
 from diskport_local.server import DEFAULT_PROJECT_ID
-from diskport_local.template import PROJECT_ROOT, LocalStack
 
 
 def test_the_committed_env_json_is_what_the_template_gives_today() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from diskport.pipeline.chunk_plan import INLINE_MAP_MAX_CHUNKS
 
-from diskport_local.template import PROJECT_ROOT
+from diskport_emulator.template import PROJECT_ROOT
 
 ASL_PATH = PROJECT_ROOT / "statemachine" / "import_data_image.asl.json"
 

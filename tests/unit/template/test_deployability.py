@@ -14,7 +14,7 @@ from typing import Any
 import diskport.errors
 from diskport.settings import Settings
 
-from diskport_local.template import PROJECT_ROOT, LocalStack, load_template
+from diskport_emulator.template import PROJECT_ROOT, LocalStack, load_template
 
 ASL_PATH = PROJECT_ROOT / "statemachine" / "import_data_image.asl.json"
 # DynamoDB's UpdateItem errors (DynamoDB API reference, UpdateItem and common errors), as Step Functions' DynamoDB

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from diskport_local.template import PROJECT_ROOT
+from diskport_emulator.template import PROJECT_ROOT
 
 CHECK_LAYER = PROJECT_ROOT / "scripts" / "check_layer.py"
 

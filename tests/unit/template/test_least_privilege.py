@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from samtranslator.translator.transform import transform
 
-from diskport_local.template import LocalStack, load_template
+from diskport_emulator.template import LocalStack, load_template
 
 # Actions that accept no resource narrower than "*" (AWS service authorization reference).
 ACTIONS_WITHOUT_RESOURCE_SCOPE = {"ec2:DescribeSnapshots", "ec2:GetEbsEncryptionByDefault", "ec2:GetEbsDefaultKmsKeyId"}

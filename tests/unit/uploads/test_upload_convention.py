@@ -19,7 +19,7 @@ from diskport.settings import Settings
 from diskport.stores.uploaded_objects import UploadedObject
 from pydantic import ValidationError
 
-from diskport_local.template import LocalStack
+from diskport_emulator import LocalStack
 
 GIB = 1024**3
 UPLOAD = UploadedObject(bucket="uploads", key="disks/fedora-data1.qcow2", etag="0c7e9c8e1a0d2b7bd4a6a5d2b9c3f0aa")

@@ -1,4 +1,4 @@
-"""boto3 clients and resources, made once per process with the retry policy the service wants.
+"""boto3 clients and resources, made once per process (and per set of credentials) with the service's retry policy.
 
 Only the stores call these: a store takes its client or table as a parameter and defaults to these, so
 tests and local mode can hand in their own. What an error of theirs means is `aws_errors`.
@@ -6,6 +6,7 @@ tests and local mode can hand in their own. What an error of theirs means is `aw
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from functools import cache
 from typing import Any
 
@@ -17,22 +18,42 @@ from botocore.config import Config
 CLIENT_CONFIG = Config(retries={"max_attempts": 8, "mode": "adaptive"}, connect_timeout=10, read_timeout=60)
 
 
-@cache
+# (access key id, secret access key, session token) of the function an invocation runs for, when one process runs
+# several functions each as its own role (the in-process test runtime); None, as on Lambda: the environment's.
+invocation_credentials: ContextVar[tuple[str, str, str] | None] = ContextVar("invocation_credentials", default=None)
+
+
 def client(service: str) -> Any:
+    return _client(service, invocation_credentials.get())
+
+
+@cache
+def _client(service: str, credentials: tuple[str, str, str] | None) -> Any:
     config = _SERVICE_CONFIGS.get(service, CLIENT_CONFIG)
-    return boto3.session.Session().client(service, config=config)  # type: ignore[call-overload]
+    return _session(credentials).client(service, config=config)  # type: ignore[call-overload]
+
+
+def _session(credentials: tuple[str, str, str] | None) -> boto3.session.Session:
+    if credentials is None:
+        return boto3.session.Session()
+    key, secret, token = credentials
+    return boto3.session.Session(aws_access_key_id=key, aws_secret_access_key=secret, aws_session_token=token)
 
 
 # EBS direct: a connection for every writer thread of a convert worker (botocore keeps 10 by default).
 _SERVICE_CONFIGS = {"ebs": CLIENT_CONFIG.merge(Config(max_pool_connections=64))}
 
 
-@cache
 def dynamodb_table(name: str) -> Any:
-    return boto3.session.Session().resource("dynamodb", config=CLIENT_CONFIG).Table(name)
+    return _dynamodb_table(name, invocation_credentials.get())
+
+
+@cache
+def _dynamodb_table(name: str, credentials: tuple[str, str, str] | None) -> Any:
+    return _session(credentials).resource("dynamodb", config=CLIENT_CONFIG).Table(name)
 
 
 def forget_clients() -> None:
     """Drop the cached clients, for a process whose endpoints or credentials change (tests, local mode)."""
-    client.cache_clear()
-    dynamodb_table.cache_clear()
+    _client.cache_clear()
+    _dynamodb_table.cache_clear()

@@ -14,8 +14,10 @@ from typing import Any
 
 import boto3
 
-from diskport_local.emulator import serialize_dynamodb_writes
-from diskport_local.template import LocalStack
+from diskport_emulator.iam import create_function_roles, role_arn
+from diskport_emulator.services import install_strict_services
+from diskport_emulator.services.dynamodb_writes import serialize_dynamodb_writes
+from diskport_emulator.template import LocalStack
 
 LOCAL_ROLE = "arn:aws:iam::{account}:role/diskport-local"
 
@@ -30,14 +32,10 @@ def provision(
     """Create every resource of the template that local mode emulates.
 
     With `function_roles`, each function gets a role of its own holding its policies from the template (see
-    `aws_emulator.iam`), as it would when deployed, instead of one shared role.
+    `diskport_emulator.iam`), as it would when deployed, instead of one shared role.
     """
-    # Imported here: the aws_emulator package re-exports this module, which must be loaded first.
-    from diskport_local.aws_emulator.iam import create_function_roles
-    from diskport_local.aws_emulator.strict_services import install_strict_services
-
-    serialize_dynamodb_writes()  # the emulator's transactions are not isolated otherwise (see emulator.py)
-    install_strict_services()  # EBS as AWS documents it (see aws_emulator/ebs.py)
+    serialize_dynamodb_writes()  # the emulator's transactions are not isolated otherwise (see dynamodb_writes.py)
+    install_strict_services()  # EBS as AWS documents it (see services/ebs.py)
     session = session or boto3.session.Session(region_name=stack.region)
     clients = _Clients(session, endpoint)
     for logical_id, spec in stack.resources_of_type("AWS::DynamoDB::Table").items():
@@ -136,8 +134,6 @@ def _create_bucket(s3: Any, stack: LocalStack, logical_id: str) -> None:
 
 
 def _create_functions(lambda_client: Any, iam: Any, stack: LocalStack, *, function_roles: bool) -> None:
-    from diskport_local.aws_emulator.iam import role_arn
-
     role_name = LOCAL_ROLE.format(account=stack.account_id).rpartition("/")[2]
     with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
         iam.create_role(

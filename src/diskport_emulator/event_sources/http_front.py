@@ -2,14 +2,16 @@
 
 moto does not run API Gateway integrations, so this front matches a request to the template's routes,
 builds the HTTP API (payload 2.0) proxy event, calls the route's function and turns its answer back into
-an HTTP response. It also serves the OpenAPI document at `/openapi.json`. Local mode has no IAM: the
-functions run with PROJECT_ID_SOURCE=local, so every caller is the local project.
+an HTTP response. Whoever runs the front may serve pages of its own first (`pages`, e.g. an OpenAPI document)
+and choose the body of the answers no function gives (`error_response`: no route, a body over 10 MB, a failed
+function); by default they are API Gateway's `{"message": ...}`.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,16 +19,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from diskport.errors import DiskportError
-from diskport.observability import logger
-
-from diskport_local import api_page
-from diskport_local.events import http_api_event
-from diskport_local.template import ApiRoute
+from diskport_emulator.event_sources.http_api_events import http_api_event
+from diskport_emulator.template import ApiRoute
 
 # API Gateway HTTP APIs refuse request bodies over 10 MB.
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
-OPENAPI_PATH = "/openapi.json"
+logger = logging.getLogger(__name__)
 
 # Calls a function by logical id: (JSON payload, whether the function failed), as Lambda answers.
 FunctionInvoker = Callable[[str, dict[str, Any]], tuple[str, bool]]
@@ -50,10 +48,15 @@ class FrontResponse:
         return json.loads(self.body)
 
 
-def ims_error_response(error: DiskportError) -> FrontResponse:
-    return FrontResponse(
-        error.http_status, {"content-type": "application/json"}, json.dumps(error.to_body()).encode("utf-8")
-    )
+# The front's own answers (no route, a body too large, a failed function): (HTTP status, what went wrong) -> response.
+ErrorResponse = Callable[[int, str], FrontResponse]
+# Pages served before any route is matched: a response, or None to route the request.
+Pages = Callable[[FrontRequest], FrontResponse | None]
+
+
+def api_gateway_error(status: int, message: str) -> FrontResponse:
+    """An answer in API Gateway's own shape, `{"message": ...}`."""
+    return FrontResponse(status, {"content-type": "application/json"}, json.dumps({"message": message}).encode("utf-8"))
 
 
 class ApiFront:
@@ -63,52 +66,40 @@ class ApiFront:
         self,
         routes: list[ApiRoute],
         invoke: FunctionInvoker,
-        openapi_document: Callable[[], dict[str, Any]] | None = None,
+        *,
+        pages: Pages | None = None,
+        error_response: ErrorResponse = api_gateway_error,
     ) -> None:
         self.routes = routes
         self._invoke = invoke
-        self._openapi_document = openapi_document
+        self._pages = pages
+        self.error_response = error_response
 
     def answer(self, request: FrontRequest) -> FrontResponse:
+        page = self._pages(request) if self._pages is not None else None
+        if page is not None:
+            return page
         split = urlsplit(request.target)
         path, raw_query = split.path or "/", split.query
-        if request.method == "GET" and path == OPENAPI_PATH and self._openapi_document is not None:
-            body = json.dumps(self._openapi_document(), indent=2).encode("utf-8")
-            return FrontResponse(200, {"content-type": "application/json"}, body)
-        if request.method == "GET" and path in ("/", api_page.SWAGGER_PATH) and self._openapi_document is not None:
-            if path == "/":
-                status, headers, body = api_page.index(
-                    "text/html" in _joined_headers(request.headers).get("accept", "")
-                )
-                return FrontResponse(status, headers, body)
-            return FrontResponse(
-                200, {"content-type": "text/html; charset=utf-8"}, api_page.swagger_page(self._openapi_document())
-            )
         if len(request.body) > MAX_REQUEST_BYTES:
-            return ims_error_response(
-                DiskportError("The request body is larger than 10 MB.", code="IMG.0001").with_status(413)
-            )
+            return self.error_response(413, "The request body is larger than 10 MB.")
         route, path_parameters = self._route_for(request.method, path)
         if route is None:
-            return ims_error_response(
-                DiskportError(f"No API route {request.method} {path}.", code="IMG.0404").with_status(404)
-            )
+            return self.error_response(404, f"No API route {request.method} {path}.")
         event = http_api_event(
             route,
             path=unquote(path),  # API Gateway's HTTP API hands functions the path percent-decoded
             path_parameters=path_parameters or None,
             query=_query_parameters(raw_query),
             raw_query=raw_query,
-            headers=_joined_headers(request.headers),
+            headers=joined_headers(request.headers),
             body=request.body if request.body else None,
         )
         payload, failed = self._invoke(route.function, event)
         if failed:
-            # API Gateway answers a failed integration with a bare 500; the IMS body keeps clients parsing.
-            logger.error("API function failed", extra={"function": route.function, "error": payload})
-            return ims_error_response(
-                DiskportError("The API function failed; see the local mode log.").with_status(500)
-            )
+            # API Gateway answers a failed integration with a bare 500.
+            logger.error("API function %s failed: %s", route.function, payload)
+            return self.error_response(500, "The API function failed; see the log.")
         return _response_from_proxy_result(json.loads(payload))
 
     def _route_for(self, method: str, path: str) -> tuple[ApiRoute | None, dict[str, str]]:
@@ -127,7 +118,8 @@ def _query_parameters(raw_query: str) -> dict[str, str]:
     return {name: ",".join(values) for name, values in parameters.items()}
 
 
-def _joined_headers(headers: Mapping[str, str]) -> dict[str, str]:
+def joined_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The request's headers, names in lower case, a repeated header's values joined with commas."""
     if hasattr(headers, "get_all"):  # http.client.HTTPMessage: repeated headers, joined as API Gateway does
         return {name.lower(): ",".join(headers.get_all(name) or []) for name in set(headers.keys())}
     return {name.lower(): value for name, value in headers.items()}
@@ -155,17 +147,15 @@ class _FrontRequestHandler(BaseHTTPRequestHandler):
         body = self._read_body()
         if body is None:
             # Answer without reading the rest of a body that would only be refused; the connection is spent.
-            response = ims_error_response(
-                DiskportError("The request body is larger than 10 MB.", code="IMG.0001").with_status(413)
-            )
+            response = self.front.error_response(413, "The request body is larger than 10 MB.")
             self.close_connection = True
         else:
             request = FrontRequest(self.command, self.path, self.headers, body)  # type: ignore[arg-type]
             try:
                 response = self.front.answer(request)
-            except Exception as error:  # the front itself must never take local mode down
-                logger.exception("Local front failed")
-                response = ims_error_response(DiskportError(f"The local front failed: {error}").with_status(500))
+            except Exception as error:  # the front itself must never take the emulator down
+                logger.exception("The HTTP front failed")
+                response = self.front.error_response(500, f"The local front failed: {error}")
         self.send_response(response.status)
         for name, value in response.headers.items():
             if name not in ("content-length", "connection", "transfer-encoding"):

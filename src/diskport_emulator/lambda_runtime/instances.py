@@ -20,15 +20,14 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from diskport_local.aws_emulator.function_instance import receive_message, send_message
-from diskport_local.runtime import install_in_moto
-from diskport_local.template import LocalStack
+from diskport_emulator.lambda_runtime.functions import TemplateFunctions
+from diskport_emulator.lambda_runtime.instance import receive_message, send_message
+from diskport_emulator.template import LocalStack
 
 CONCURRENCY_VARIABLE = "DISKPORT_FUNCTION_CONCURRENCY"
 
@@ -41,15 +40,6 @@ def default_concurrency() -> int:
 def concurrency_from_environment(environ: Mapping[str, str] = os.environ) -> int:
     text = environ.get(CONCURRENCY_VARIABLE, "").strip()
     return max(1, int(text)) if text else default_concurrency()
-
-
-@dataclass(frozen=True)
-class Invocation:
-    """When one invocation ran, for seeing how many ran at once."""
-
-    function: str
-    started: float
-    ended: float
 
 
 class FunctionStartError(RuntimeError):
@@ -81,7 +71,7 @@ class _Pool:
     free: threading.Condition = field(default_factory=threading.Condition)
 
 
-class FunctionInstances:
+class FunctionInstances(TemplateFunctions):
     """The template's functions, callable by name or ARN, each invocation in an instance process of its own."""
 
     def __init__(
@@ -92,31 +82,15 @@ class FunctionInstances:
         base_environment: Callable[[], Mapping[str, str]] = lambda: os.environ,
         function_overrides: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
-        self.stack = stack
+        super().__init__(stack)
         self._overrides = dict(overrides or {})
         # Per function, set last: the credentials of the function's own role when IAM is enforced.
         self._function_overrides = {name: dict(values) for name, values in (function_overrides or {}).items()}
         self.concurrency = concurrency or concurrency_from_environment()
         self._base_environment = base_environment
-        self._logical_ids = {
-            stack.physical_name(logical_id): logical_id
-            for logical_id in stack.resources_of_type("AWS::Serverless::Function")
-        }
-        self._pools = {logical_id: _Pool() for logical_id in self._logical_ids.values()}
-        self._shared_keys = {
-            name for logical_id in self._logical_ids.values() for name in stack.function_environment(logical_id)
-        }
-        self.invocations: list[Invocation] = []
-        self._record_lock = threading.Lock()
+        self._pools = {logical_id: _Pool() for logical_id in self.logical_ids}
+        self._shared_keys = {name for logical_id in self.logical_ids for name in stack.function_environment(logical_id)}
         self._stopped = False
-
-    def logical_id(self, function_name_or_arn: str) -> str:
-        name = function_name_or_arn.split(":function:")[-1].split(":")[0]
-        if name in self._logical_ids:
-            return self._logical_ids[name]
-        if name in self._logical_ids.values():
-            return name
-        raise KeyError(f"template.yaml declares no function named {name}")
 
     def environment(self, logical_id: str) -> dict[str, str]:
         """What an instance of the function sees: this process's environment, the function's own, local mode's.
@@ -132,26 +106,18 @@ class FunctionInstances:
             **self._overrides,
             **self._function_overrides.get(logical_id, {}),
             "AWS_LAMBDA_FUNCTION_NAME": self.stack.physical_name(logical_id),
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self._memory(logical_id)),
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.memory(logical_id)),
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
             "PYTHONUNBUFFERED": "1",
             # Powertools warns on every invocation that it has no metrics, which local mode does not publish.
             "PYTHONWARNINGS": "ignore:No application metrics to publish",
         }
 
-    def _memory(self, logical_id: str) -> int:
-        return int(self.stack.function_property(logical_id, "MemorySize") or 128)
-
-    def _timeout(self, logical_id: str) -> int:
-        return int(self.stack.function_property(logical_id, "Timeout") or 3)
-
     def _start_instance(self, logical_id: str) -> _Instance:
-        code_uri = self.stack.function_property(logical_id, "CodeUri")
-        module_name, _, handler = str(self.stack.function_property(logical_id, "Handler")).rpartition(".")
-        path = self.stack.template_path.parent / code_uri / f"{module_name.replace('.', '/')}.py"
+        path, handler = self.handler_location(logical_id)
         ours, theirs = socket.socketpair()
         process = subprocess.Popen(
-            [sys.executable, "-m", "diskport_local.aws_emulator.function_instance", str(theirs.fileno())],
+            [sys.executable, "-m", "diskport_emulator.lambda_runtime.instance", str(theirs.fileno())],
             pass_fds=(theirs.fileno(),),
             env=self.environment(logical_id),
             stdin=subprocess.DEVNULL,
@@ -194,45 +160,41 @@ class FunctionInstances:
     def invoke(self, function_name_or_arn: str, event: Any) -> tuple[str, bool]:
         """Call the function; answer (JSON payload, whether it is a function error)."""
         logical_id = self.logical_id(function_name_or_arn)
-        request_id = str(uuid.uuid4())
         try:
             instance = self._acquire(logical_id)
         except FunctionStartError as error:
             return json.dumps({**error.error, "errorType": "Runtime.ImportModuleError"}), True
-        started = time.monotonic()
-        timeout = self._timeout(logical_id)
-        context = {
-            "function_name": self.stack.physical_name(logical_id),
-            "memory_limit_in_mb": self._memory(logical_id),
-            "invoked_function_arn": self.stack.arn(logical_id),
-            "timeout_seconds": timeout,
-            "aws_request_id": request_id,
-        }
-        kept: _Instance | None = None
+        kept: list[_Instance] = []
         try:
-            try:
-                send_message(instance.connection, {"event": event, "context": context})
-            except OSError:  # an idle instance that has gone: Lambda would start a fresh one
-                instance.stop()
-                instance = self._start_instance(logical_id)
-                send_message(instance.connection, {"event": event, "context": context})
-            readable, _, _ = select.select([instance.connection], [], [], timeout)
-            if not readable:
-                instance.process.kill()
-                instance.stop()
-                message = f"RequestId: {request_id} Error: Task timed out after {timeout:.2f} seconds"
-                return json.dumps({"errorMessage": message, "errorType": "Sandbox.Timedout"}), True
-            answer = receive_message(instance.connection)
-            if answer is None:
-                instance.stop()
-                message = f"RequestId: {request_id} Error: Runtime exited with status {instance.process.returncode}"
-                return json.dumps({"errorMessage": message, "errorType": "Runtime.ExitError"}), True
-            kept = instance
-            return str(answer["payload"]), bool(answer["errored"])
+            with self.recorded(logical_id):
+                return self._run(logical_id, instance, event, kept)
         finally:
-            with self._record_lock:
-                self.invocations.append(Invocation(logical_id, started, time.monotonic()))
-            self._release(logical_id, kept)
+            self._release(logical_id, kept[0] if kept else None)
+
+    def _run(self, logical_id: str, instance: _Instance, event: Any, kept: list[_Instance]) -> tuple[str, bool]:
+        """One invocation in the instance (or a fresh one, if it has gone); `kept` gets the instance still usable."""
+        request_id = str(uuid.uuid4())
+        timeout = self.timeout(logical_id)
+        context = {**self.context_fields(logical_id), "aws_request_id": request_id}
+        try:
+            send_message(instance.connection, {"event": event, "context": context})
+        except OSError:  # an idle instance that has gone: Lambda would start a fresh one
+            instance.stop()
+            instance = self._start_instance(logical_id)
+            send_message(instance.connection, {"event": event, "context": context})
+        readable, _, _ = select.select([instance.connection], [], [], timeout)
+        if not readable:
+            instance.process.kill()
+            instance.stop()
+            message = f"RequestId: {request_id} Error: Task timed out after {timeout:.2f} seconds"
+            return json.dumps({"errorMessage": message, "errorType": "Sandbox.Timedout"}), True
+        answer = receive_message(instance.connection)
+        if answer is None:
+            instance.stop()
+            message = f"RequestId: {request_id} Error: Runtime exited with status {instance.process.returncode}"
+            return json.dumps({"errorMessage": message, "errorType": "Runtime.ExitError"}), True
+        kept.append(instance)
+        return str(answer["payload"]), bool(answer["errored"])
 
     def warm_up(self, function_name_or_arn: str, instances: int = 1) -> None:
         """Start instances of the function now (at most its concurrency), as provisioned concurrency would."""
@@ -253,10 +215,6 @@ class FunctionInstances:
         for instance in started:
             self._release(logical_id, instance)
 
-    def install(self) -> None:
-        """Make moto's Lambda (and so the Step Functions interpreter) call these instances."""
-        install_in_moto(lambda name, event: self.invoke(name, event))
-
     def stop(self) -> None:
         """Stop every idle instance; busy ones stop when their invocation ends."""
         self._stopped = True
@@ -265,16 +223,3 @@ class FunctionInstances:
                 idle, pool.idle = pool.idle, []
             for instance in idle:
                 instance.stop()
-
-
-def most_at_once(invocations: list[Invocation], function: str) -> int:
-    """The largest number of the function's invocations that were running at the same moment."""
-    edges = sorted(
-        [(invocation.started, 1) for invocation in invocations if invocation.function == function]
-        + [(invocation.ended, -1) for invocation in invocations if invocation.function == function]
-    )
-    running = peak = 0
-    for _moment, change in edges:
-        running += change
-        peak = max(peak, running)
-    return peak

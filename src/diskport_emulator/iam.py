@@ -19,7 +19,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from diskport_local.template import LocalStack
+from diskport_emulator.template import LocalStack
 
 ADMIN_USER = "diskport-local-admin"
 ADMIN_KEY = ("testing", "testing")  # what the README, the CLI and the tests use
@@ -30,7 +30,6 @@ LAMBDA_TRUST = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
 }
-ENFORCE_VARIABLE = "DISKPORT_ENFORCE_IAM"
 
 
 def policy_documents(stack: LocalStack, logical_id: str) -> list[dict[str, Any]]:
@@ -122,10 +121,44 @@ def turn_enforcement_on() -> None:
         authorize.names_resources = True  # type: ignore[attr-defined]
         ActionAuthenticatorMixin._authenticate_and_authorize_normal_action = authorize  # type: ignore[method-assign,assignment]
     # AWS authorizes HeadBucket as s3:ListBucket (there is no s3:HeadBucket action); moto asks for the latter.
-    from moto.s3.responses import ACTION_MAP
+    from moto.s3.responses import ACTION_MAP, S3Response
 
     ACTION_MAP["BUCKET"]["HEAD"]["DEFAULT"] = "ListBucket"
+    if not getattr(S3Response._authenticate_and_authorize_s3_action, "per_key_deletes", False):
+        S3Response._authenticate_and_authorize_s3_action = _deletes_authorized_per_key(  # type: ignore[method-assign]
+            S3Response._authenticate_and_authorize_s3_action
+        )
     settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
+
+
+def _deletes_authorized_per_key(authorize: Callable[..., None]) -> Callable[..., None]:
+    """S3's check of a request, with DeleteObjects (a POST to the bucket) authorized as DeleteObject on each key.
+
+    AWS authorizes a multi-object delete key by key; moto checks s3:DeleteObject against the bucket itself,
+    which a policy on the bucket's objects (`arn:aws:s3:::bucket/prefix/*`) never matches, and then answers
+    every key AccessDenied. Here each key is checked, and the request is refused if any key is.
+    """
+
+    def authorize_s3(response: Any, bucket_name: str | None = None, key_name: str | None = None) -> None:
+        deleted: list[str | None] = list(_keys_deleted(response)) if bucket_name and key_name is None else []
+        for key in deleted or [key_name]:
+            authorize(response, bucket_name=bucket_name, key_name=key)
+
+    authorize_s3.per_key_deletes = True  # type: ignore[attr-defined]
+    return authorize_s3
+
+
+def _keys_deleted(response: Any) -> list[str]:
+    """The keys a DeleteObjects request names; empty for any other request."""
+    import xmltodict
+
+    if response.data.get("Action") != "DeleteObject" or not response.is_delete_keys():
+        return []
+    try:
+        objects = xmltodict.parse(response.body).get("Delete", {}).get("Object", [])
+    except Exception:  # a malformed body: S3 itself answers MalformedXML
+        return []
+    return [str(item["Key"]) for item in (objects if isinstance(objects, list) else [objects]) if "Key" in item]
 
 
 def _authorize(response: Any, action: str | None, resource: str) -> None:
@@ -320,8 +353,16 @@ def _kms(response: Any, body: dict[str, Any], region: str, account: str) -> list
         return []
     try:
         return [str(kms_backends[account][region].describe_key(key_id).arn)]
-    except Exception:  # an unknown key: the service itself answers NotFoundException
-        return []
+    except Exception:  # an unknown key: authorized on the ARN it names, and the service answers NotFoundException
+        return [_kms_arn(str(key_id), region, account)]
+
+
+def _kms_arn(key_id: str, region: str, account: str) -> str:
+    if key_id.startswith("arn:"):
+        return key_id
+    if key_id.startswith("alias/"):
+        return f"arn:aws:kms:{region}:{account}:{key_id}"
+    return f"arn:aws:kms:{region}:{account}:key/{key_id}"
 
 
 def _states(response: Any, body: dict[str, Any], region: str, account: str) -> list[str]:

@@ -45,7 +45,7 @@ from moto.ebs import models as moto_ebs_models
 from moto.ebs.models import EBSBackend
 from moto.ebs.responses import EBSResponse
 
-from diskport_local.aws_emulator.block_files import BlockFiles
+from diskport_emulator.services.block_files import BlockFiles
 
 BLOCK_SIZE = 524_288
 GIB = 1024**3

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from diskport_local.aws_emulator import ebs, s3_notifications, s3_ranges
+from diskport_emulator.services import ebs, s3_notifications, s3_ranges
 
 
 def install_strict_services() -> None:

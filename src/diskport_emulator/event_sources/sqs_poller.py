@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from diskport.observability import logger
-from diskport.stores import aws
+import boto3
 
-from diskport_local.template import LocalStack
+from diskport_emulator.template import LocalStack
 
 # Calls the mapped function with an event: (JSON payload, whether the function failed), as Lambda answers.
 EventInvoker = Callable[[dict[str, Any]], tuple[str, bool]]
@@ -29,6 +29,7 @@ EventInvoker = Callable[[dict[str, Any]], tuple[str, bool]]
 # Lambda long-polls for up to 20 s; a shorter wait lets local mode stop promptly.
 LONG_POLL_SECONDS = 2
 SQS_MAX_MESSAGES_PER_RECEIVE = 10
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class SqsPoller:
     def __init__(self, mapping: SqsMapping, invoke: EventInvoker, sqs: Any | None = None, region: str = "") -> None:
         self.mapping = mapping
         self._invoke = invoke
-        self._sqs = sqs if sqs is not None else aws.client("sqs")
+        self._sqs: Any = sqs if sqs is not None else boto3.client("sqs")
         self._region = region or self._sqs.meta.region_name
         self._queue_url: str | None = None
         self._stopping = threading.Event()
@@ -106,8 +107,10 @@ class SqsPoller:
             self._sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
         if len(succeeded) < len(messages):
             logger.warning(
-                "Some queued messages failed; they return after the visibility timeout",
-                extra={"function": self.mapping.function, "failed": len(messages) - len(succeeded)},
+                "%s of %s messages failed in %s; they return after the visibility timeout",
+                len(messages) - len(succeeded),
+                len(messages),
+                self.mapping.function,
             )
         return BatchOutcome(len(messages), len(succeeded))
 
@@ -164,7 +167,7 @@ class SqsPoller:
             except Exception:
                 if self._stopping.is_set():
                     return
-                logger.exception("Polling the queue failed", extra={"queue": self.mapping.queue_name})
+                logger.exception("Polling the queue %s failed", self.mapping.queue_name)
                 self._stopping.wait(LONG_POLL_SECONDS)
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from diskport_local.aws_emulator.function_instances import FunctionInstances
-from diskport_local.template import LocalStack
+from diskport_emulator import LocalStack
+from diskport_emulator.lambda_runtime.instances import FunctionInstances
 
 TEMPLATE = """
 Transform: AWS::Serverless-2016-10-31

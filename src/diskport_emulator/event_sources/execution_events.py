@@ -8,6 +8,7 @@ that ends in a status the rule matches, once, with the event EventBridge would s
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,13 +16,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from diskport.observability import logger
-from diskport.stores import aws
+import boto3
 
-from diskport_local.template import LocalStack
+from diskport_emulator.template import LocalStack
 
 EXECUTION_STATUS_CHANGE = "Step Functions Execution Status Change"
 POLL_SECONDS = 2.0
+logger = logging.getLogger(__name__)
 
 # Calls the rule's target function with an event: (JSON payload, whether the function failed).
 EventInvoker = Callable[[dict[str, Any]], tuple[str, bool]]
@@ -65,7 +66,7 @@ class ExecutionStatusWatcher:
     def __init__(self, rule: ExecutionStatusRule, invoke: EventInvoker, step_functions: Any | None = None) -> None:
         self.rule = rule
         self._invoke = invoke
-        self._step_functions = step_functions if step_functions is not None else aws.client("stepfunctions")
+        self._step_functions: Any = step_functions if step_functions is not None else boto3.client("stepfunctions")
         self._delivered: set[str] = set()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -79,7 +80,7 @@ class ExecutionStatusWatcher:
             execution = self._step_functions.describe_execution(executionArn=execution_arn)
             _, failed = self._invoke(execution_status_event(execution))
             if failed:
-                logger.warning("Execution status target failed", extra={"execution": execution_arn})
+                logger.warning("The target of %s failed on %s", self.rule.function, execution_arn)
             # EventBridge retries a failed asynchronous target a few times, then drops the event; once is
             # what local mode can promise without redelivering forever.
             self._delivered.add(execution_arn)
@@ -125,7 +126,7 @@ class ExecutionStatusWatcher:
             try:
                 self.poll_once()
             except Exception:
-                logger.exception("Watching executions failed", extra={"function": self.rule.function})
+                logger.exception("Watching executions for %s failed", self.rule.function)
 
 
 def execution_status_event(execution: dict[str, Any]) -> dict[str, Any]:

@@ -45,6 +45,18 @@ def _construct_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) ->
 _CloudFormationLoader.add_multi_constructor("!", _construct_tag)
 
 
+# The ARN of each kind of resource the template declares, from its physical name.
+_ARN_FORMATS = {
+    "AWS::Serverless::Function": "arn:aws:lambda:{region}:{account}:function:{name}",
+    "AWS::Serverless::StateMachine": "arn:aws:states:{region}:{account}:stateMachine:{name}",
+    "AWS::Serverless::LayerVersion": "arn:aws:lambda:{region}:{account}:layer:{name}:1",
+    "AWS::SQS::Queue": "arn:aws:sqs:{region}:{account}:{name}",
+    "AWS::S3::Bucket": "arn:aws:s3:::{name}",
+    "AWS::DynamoDB::Table": "arn:aws:dynamodb:{region}:{account}:table/{name}",
+    "AWS::KMS::Key": "arn:aws:kms:{region}:{account}:key/{name}",
+}
+
+
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     # _CloudFormationLoader is a SafeLoader: no Python objects are built from the YAML.
     template: dict[str, Any] = yaml.load(path.read_text(), Loader=_CloudFormationLoader)
@@ -95,38 +107,24 @@ class LocalStack:
         if logical_id in self.provisioned_arns:
             return self.provisioned_arns[logical_id]
         kind = self.resources[logical_id]["Type"]
-        name = self.physical_name(logical_id)
-        prefix = f"arn:aws:{{}}:{self.region}:{self.account_id}"
-        if kind == "AWS::Serverless::Function":
-            return f"{prefix.format('lambda')}:function:{name}"
-        if kind == "AWS::Serverless::StateMachine":
-            return f"{prefix.format('states')}:stateMachine:{name}"
-        if kind == "AWS::SQS::Queue":
-            return f"{prefix.format('sqs')}:{name}"
-        if kind == "AWS::S3::Bucket":
-            return f"arn:aws:s3:::{name}"
-        if kind == "AWS::DynamoDB::Table":
-            return f"{prefix.format('dynamodb')}:table/{name}"
-        if kind == "AWS::KMS::Key":
-            return f"{prefix.format('kms')}:key/{name}"
-        if kind == "AWS::Serverless::LayerVersion":
-            return f"{prefix.format('lambda')}:layer:{name}:1"
-        return f"{prefix.format('cloudformation')}:{kind}/{name}"
+        template = _ARN_FORMATS.get(kind, "arn:aws:cloudformation:{region}:{account}:{kind}/{name}")
+        return template.format(
+            region=self.region, account=self.account_id, kind=kind, name=self.physical_name(logical_id)
+        )
 
     def queue_url(self, logical_id: str, endpoint: str) -> str:
         return f"{endpoint}/{self.account_id}/{self.physical_name(logical_id)}"
 
     # ------------------------------------------------------------------ intrinsics
     def parameter(self, name: str) -> Any:
-        if name in self.parameters:
-            return self.parameters[name]
         spec = self.template.get("Parameters", {}).get(name)
         if spec is None:
             raise KeyError(f"template.yaml has no parameter {name}")
-        default = spec.get("Default", "")
+        value = self.parameters.get(name, spec.get("Default", ""))
         if spec.get("Type") == "CommaDelimitedList":
-            return [item for item in str(default).split(",")] if default != "" else [""]
-        return str(default)
+            # A list, as CloudFormation hands it to intrinsics, whether given as one or as the CLI gives it: "a,b".
+            return value if isinstance(value, list) else (str(value).split(",") if value != "" else [""])
+        return value if name in self.parameters else str(value)
 
     def _ref(self, name: str) -> Any:
         pseudo = {
@@ -241,6 +239,25 @@ class LocalStack:
                     properties = event["Properties"]
                     routes.append(ApiRoute(properties["Method"].upper(), properties["Path"], logical_id, event_name))
         return routes
+
+
+class ConflictingEnvironmentError(RuntimeError):
+    """Two functions set one variable differently, which one process cannot honour."""
+
+
+def function_environment_union(stack: LocalStack) -> dict[str, str]:
+    """Every function's environment, merged: local mode runs all the handlers in one process."""
+    merged: dict[str, str] = {}
+    owners: dict[str, str] = {}
+    for logical_id in stack.resources_of_type("AWS::Serverless::Function"):
+        for name, value in stack.function_environment(logical_id).items():
+            if name in merged and merged[name] != value:
+                raise ConflictingEnvironmentError(
+                    f"{owners[name]} and {logical_id} set {name} differently ({merged[name]!r}, {value!r}); "
+                    "one process running every function needs one value."
+                )
+            merged[name], owners[name] = value, logical_id
+    return merged
 
 
 @dataclass(frozen=True)

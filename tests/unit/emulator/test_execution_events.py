@@ -7,13 +7,13 @@ from typing import Any
 
 import boto3
 
-from diskport_local.execution_events import (
+from diskport_emulator import LocalStack
+from diskport_emulator.event_sources.execution_events import (
     EXECUTION_STATUS_CHANGE,
     ExecutionStatusRule,
     ExecutionStatusWatcher,
     execution_status_rules,
 )
-from diskport_local.template import LocalStack
 
 
 class Recording:

@@ -15,7 +15,7 @@ from diskport.settings import Settings
 from diskport.stores.uploaded_objects import UploadedObject
 from moto import mock_aws
 
-from diskport_local.aws_emulator import install_strict_services
+from diskport_emulator import install_strict_services
 
 
 class NotifiedBucket:

@@ -11,7 +11,7 @@ import time
 import uuid
 from typing import Any
 
-from diskport_local.template import ApiRoute
+from diskport_emulator.template import ApiRoute
 
 
 def http_api_event(

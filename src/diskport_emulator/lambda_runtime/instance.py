@@ -1,6 +1,6 @@
 """One function instance: a process that loads a handler once and runs one event at a time, as a Lambda sandbox.
 
-Started by `FunctionInstances` as `python -m diskport_local.aws_emulator.function_instance SOCKET_FD`, with the
+Started by `FunctionInstances` as `python -m diskport_emulator.lambda_runtime.instance SOCKET_FD`, with the
 function's own environment. It reads the handler's location from the first message, then answers each
 invocation with the handler's result or, when the handler raises, the Lambda runtime's error shape. The
 handler's logs go to this process's stdout and stderr, which are local mode's.

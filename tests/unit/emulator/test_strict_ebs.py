@@ -14,8 +14,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from diskport_local.aws_emulator import install_strict_services
-from diskport_local.aws_emulator.ebs import BLOCK_SIZE, StrictEbsBackend
+from diskport_emulator import install_strict_services
+from diskport_emulator.services.ebs import BLOCK_SIZE, StrictEbsBackend
 
 NO_RETRIES = Config(retries={"max_attempts": 1, "mode": "standard"})
 

@@ -12,8 +12,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from diskport_local.sqs_poller import SqsMapping, SqsPoller, sqs_mappings
-from diskport_local.template import LocalStack
+from diskport_emulator import LocalStack
+from diskport_emulator.event_sources.sqs_poller import SqsMapping, SqsPoller, sqs_mappings
 
 QUEUE_NAME = "uploads"
 MAX_RECEIVES = 2
