@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from diskport_local.aws_emulator import ebs, s3_ranges
+from diskport_local.aws_emulator import ebs, s3_multipart, s3_ranges, server_memory
 
 
 def install_strict_services() -> None:
-    """Install the strict services into moto in this process (idempotent): EBS direct APIs, ranged S3 reads."""
+    """Install the strict services into moto in this process (idempotent): EBS direct APIs, ranged S3 reads,
+    multipart uploads completed without joining their parts in memory, and a server that frees each request's
+    memory once it has answered it."""
     ebs.install()
     s3_ranges.install()
+    s3_multipart.install()
+    server_memory.install()
