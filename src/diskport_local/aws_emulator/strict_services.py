@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from diskport_local.aws_emulator import ebs, s3_multipart, s3_ranges, server_memory
+from diskport_local.aws_emulator import ebs, moto_server, s3_multipart, s3_ranges
 
 
 def install_strict_services() -> None:
     """Install the strict services into moto in this process (idempotent): EBS direct APIs, ranged S3 reads,
     multipart uploads completed without joining their parts in memory, and a server that frees each request's
-    memory once it has answered it."""
+    memory once it has answered it and finds each request's service fast."""
     ebs.install()
     s3_ranges.install()
     s3_multipart.install()
-    server_memory.install()
+    moto_server.install()

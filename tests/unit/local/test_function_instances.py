@@ -49,6 +49,7 @@ HANDLERS = {
                 "function": context.function_name,
                 "pid": os.getpid(),
                 "environment": {name: os.environ.get(name) for name in ("SHARED", "ONLY_ECHO", "ONLY_FAIL")},
+                "signs_with_crt": __import__("botocore.compat").compat.HAS_CRT,
             }
     """,
     "fail": """
@@ -83,6 +84,13 @@ def test_a_result_comes_back_and_the_instance_stays_warm(instances: FunctionInst
 def test_each_function_sees_its_own_environment_and_not_another_functions(instances: FunctionInstances) -> None:
     answer, _ = instances.invoke("EchoFunction", {})
     assert json.loads(answer)["environment"] == {"SHARED": "everyone", "ONLY_ECHO": "mine", "ONLY_FAIL": None}
+
+
+def test_a_function_signs_its_aws_requests_in_python_as_on_lambda_where_boto3_has_no_crt(
+    instances: FunctionInstances,
+) -> None:
+    answer, _ = instances.invoke("EchoFunction", {})
+    assert json.loads(answer)["signs_with_crt"] is False
 
 
 def test_an_exception_comes_back_in_the_lambda_runtimes_shape_flagged_as_a_function_error(
