@@ -42,6 +42,9 @@ Resources:
 HANDLERS = {
     "echo": """
         import os, time
+        import botocore.session
+        def loader():
+            return botocore.session.Session().get_component("data_loader")
         def lambda_handler(event, context):
             time.sleep(event.get("sleep", 0))
             return {
@@ -50,6 +53,7 @@ HANDLERS = {
                 "pid": os.getpid(),
                 "environment": {name: os.environ.get(name) for name in ("SHARED", "ONLY_ECHO", "ONLY_FAIL")},
                 "signs_with_crt": __import__("botocore.compat").compat.HAS_CRT,
+                "sessions_share_sdk_data": (lambda first, second: first is second)(loader(), loader()),
             }
     """,
     "fail": """
@@ -91,6 +95,11 @@ def test_a_function_signs_its_aws_requests_in_python_as_on_lambda_where_boto3_ha
 ) -> None:
     answer, _ = instances.invoke("EchoFunction", {})
     assert json.loads(answer)["signs_with_crt"] is False
+
+
+def test_a_functions_sdk_sessions_share_the_sdk_data_they_have_read(instances: FunctionInstances) -> None:
+    answer, _ = instances.invoke("EchoFunction", {})
+    assert json.loads(answer)["sessions_share_sdk_data"] is True
 
 
 def test_an_exception_comes_back_in_the_lambda_runtimes_shape_flagged_as_a_function_error(
