@@ -81,6 +81,19 @@ class ConcatenatedParts:
             index += 1
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
+    def segments(self, start: int, length: int) -> Iterator[tuple[IO[bytes], int, int]]:
+        """(part's buffer, offset in it, length) of each part a range of the object covers, in order."""
+        end = min(self.size, start + length)
+        index = bisect_right(self._starts, start) - 1
+        while start < end:
+            buffer, part_size = self._buffers[index]
+            offset_in_part = start - self._starts[index]
+            taken = min(end - start, part_size - offset_in_part)
+            if taken > 0:
+                yield buffer, offset_in_part, taken
+            start += max(taken, 0)
+            index += 1
+
     def write(self, data: bytes) -> int:
         raise io.UnsupportedOperation("a completed multipart object is read-only")
 
