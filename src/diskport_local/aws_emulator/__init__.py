@@ -6,9 +6,11 @@ The one interface, for local mode (`diskport_local.server.LocalMode`) and the te
 - `provision(stack, ..., function_roles=...)`: creates the template's tables, buckets, queues, functions
   (with a role of their own each, when IAM is enforced) and state machine in moto, and installs the strict
   services;
-- `install_strict_services()`: EBS direct APIs as documented (`ebs`), ranged S3 reads that read only
-  their range (`s3_ranges`), multipart uploads completed without joining their parts in memory
-  (`s3_multipart`);
+- `install_strict_services()`: EBS direct APIs as documented (`ebs`; in server mode PutSnapshotBlock is
+  answered beside moto's generic dispatch), ranged S3 reads that read only their range (`s3_ranges`),
+  multipart uploads completed without joining their parts in memory (`s3_multipart`), and moto's server
+  freeing each request's memory, keeping connections open and finding each request's service fast
+  (`moto_server`);
 - `FunctionInstances`: the function runtime of local mode, each instance its own process;
   `InProcessLambdas`: the runtime of the in-process tests, one event per function at a time, which
   lets a test inject faults into the handlers' own clients;
@@ -17,8 +19,9 @@ The one interface, for local mode (`diskport_local.server.LocalMode`) and the te
   execution status watchers (`diskport_local.execution_events`), which `LocalMode` wires up.
 
 Built against moto `MOTO_VERSION`: the strict services replace moto internals by name (the EBS backend and
-responses, `FakeKey.value`, `FakeMultipart.complete`, the server's request class, the IAM authorizer), so
-`check_moto_version()` refuses another version until they have been checked against it.
+responses, `FakeKey.value`, `FakeMultipart.complete`, the server's dispatcher, request class and request
+handler, the IAM authorizer), so `check_moto_version()` refuses another version until they have been checked
+against it.
 """
 
 from __future__ import annotations
