@@ -163,7 +163,7 @@ def main() -> None:
     try:
         clients = {"endpoint_url": aws_url, "region_name": "us-east-1"}
         credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-        patient = Config(read_timeout=1800, retries={"max_attempts": 1})  # moto assembles 4 GiB slowly
+        patient = Config(read_timeout=1800, retries={"max_attempts": 1})
         s3 = boto3.client("s3", **clients, **credentials, config=patient)  # type: ignore[call-overload]
         s3.create_bucket(Bucket="bench")
         s3.upload_file(str(image), "bench", "dense.qcow2")
@@ -202,12 +202,14 @@ def main() -> None:
         f"({sampler.peak_rss / (arguments.size_gib * GIB):.2f} of the disk's size)"
     )
     print(f"peak memory PSS   {sampler.peak_pss / MIB:.0f} MiB summed over processes")
-    print(
-        f"upload peak RSS   {upload_peak_rss / MIB:.0f} MiB (moto assembling the multipart upload, before the import)"
-    )
+    print(f"upload peak RSS   {upload_peak_rss / MIB:.0f} MiB (the multipart upload to the emulator, before importing)")
     print(f"RSS at import     {resident_before_import / MIB:.0f} MiB, all processes, once the upload is done")
     for name, peak in sorted(sampler.peak_by_process.items(), key=lambda item: -item[1])[:6]:
         print(f"  {name:60} {peak / MIB:6.0f} MiB RSS at its peak")
+    print(
+        f"local mode peak memory, {arguments.size_gib} GiB dense import, all processes: "
+        f"{sampler.peak_pss / MIB:.0f} MiB PSS ({sampler.peak_rss / MIB:.0f} MiB RSS summed)"
+    )
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@
 What moto lacks, this package adds: the template resolved for a local stack (`template`), its resources
 provisioned (`provision`), a Lambda runtime (`lambda_runtime`), API Gateway's HTTP front, the SQS event source
 and EventBridge's execution rules (`event_sources`), IAM enforced with each function as its own role (`iam`),
-and services as strict as AWS documents them (`services`: EBS direct APIs, ranged S3 reads, isolated
-DynamoDB transactions). It knows nothing of the service's own code: the functions are whatever the template
-names, and nothing here imports `diskport` or `diskport_local`.
+and services as strict as AWS documents them (`services`: EBS direct APIs, ranged S3 reads, S3 event
+notifications with every documented field, multipart uploads completed on disk, isolated DynamoDB
+transactions, and a server that frees each request once answered). It knows nothing of the service's own
+code: the functions are whatever the template names, and nothing here imports `diskport` or `diskport_local`.
 
 The one interface, `Emulator`, which `diskport serve` and the tests share:
 
@@ -41,8 +42,9 @@ The one interface, `Emulator`, which `diskport serve` and the tests share:
   `stop_execution(arn, error=..., cause=...)`, StopExecution as AWS does it, the ABORTED event at once.
 
 Built against moto `MOTO_VERSION`: the strict services replace moto internals by name (the EBS backend and
-responses, `FakeKey.value`, the S3 notification builders, the IAM authorizer), so `check_moto_version()`
-refuses another version until they have been checked against it.
+responses, `FakeKey.value`, the S3 notification builders, `FakeMultipart.complete`, the server's dispatcher,
+request class and request handler, the IAM authorizer), so `check_moto_version()` refuses another version
+until they have been checked against it.
 """
 
 from __future__ import annotations

@@ -102,6 +102,10 @@ class FunctionInstances(TemplateFunctions):
         base = {name: value for name, value in self._base_environment().items() if name not in self._shared_keys}
         return {
             **base,
+            # Lambda's Python runtime has boto3 without the AWS Common Runtime, and the layer ships none: botocore
+            # signs in Python there. Where this machine has awscrt, botocore would sign with it instead, reading
+            # every request body through a Python callback (a quarter of a convert worker's CPU time).
+            "BOTO_DISABLE_CRT": "true",
             **own,
             **self._overrides,
             **self._function_overrides.get(logical_id, {}),

@@ -42,6 +42,9 @@ Resources:
 HANDLERS = {
     "echo": """
         import os, time
+        import botocore.session
+        def loader():
+            return botocore.session.Session().get_component("data_loader")
         def lambda_handler(event, context):
             time.sleep(event.get("sleep", 0))
             return {
@@ -49,6 +52,8 @@ HANDLERS = {
                 "function": context.function_name,
                 "pid": os.getpid(),
                 "environment": {name: os.environ.get(name) for name in ("SHARED", "ONLY_ECHO", "ONLY_FAIL")},
+                "signs_with_crt": __import__("botocore.compat").compat.HAS_CRT,
+                "sessions_share_sdk_data": (lambda first, second: first is second)(loader(), loader()),
             }
     """,
     "fail": """
@@ -83,6 +88,18 @@ def test_a_result_comes_back_and_the_instance_stays_warm(instances: FunctionInst
 def test_each_function_sees_its_own_environment_and_not_another_functions(instances: FunctionInstances) -> None:
     answer, _ = instances.invoke("EchoFunction", {})
     assert json.loads(answer)["environment"] == {"SHARED": "everyone", "ONLY_ECHO": "mine", "ONLY_FAIL": None}
+
+
+def test_a_function_signs_its_aws_requests_in_python_as_on_lambda_where_boto3_has_no_crt(
+    instances: FunctionInstances,
+) -> None:
+    answer, _ = instances.invoke("EchoFunction", {})
+    assert json.loads(answer)["signs_with_crt"] is False
+
+
+def test_a_functions_sdk_sessions_share_the_sdk_data_they_have_read(instances: FunctionInstances) -> None:
+    answer, _ = instances.invoke("EchoFunction", {})
+    assert json.loads(answer)["sessions_share_sdk_data"] is True
 
 
 def test_an_exception_comes_back_in_the_lambda_runtimes_shape_flagged_as_a_function_error(
