@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +54,13 @@ def test_the_progress_route_follows_the_import_chunk_by_chunk(
 
     original_convert = convert.convert_chunk
     seen: list[dict[str, Any]] = []
+    # Chunks convert in parallel; taking turns here makes "the moment each chunk is done" a moment of its own.
+    one_at_a_time = threading.Lock()
 
     def convert_then_look(job_id: str, chunk: Any, stores: Stores) -> Any:
-        result = original_convert(job_id, chunk, stores)
-        seen.append(importer.job(job_id)["entities"])
+        with one_at_a_time:
+            result = original_convert(job_id, chunk, stores)
+            seen.append(importer.job(job_id)["entities"])
         return result
 
     monkeypatch.setattr(convert, "convert_chunk", convert_then_look)
