@@ -15,6 +15,8 @@ from typing import Any
 import boto3
 import pytest
 
+from tests.support.invocations import most_at_once
+
 
 @pytest.mark.parametrize(
     "case", ["raw", "qcow2", "vmdk", "vhd", "vhdx", "vdi", "qcow2-compressed", "vmdk-streamOptimized", "vhd-fixed"]
@@ -44,10 +46,12 @@ def test_an_imported_file_becomes_a_snapshot_holding_exactly_its_non_zero_blocks
     assert importer.work_files() == []
 
 
+# One chunk at a time (the Map's MaxConcurrency), so that the moments each chunk is done are apart.
+@pytest.mark.parametrize("stack_parameters", [{"ConvertConcurrency": "1"}])
 def test_the_progress_route_follows_the_import_chunk_by_chunk(
     importer: Any, image_files: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given a way to look at the job the moment each chunk is done
+    # Given a stack converting one chunk at a time, and a way to look at the job the moment each chunk is done
     from diskport.pipeline import convert
 
     original_convert = convert.convert_chunk
@@ -65,6 +69,7 @@ def test_the_progress_route_follows_the_import_chunk_by_chunk(
 
     # Then while converting, the job said so and its progress (a fraction of 1, as IMS) grew with the bytes converted
     assert job["status"] == "SUCCESS"
+    assert most_at_once(importer.stack.lambdas.invocations, "ConvertChunkFunction") == 1
     assert len(seen) >= 3
     assert {entities["current_task"] for entities in seen} == {"convert"}
     percents = sorted(entities["process_percent"] for entities in seen)
