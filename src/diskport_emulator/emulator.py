@@ -133,7 +133,7 @@ class Emulator:
         if self.enforce_iam:
             iam.create_callers(self.stack)  # before any signed request: the administrator behind `testing`
         provision(self.stack, self._session(), endpoint=self.aws_url or None, function_roles=self.enforce_iam)
-        credentials = iam.function_credentials(self.stack, self._client("sts")) if self.enforce_iam else {}
+        credentials = iam.function_credentials(self.stack) if self.enforce_iam else {}
         if self.serving is None:
             from diskport_emulator.lambda_runtime.in_process import InProcessLambdas
 

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -34,9 +35,7 @@ LAMBDA_TRUST = {
 
 def policy_documents(stack: LocalStack, logical_id: str) -> list[dict[str, Any]]:
     """The policies the template gives a function or state machine, intrinsics resolved for the local stack."""
-    from samtranslator.policy_template_processor.processor import PolicyTemplatesProcessor
-
-    templates = PolicyTemplatesProcessor(PolicyTemplatesProcessor.get_default_policy_templates_json())
+    templates = _policy_templates()
     documents = []
     for written in stack.resources[logical_id].get("Properties", {}).get("Policies", []):
         # A policy may be conditional (Fn::If ... AWS::NoValue): what the stack's parameters choose, if anything.
@@ -54,6 +53,14 @@ def policy_documents(stack: LocalStack, logical_id: str) -> list[dict[str, Any]]
     return documents
 
 
+@functools.cache
+def _policy_templates() -> Any:
+    """SAM's policy templates (S3ReadPolicy, ...), loaded and checked once: it takes a while."""
+    from samtranslator.policy_template_processor.processor import PolicyTemplatesProcessor
+
+    return PolicyTemplatesProcessor(PolicyTemplatesProcessor.get_default_policy_templates_json())
+
+
 def role_name(stack: LocalStack, logical_id: str) -> str:
     return f"{stack.physical_name(logical_id)}-role"[:64]
 
@@ -62,26 +69,37 @@ def role_arn(stack: LocalStack, logical_id: str) -> str:
     return f"arn:aws:iam::{stack.account_id}:role/{role_name(stack, logical_id)}"
 
 
-def create_function_roles(stack: LocalStack, iam: Any) -> None:
-    """One role per function, holding the function's policies from the template."""
+def create_function_roles(stack: LocalStack) -> None:
+    """One role per function, holding the function's policies from the template (made in moto's IAM directly)."""
+    from moto.iam.models import iam_backends
+
+    backend = iam_backends[stack.account_id]["aws"]
     for logical_id in stack.resources_of_type("AWS::Serverless::Function"):
         name = role_name(stack, logical_id)
-        iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST))
+        backend.create_role(name, json.dumps(LAMBDA_TRUST), "/", None, "", [], None)
         for number, document in enumerate(policy_documents(stack, logical_id)):
-            iam.put_role_policy(RoleName=name, PolicyName=f"policy-{number}", PolicyDocument=json.dumps(document))
+            backend.put_role_policy(name, f"policy-{number}", json.dumps(document))  # validates it, as IAM does
 
 
-def function_credentials(stack: LocalStack, sts: Any) -> dict[str, dict[str, str]]:
-    """For each function, the environment variables that make its instances act as its role."""
+def function_credentials(stack: LocalStack) -> dict[str, dict[str, str]]:
+    """For each function, the environment variables that make its instances act as its role (STS AssumeRole)."""
+    from moto.sts.models import sts_backends
+
+    backend = sts_backends[stack.account_id]["aws"]
     credentials = {}
     for logical_id in stack.resources_of_type("AWS::Serverless::Function"):
-        answer = sts.assume_role(
-            RoleArn=role_arn(stack, logical_id), RoleSessionName=stack.physical_name(logical_id), DurationSeconds=43200
-        )["Credentials"]
+        assumed = backend.assume_role(
+            region_name=stack.region,
+            role_session_name=stack.physical_name(logical_id),
+            role_arn=role_arn(stack, logical_id),
+            policy="",
+            duration=43200,
+            external_id="",
+        )
         credentials[logical_id] = {
-            "AWS_ACCESS_KEY_ID": answer["AccessKeyId"],
-            "AWS_SECRET_ACCESS_KEY": answer["SecretAccessKey"],
-            "AWS_SESSION_TOKEN": answer["SessionToken"],
+            "AWS_ACCESS_KEY_ID": assumed.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": assumed.secret_access_key,
+            "AWS_SESSION_TOKEN": assumed.session_token,
         }
     return credentials
 

@@ -62,7 +62,7 @@ def provision(
         )
     if any(stack.resources_of_type("AWS::Serverless::Function")):
         if function_roles:
-            create_function_roles(stack, clients.get("iam"))
+            create_function_roles(stack)
         _create_functions(clients.get("lambda"), clients.get("iam"), stack, function_roles=function_roles)
     for logical_id in stack.resources_of_type("AWS::Serverless::StateMachine"):
         clients.get("stepfunctions").create_state_machine(

@@ -24,7 +24,7 @@ LOCAL_REGION = "us-east-1"
 LOCAL_STACK_GUID = "00000000-0000-4000-8000-000000000000"
 
 
-class _CloudFormationLoader(yaml.SafeLoader):
+class _CloudFormationLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """YAML with CloudFormation's short tags (`!Ref X` → `{"Ref": "X"}`, `!Sub s` → `{"Fn::Sub": s}`)."""
 
 
@@ -58,7 +58,7 @@ _ARN_FORMATS = {
 
 
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
-    # _CloudFormationLoader is a SafeLoader: no Python objects are built from the YAML.
+    # _CloudFormationLoader is a SafeLoader (libyaml's when installed, ten times faster): no Python objects are built.
     template: dict[str, Any] = yaml.load(path.read_text(), Loader=_CloudFormationLoader)
     return template
 

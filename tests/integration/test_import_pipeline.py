@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
-import threading
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from diskport.stores import Stores
+
+from tests.support.invocations import most_at_once
 
 
 @pytest.mark.parametrize(
@@ -46,21 +47,20 @@ def test_an_imported_file_becomes_a_snapshot_holding_exactly_its_non_zero_blocks
     assert importer.work_files() == []
 
 
+# One chunk at a time (the Map's MaxConcurrency), so that the moments each chunk is done are apart.
+@pytest.mark.parametrize("stack_parameters", [{"ConvertConcurrency": "1"}])
 def test_the_progress_route_follows_the_import_chunk_by_chunk(
     importer: Any, image_files: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given a way to look at the job the moment each chunk is done
+    # Given a stack converting one chunk at a time, and a way to look at the job the moment each chunk is done
     from diskport.pipeline import convert
 
     original_convert = convert.convert_chunk
     seen: list[dict[str, Any]] = []
-    # Chunks convert in parallel; taking turns here makes "the moment each chunk is done" a moment of its own.
-    one_at_a_time = threading.Lock()
 
     def convert_then_look(job_id: str, chunk: Any, stores: Stores) -> Any:
-        with one_at_a_time:
-            result = original_convert(job_id, chunk, stores)
-            seen.append(importer.job(job_id)["entities"])
+        result = original_convert(job_id, chunk, stores)
+        seen.append(importer.job(job_id)["entities"])
         return result
 
     monkeypatch.setattr(convert, "convert_chunk", convert_then_look)
@@ -70,6 +70,7 @@ def test_the_progress_route_follows_the_import_chunk_by_chunk(
 
     # Then while converting, the job said so and its progress (a fraction of 1, as IMS) grew with the bytes converted
     assert job["status"] == "SUCCESS"
+    assert most_at_once(importer.stack.lambdas.invocations, "ConvertChunkFunction") == 1
     assert len(seen) >= 3
     assert {entities["current_task"] for entities in seen} == {"convert"}
     percents = sorted(entities["process_percent"] for entities in seen)

@@ -6,6 +6,7 @@ tests and local mode can hand in their own. What an error of theirs means is `aw
 
 from __future__ import annotations
 
+import threading
 from contextvars import ContextVar
 from functools import cache
 from typing import Any
@@ -24,7 +25,9 @@ invocation_credentials: ContextVar[tuple[str, str, str] | None] = ContextVar("in
 
 
 def client(service: str) -> Any:
-    return _client(service, invocation_credentials.get())
+    credentials = invocation_credentials.get()
+    with _MAKING:  # made once, even when threads ask at once: a boto3 session is not thread-safe
+        return _client(service, credentials)
 
 
 @cache
@@ -33,6 +36,7 @@ def _client(service: str, credentials: tuple[str, str, str] | None) -> Any:
     return _session(credentials).client(service, config=config)  # type: ignore[call-overload]
 
 
+@cache
 def _session(credentials: tuple[str, str, str] | None) -> boto3.session.Session:
     if credentials is None:
         return boto3.session.Session()
@@ -40,20 +44,32 @@ def _session(credentials: tuple[str, str, str] | None) -> boto3.session.Session:
     return boto3.session.Session(aws_access_key_id=key, aws_secret_access_key=secret, aws_session_token=token)
 
 
+_MAKING = threading.Lock()
+
+
 # EBS direct: a connection for every writer thread of a convert worker (botocore keeps 10 by default).
 _SERVICE_CONFIGS = {"ebs": CLIENT_CONFIG.merge(Config(max_pool_connections=64))}
 
 
 def dynamodb_table(name: str) -> Any:
-    return _dynamodb_table(name, invocation_credentials.get())
+    credentials = invocation_credentials.get()
+    with _MAKING:
+        return _dynamodb_table(name, credentials)
 
 
 @cache
 def _dynamodb_table(name: str, credentials: tuple[str, str, str] | None) -> Any:
-    return _session(credentials).resource("dynamodb", config=CLIENT_CONFIG).Table(name)
+    return _dynamodb(credentials).Table(name)
+
+
+@cache
+def _dynamodb(credentials: tuple[str, str, str] | None) -> Any:
+    return _session(credentials).resource("dynamodb", config=CLIENT_CONFIG)
 
 
 def forget_clients() -> None:
     """Drop the cached clients, for a process whose endpoints or credentials change (tests, local mode)."""
     _client.cache_clear()
     _dynamodb_table.cache_clear()
+    _dynamodb.cache_clear()
+    _session.cache_clear()
