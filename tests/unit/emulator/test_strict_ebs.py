@@ -11,11 +11,11 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from diskport_emulator import install_strict_services
 from diskport_emulator.services.ebs import BLOCK_SIZE, StrictEbsBackend
+from tests.support.ebs_requests import checksum, put, refusal
 
 NO_RETRIES = Config(retries={"max_attempts": 1, "mode": "standard"})
 
@@ -27,33 +27,10 @@ def ebs() -> Iterator[Any]:
         yield boto3.client("ebs", region_name="us-east-1", config=NO_RETRIES)
 
 
-def checksum(data: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
-
-
 def linear(*blocks: bytes) -> str:
     return base64.b64encode(
         hashlib.sha256(b"".join(hashlib.sha256(data).digest() for data in blocks)).digest()
     ).decode()
-
-
-def put(ebs: Any, snapshot_id: str, index: int, data: bytes, **overrides: Any) -> Any:
-    request = {
-        "SnapshotId": snapshot_id,
-        "BlockIndex": index,
-        "BlockData": data,
-        "DataLength": len(data),
-        "Checksum": checksum(data),
-        "ChecksumAlgorithm": "SHA256",
-    } | overrides
-    return ebs.put_snapshot_block(**request)
-
-
-def refusal(call: Any) -> tuple[str, str | None, int]:
-    with pytest.raises(ClientError) as refused:
-        call()
-    answer: dict[str, Any] = dict(refused.value.response)
-    return str(answer["Error"]["Code"]), answer.get("Reason"), int(answer["ResponseMetadata"]["HTTPStatusCode"])
 
 
 BLOCK_A = b"\xa1" * BLOCK_SIZE

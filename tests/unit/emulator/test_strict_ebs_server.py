@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import http.client
 import json
 from collections.abc import Iterator
@@ -12,11 +10,11 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
 from diskport_emulator import iam, install_strict_services
 from diskport_emulator.services.ebs import BLOCK_SIZE
+from tests.support.ebs_requests import checksum, put, refusal
 
 NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 BLOCK = b"\xc3" * BLOCK_SIZE
@@ -46,29 +44,6 @@ def client(url: str, service: str, key: tuple[str, str] = ("testing", "testing")
 @pytest.fixture
 def ebs(server: tuple[ThreadedMotoServer, str]) -> Any:
     return client(server[1], "ebs")
-
-
-def checksum(data: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
-
-
-def put(ebs: Any, snapshot_id: str, index: int, data: bytes, **overrides: Any) -> Any:
-    request = {
-        "SnapshotId": snapshot_id,
-        "BlockIndex": index,
-        "BlockData": data,
-        "DataLength": len(data),
-        "Checksum": checksum(data),
-        "ChecksumAlgorithm": "SHA256",
-    } | overrides
-    return ebs.put_snapshot_block(**request)
-
-
-def refusal(call: Any) -> tuple[str, str | None, int]:
-    with pytest.raises(ClientError) as refused:
-        call()
-    answer: dict[str, Any] = dict(refused.value.response)
-    return str(answer["Error"]["Code"]), answer.get("Reason"), int(answer["ResponseMetadata"]["HTTPStatusCode"])
 
 
 def test_a_written_block_answers_its_checksum_and_reads_back_exactly(ebs: Any) -> None:
