@@ -1,4 +1,5 @@
-"""Convert step: one chunk of the virtual disk into snapshot blocks (one item of the Convert map)."""
+"""Convert step: one chunk of the virtual disk into snapshot blocks (one item of the Convert map); the import's
+last chunk to finish also seals the snapshot and registers the image."""
 
 from typing import Any
 
@@ -15,7 +16,12 @@ from diskport.stores.work_files import Chunk
 @metrics.log_metrics
 @reported_for_the_state_machine
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = convert_chunk(str(event["job_id"]), Chunk.model_validate(event["chunk"]), Stores())
+    result = convert_chunk(
+        str(event["job_id"]),
+        Chunk.model_validate(event["chunk"]),
+        Stores(),
+        seconds_left=lambda: context.get_remaining_time_in_millis() / 1000,
+    )
     metrics.add_metric(name="SnapshotBlocksWritten", unit="Count", value=result.blocks_written)
     metrics.add_metric(name="ZeroBytesSkipped", unit="Bytes", value=result.bytes_skipped)
     logger.info(

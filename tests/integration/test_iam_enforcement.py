@@ -16,23 +16,30 @@ from diskport_emulator import LocalStack
 MISSING_ACTION = "ebs:CompleteSnapshot"
 
 
-@pytest.fixture
-def local_stack() -> LocalStack:
-    """The template, with Register's role lacking the one action that completes a snapshot."""
-    local = LocalStack()
-    for policy in local.template["Resources"]["RegisterImageFunction"]["Properties"]["Policies"]:
+def without_action(local: LocalStack, function: str, missing: str) -> LocalStack:
+    """The template, with the function's role lacking one action."""
+    for policy in local.template["Resources"][function]["Properties"]["Policies"]:
         for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-            statement["Action"] = [action for action in actions if action != MISSING_ACTION]
+            statement["Action"] = [action for action in actions if action != missing]
         if isinstance(policy, dict) and "Statement" in policy:
             policy["Statement"] = [statement for statement in policy["Statement"] if statement["Action"]]
     return local
 
 
+@pytest.fixture
+def local_stack() -> LocalStack:
+    """The template, with the two roles that complete a snapshot (the last chunk's worker, and Register after it)
+    lacking the one action that does."""
+    local = without_action(LocalStack(), "ConvertChunkFunction", MISSING_ACTION)
+    return without_action(local, "RegisterImageFunction", MISSING_ACTION)
+
+
 def test_a_step_whose_role_lacks_an_action_it_calls_fails_and_the_import_fails_cleanly(
     importer: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given Register's role without ebs:CompleteSnapshot, and a record of each function's failed invocations
+    # Given Convert's and Register's roles without ebs:CompleteSnapshot, and a record of each function's failed
+    # invocations
     lambdas = importer.stack.lambdas
     invoke, failures = lambdas.invoke, []
 
@@ -50,7 +57,8 @@ def test_a_step_whose_role_lacks_an_action_it_calls_fails_and_the_import_fails_c
     # Then the steps before Register ran as their own roles, which may do what they did
     ran = {invocation.function for invocation in lambdas.invocations}
     assert {"FetchSourceFunction", "ConvertChunkFunction", "RegisterImageFunction"} <= ran
-    # And Register, and only Register, failed: IAM refused its role the action it lacks
+    # And Register, and only Register, failed: IAM refused its role the action it lacks (the last chunk's worker,
+    # refused it too, leaves finishing the import to Register)
     assert {function for function, _ in failures} == {"RegisterImageFunction"}, failures
     refusals = [json.dumps(answer) for _, answer in failures]
     assert all("AccessDenied" in refusal and MISSING_ACTION in refusal for refusal in refusals), refusals

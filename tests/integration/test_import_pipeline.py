@@ -14,7 +14,6 @@ from typing import Any
 
 import boto3
 import pytest
-from diskport.stores import Stores
 
 from tests.support.invocations import most_at_once
 
@@ -55,15 +54,16 @@ def test_the_progress_route_follows_the_import_chunk_by_chunk(
     # Given a stack converting one chunk at a time, and a way to look at the job the moment each chunk is done
     from diskport.pipeline import convert
 
-    original_convert = convert.convert_chunk
+    original_finish = convert.ChunkLeases.finish
     seen: list[dict[str, Any]] = []
 
-    def convert_then_look(job_id: str, chunk: Any, stores: Stores) -> Any:
-        result = original_convert(job_id, chunk, stores)
-        seen.append(importer.job(job_id)["entities"])
-        return result
+    # (the moment a chunk counts as finished, before the last one's worker goes on to seal the snapshot)
+    def finish_then_look(leases: Any) -> int:
+        chunks_finished = original_finish(leases)
+        seen.append(importer.job(leases._job_id)["entities"])
+        return chunks_finished
 
-    monkeypatch.setattr(convert, "convert_chunk", convert_then_look)
+    monkeypatch.setattr(convert.ChunkLeases, "finish", finish_then_look)
 
     # When a disk of several chunks is imported
     job = importer.import_file(image_files["raw"].path, "disks/data1.raw")

@@ -288,15 +288,16 @@ def test_a_job_failed_by_the_safety_net_mid_import_gets_no_active_image(
     # Given the EventBridge rule ends the job while its chunks are being converted
     from diskport.pipeline import convert
 
-    original_convert = convert.convert_chunk
+    original_finish = convert.ChunkLeases.finish
 
-    def convert_then_end_the_job(job_id: str, chunk: Any, stores: Stores) -> Any:
-        result = original_convert(job_id, chunk, stores)
+    # (as a chunk finishes, before the last one's worker could go on to seal the snapshot)
+    def finish_then_end_the_job(leases: Any) -> int:
+        chunks_finished = original_finish(leases)
         with importer.stack.lambdas.acting_as("MarkFailedFunction"):  # what the rule's target does
-            JobStore().mark_failed(job_id, error_code="IMG.1075", fail_reason="The import was stopped.")
-        return result
+            JobStore().mark_failed(leases._job_id, error_code="IMG.1075", fail_reason="The import was stopped.")
+        return chunks_finished
 
-    monkeypatch.setattr(convert, "convert_chunk", convert_then_end_the_job)
+    monkeypatch.setattr(convert.ChunkLeases, "finish", finish_then_end_the_job)
     # When the import goes on
     job = importer.import_file(DISK, "disk.raw")
     # Then the job keeps the safety net's reason, and the rest of the import is undone, not registered

@@ -318,7 +318,8 @@ def abort_while(
 
 @pytest.mark.parametrize(
     ("step", "function", "held_method"),
-    [("convert", "ConvertChunkFunction", "put_block"), ("register", "RegisterImageFunction", "wait_until_completed")],
+    # (the worker of the import's last chunk seals the snapshot and registers the image: that is where it waits)
+    [("convert", "ConvertChunkFunction", "put_block"), ("register", "ConvertChunkFunction", "wait_until_completed")],
 )
 def test_an_execution_stopped_from_outside_ends_fail_with_no_snapshot_left(
     step: str,

@@ -12,15 +12,21 @@ threads only hide each request's latency: at ~100 ms each, 32 in flight carry up
 one function's ~75 MiB/s of network.
 
 Re-running a chunk (a Lambda retry) writes the same blocks with the same data at the same indexes, which
-leaves the snapshot as it was, and counts the chunk's progress only once.
+leaves the snapshot as it was, and counts the chunk's progress only once; a chunk a run has finished is not
+written again.
+
+The worker whose chunk is the import's last to finish (the job item counts finished chunks) seals the snapshot
+and registers the image itself (`register.finish_import`), rather than leaving it to the Register state a Lambda
+start later; whatever stops it there is left to the Register state and never fails the chunk.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -30,12 +36,17 @@ from diskport.engine import BLOCK_SIZE, Block, open_disk
 from diskport.errors import DiskportError, ImportFailedError, RetryableStepError, StepFailure, engine_errors_as_ims
 from diskport.observability import logger
 from diskport.pipeline.rate_control import QUOTA_MARGIN, Limits, WriteRate
+from diskport.pipeline.register import finish_import
 from diskport.pipeline.step_errors import as_step_error
 from diskport.stores import Stores
 from diskport.stores.jobs import JobStore
 from diskport.stores.snapshots import BlockWriter, SnapshotThrottledError
-from diskport.stores.work_files import BlockChecksum, Chunk, WorkFiles
+from diskport.stores.work_files import BlockChecksum, Chunk, ImportManifest, WorkFiles
 from diskport.stores.write_leases import AccountLeases, leases_of
+
+# What the worker that finishes the import keeps of its time for answering: it waits for EBS to complete the
+# snapshot no longer than its remaining time less this, and leaves the rest of the waiting to the Register state.
+FINISH_RESERVE_SECONDS = 60.0
 
 
 class ConvertResult(BaseModel):
@@ -45,25 +56,63 @@ class ConvertResult(BaseModel):
     throttled_requests: int = 0
 
 
-def convert_chunk(job_id: str, chunk: Chunk, stores: Stores) -> ConvertResult:
+def convert_chunk(
+    job_id: str, chunk: Chunk, stores: Stores, *, seconds_left: Callable[[], float] = lambda: math.inf
+) -> ConvertResult:
+    """Write the chunk's blocks; the last chunk's worker then finishes the import. `seconds_left`: the
+    invocation's remaining time."""
     work_files = stores.work_files(job_id)
     if not stores.jobs.set_task(job_id, "convert"):
+        ended = stores.jobs.get(job_id)
+        if ended is not None and ended.status == "SUCCESS":
+            # A re-run after the last chunk's worker finished the import: every block is in the sealed snapshot.
+            return ConvertResult(blocks_written=0, bytes_skipped=0, source_reads=0)
         raise ImportFailedError(f"Job {job_id} has already ended; its chunks are not converted any more.")
+    manifest = work_files.manifest()
+    record = stores.jobs.chunk_record(job_id, chunk.chunk_id)
+    if record.finished:
+        # A re-run of a chunk a run finished (its answer was lost, or it timed out finishing the import).
+        result, chunks_finished = (
+            ConvertResult(blocks_written=0, bytes_skipped=0, source_reads=0),
+            record.chunks_finished,
+        )
+    else:
+        try:
+            result, chunks_finished = _convert(job_id, chunk, stores, work_files, manifest, record.counted_bytes)
+        except Exception as error:
+            # A failed Distributed Map reports only that a child failed: keep the reason for MarkFailed.
+            step_error = as_step_error(error)
+            if isinstance(step_error, DiskportError) and not isinstance(step_error, RetryableStepError):
+                work_files.record_failure(StepFailure(step_error.code, step_error.reason))
+            raise
+    if chunks_finished >= manifest.chunk_count:
+        _finish_import_now(job_id, manifest, stores, seconds_left)
+    return result
+
+
+def _finish_import_now(
+    job_id: str, manifest: ImportManifest, stores: Stores, seconds_left: Callable[[], float]
+) -> None:
+    """Seal and register the import whose last chunk this worker has just finished, when there is time to."""
+    wait_seconds = min(stores.settings.snapshot_wait_seconds, seconds_left() - FINISH_RESERVE_SECONDS)
+    if wait_seconds < 0:
+        return
     try:
-        return _convert(job_id, chunk, stores, work_files)
-    except Exception as error:
-        # A failed Distributed Map reports only that a child failed: keep the reason for MarkFailed.
-        step_error = as_step_error(error)
-        if isinstance(step_error, DiskportError) and not isinstance(step_error, RetryableStepError):
-            work_files.record_failure(StepFailure(step_error.code, step_error.reason))
-        raise
+        finish_import(job_id, manifest, stores, wait_seconds=wait_seconds)
+    except Exception:
+        # The Register state, which runs after the Map in any case, goes on from here and reports what fails.
+        logger.warning("The last chunk's worker left finishing the import to Register", exc_info=True)
+    else:
+        logger.info("Import finished by its last chunk's worker", extra={"image_id": manifest.image_id})
 
 
-def _convert(job_id: str, chunk: Chunk, stores: Stores, work_files: WorkFiles) -> ConvertResult:
+def _convert(
+    job_id: str, chunk: Chunk, stores: Stores, work_files: WorkFiles, manifest: ImportManifest, counted_bytes: int
+) -> tuple[ConvertResult, int]:
+    """The chunk's blocks written and its checksums saved; and how many of the import's chunks have finished."""
     settings = stores.settings
     jobs = stores.jobs
     snapshots: BlockWriter = stores.snapshots
-    manifest = work_files.manifest()
     reader = stores.sources.reader(manifest.source)
     rate = WriteRate(
         time.time,
@@ -75,7 +124,7 @@ def _convert(job_id: str, chunk: Chunk, stores: Stores, work_files: WorkFiles) -
         blocks=-(-chunk.allocated_bytes // BLOCK_SIZE),
         planned_at=manifest.planned_at,
     )
-    leases = ChunkLeases(job_id, chunk, jobs, rate, stores.account_leases)
+    leases = ChunkLeases(job_id, chunk, jobs, rate, stores.account_leases, counted_bytes)
     writers = settings.writers_per_chunk
 
     def write(block: Block) -> None:
@@ -113,20 +162,27 @@ def _convert(job_id: str, chunk: Chunk, stores: Stores, work_files: WorkFiles) -
             leases.written_up_to(position)
 
     work_files.save_chunk_checksums(chunk, checksums)
-    leases.finish()
-    return ConvertResult(
+    chunks_finished = leases.finish()
+    result = ConvertResult(
         blocks_written=len(checksums),
         bytes_skipped=max(0, chunk.end - chunk.start - len(checksums) * BLOCK_SIZE),
         source_reads=reader.get_count,
         throttled_requests=rate.throttles,
     )
+    return result, chunks_finished
 
 
 class ChunkLeases:
     """A chunk's progress and its worker's leases, renewed together every few seconds by a background thread."""
 
     def __init__(
-        self, job_id: str, chunk: Chunk, jobs: JobStore, rate: WriteRate, account_leases: AccountLeases | None
+        self,
+        job_id: str,
+        chunk: Chunk,
+        jobs: JobStore,
+        rate: WriteRate,
+        account_leases: AccountLeases | None,
+        counted_bytes: int,
     ) -> None:
         self._job_id = job_id
         self._chunk = chunk
@@ -134,7 +190,8 @@ class ChunkLeases:
         self._rate = rate
         self._account = account_leases
         self._position = chunk.start
-        self._counted = jobs.chunk_bytes_done(job_id, chunk.chunk_id)
+        # What earlier runs of the chunk counted: this one goes on from there.
+        self._counted = counted_bytes
         self._lock = threading.Lock()
 
     def written_up_to(self, position: int) -> None:
@@ -147,25 +204,34 @@ class ChunkLeases:
         reached = min(span, self._position - self._chunk.start)
         return self._chunk.allocated_bytes * reached // span
 
-    def renew(self, *, final: bool = False) -> None:
+    def renew(self, *, final: bool = False) -> int:
+        """Renew the lease and count the progress (`final`: the chunk is finished); answers how many of the
+        import's chunks have finished."""
         with self._lock:
             claim = 0.0 if final else self._rate.claim()
             lease = None if final else self._rate.worker_lease(claim).to_item()
             done = self._chunk.allocated_bytes if final else self.bytes_done()
-            self._counted, writers = self._jobs.renew_chunk(
-                self._job_id, self._chunk.chunk_id, lease=lease, counted_bytes=self._counted, bytes_done=done
+            record = self._jobs.renew_chunk(
+                self._job_id,
+                self._chunk.chunk_id,
+                lease=lease,
+                counted_bytes=self._counted,
+                bytes_done=done,
+                finished=final,
             )
+            self._counted, writers = record.counted_bytes, record.writers
             now = time.time()
             if final:
                 still_writing = [held for held in leases_of(writers).values() if held.expires_at > now]
                 if self._account is not None and not still_writing:
                     # The import's last worker: the other imports of the account may take its share at once.
                     self._account.renew(self._job_id, None, now=now)
-                return
+                return record.chunks_finished
             account = None
             if self._account is not None:
                 account = self._account.renew(self._job_id, self._rate.import_lease(), now=time.time())
             self._rate.renewed(leases_of(writers), account)
+            return record.chunks_finished
 
     @contextmanager
     def renewing(self, every_seconds: float) -> Iterator[None]:
@@ -197,16 +263,17 @@ class ChunkLeases:
         """Give the share back at once when the chunk failed (it is retried later), keeping the progress made."""
         try:
             with self._lock:
-                self._counted, _ = self._jobs.renew_chunk(
+                self._counted = self._jobs.renew_chunk(
                     self._job_id,
                     self._chunk.chunk_id,
                     lease=None,
                     counted_bytes=self._counted,
                     bytes_done=self.bytes_done(),
-                )
+                ).counted_bytes
         except Exception:
             logger.warning("Could not give back the failed chunk's lease; it expires by itself", exc_info=True)
 
-    def finish(self) -> None:
-        """Count the whole chunk and give its share of the quota back to the workers still running."""
-        self.renew(final=True)
+    def finish(self) -> int:
+        """Count the whole chunk as finished and give its share of the quota back to the workers still running;
+        answers how many of the import's chunks have finished."""
+        return self.renew(final=True)

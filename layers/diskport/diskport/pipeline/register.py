@@ -2,10 +2,15 @@
 
 The LINEAR aggregate checksum is folded chunk by chunk from the checksums the chunks saved, in block order,
 so EBS itself confirms it received exactly the blocks the engine produced. The chunks' checksum files are read
-several at once (each read is an S3 round trip, and the import waits for all of them before its snapshot is sealed),
-and folded in chunk order as they arrive. Re-running the step after the
-snapshot was sealed (the job records it, since EBS answers `pending` until it has finished completing) skips
-straight to waiting and recording: CompleteSnapshot is sent once.
+several at once (each read is an S3 round trip, and the import waits for all of them before its snapshot is
+sealed), and folded in chunk order as they arrive.
+
+The worker of an import's last chunk normally does all this itself, the moment its chunk is in
+(`finish_import`, called from convert): the Register state, which follows the Map in any case, then finds the
+job SUCCESS and only removes the work files. When that worker could not finish (its time ran short, EBS or
+DynamoDB failed it), the Register state does the same work again from where it stopped: the job records that
+the snapshot was sealed (EBS answers `pending` until it has finished completing), so CompleteSnapshot is sent
+once.
 """
 
 from __future__ import annotations
@@ -35,29 +40,46 @@ class SnapshotContents(BaseModel):
 
 
 def register_image(job_id: str, stores: Stores) -> RegisterResult:
-    settings = stores.settings
+    """The Register state: the import made whole (if its last worker has not done it), then its work files gone."""
+    work_files = stores.work_files(job_id)
+    job = stores.jobs.get(job_id)
+    if job is not None and job.status == "SUCCESS" and job.image_id is not None:
+        # The last chunk's worker finished the import (or an earlier run of this step did).
+        work_files.delete_all()
+        return RegisterResult(image_id=job.image_id)
+    result = finish_import(job_id, work_files.manifest(), stores, wait_seconds=stores.settings.snapshot_wait_seconds)
+    work_files.delete_all()
+    return result
+
+
+def finish_import(job_id: str, manifest: ImportManifest, stores: Stores, *, wait_seconds: float) -> RegisterResult:
+    """Seal the snapshot of an import whose chunks are all in, wait up to `wait_seconds` for EBS to complete it
+    (SnapshotNotReadyError beyond), then end the job SUCCESS with its image active."""
     jobs, images, snapshots = stores.jobs, stores.images, stores.snapshots
     work_files = stores.work_files(job_id)
-
-    manifest = work_files.manifest()
     # A job that ended meanwhile (the EventBridge safety net, a stopped execution) must not get an active image.
     if not jobs.set_task(job_id, "register"):
         raise ImportFailedError(f"Job {job_id} has already ended; its image is not registered.")
-    chunk_failure = work_files.recorded_failure()
+    with ThreadPoolExecutor(2, thread_name_prefix="diskport-register") as pool:
+        # Both reads are round trips the fold of the checksums need not wait for.
+        recorded_failure = pool.submit(work_files.recorded_failure)
+        snapshot_state = pool.submit(snapshots.state, manifest.snapshot_id)
+        contents = snapshot_contents(manifest, work_files)
+        chunk_failure = recorded_failure.result()
+        state = snapshot_state.result()
     if chunk_failure is not None:
         # A Map that tolerates (or, in some interpreters, overlooks) a failed chunk must not seal a partial disk.
         raise DiskportError(chunk_failure.reason, code=chunk_failure.code)
-    contents = snapshot_contents(manifest, work_files)
     job = jobs.get(job_id)
     already_sealed = job is not None and job.snapshot_sealed
-    if not already_sealed and snapshots.state(manifest.snapshot_id) != SNAPSHOT_COMPLETED:
+    if not already_sealed and state != SNAPSHOT_COMPLETED:
         snapshots.complete(
             manifest.snapshot_id,
             changed_blocks_count=contents.changed_blocks_count,
             aggregate_checksum=contents.aggregate_checksum,
         )
         jobs.mark_snapshot_sealed(job_id)
-    snapshots.wait_until_completed(manifest.snapshot_id, timeout_seconds=settings.snapshot_wait_seconds)
+    snapshots.wait_until_completed(manifest.snapshot_id, timeout_seconds=wait_seconds)
 
     # The job ends SUCCESS and the image turns active in one transaction: an import stopped meanwhile (MarkFailed's
     # conditional FAIL wins) leaves neither, and a job never reads SUCCESS while its image is still `saving`.
@@ -69,7 +91,6 @@ def register_image(job_id: str, stores: Stores) -> RegisterResult:
         # SUCCESS: a re-run of this step, whose first run already made the image active; it carries on.
         if ended is None or ended.status != "SUCCESS":
             raise ImportFailedError(f"Job {job_id} ended before its image was registered.")
-    work_files.delete_all()
     return RegisterResult(image_id=manifest.image_id)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
@@ -30,6 +31,8 @@ IMPORTS_UNDER_WAY = "imports_under_way"
 # Per chunk (by chunk id): the bytes its convert worker has counted, and the worker's rate lease (rate_control.py).
 CHUNK_BYTES = "chunk_bytes_done"
 WRITERS = "writers"
+# The chunks whose blocks are all in the snapshot and whose checksums are saved: a set, so a re-run counts once.
+CHUNKS_FINISHED = "chunks_finished"
 # The Jobs table's index of each project's jobs by begin_time (template.yaml), for listing them newest first.
 JOBS_BY_PROJECT_INDEX = "by-project"
 # The step a running job is in, as `current_task` names it.
@@ -75,6 +78,16 @@ class Job(BaseModel):
         if self.bytes_total <= 0:
             return 0.0
         return round(min(100.0, 100.0 * self.bytes_done / self.bytes_total), 1)
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    """A chunk's entry in its job's item, as a renewal leaves it."""
+
+    counted_bytes: int
+    writers: dict[str, Any] = field(default_factory=dict)
+    chunks_finished: int = 0
+    finished: bool = False
 
 
 def _from_item(item: dict[str, Any]) -> Job:
@@ -215,8 +228,18 @@ class JobStore:
 
     def chunk_bytes_done(self, job_id: str, chunk_id: str) -> int:
         """The bytes of the chunk its workers have counted so far (a re-run goes on from there)."""
+        return self.chunk_record(job_id, chunk_id).counted_bytes
+
+    def chunk_record(self, job_id: str, chunk_id: str) -> ChunkRecord:
+        """What the job item holds of the chunk: its bytes counted, and whether a run of it has finished."""
         item = self._table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item") or {}
-        return int((item.get(CHUNK_BYTES) or {}).get(chunk_id, 0))
+        finished = item.get(CHUNKS_FINISHED) or set()
+        return ChunkRecord(
+            counted_bytes=int((item.get(CHUNK_BYTES) or {}).get(chunk_id, 0)),
+            writers=plain(item.get(WRITERS) or {}),
+            chunks_finished=len(finished),
+            finished=chunk_id in finished,
+        )
 
     def renew_chunk(
         self,
@@ -226,9 +249,11 @@ class JobStore:
         lease: dict[str, Any] | None,
         counted_bytes: int,
         bytes_done: int,
-    ) -> tuple[int, dict[str, Any]]:
+        finished: bool = False,
+    ) -> ChunkRecord:
         """Renew (or, with None, drop) a chunk's writer lease, and count its progress from `counted_bytes` up to
-        `bytes_done`, in one write. Answers the bytes now counted for the chunk and the import's writer leases.
+        `bytes_done`, in one write; `finished` also counts the chunk among the finished ones. Answers the bytes now
+        counted for the chunk, the import's writer leases and how many of its chunks have finished.
 
         Progress is added once: the write counts the difference only if the chunk's record still holds
         `counted_bytes`; a record another run of the chunk moved meanwhile is read back and the write is redone.
@@ -244,6 +269,9 @@ class JobStore:
                 values[":lease"] = decimals(lease)
             removes = [] if lease is not None else [f"{WRITERS}.#chunk"]
             adds = []
+            if finished:
+                adds.append(f"{CHUNKS_FINISHED} :finished")
+                values[":finished"] = {chunk_id}
             if bytes_done > counted_bytes:
                 sets.append(f"{CHUNK_BYTES}.#chunk = :done")
                 adds.append("bytes_done :delta")
@@ -257,7 +285,7 @@ class JobStore:
             clauses = [f"SET {', '.join(sets)}" if sets else "", f"REMOVE {', '.join(removes)}" if removes else ""]
             clauses.append(f"ADD {', '.join(adds)}" if adds else "")
             if not any(clauses):
-                return counted_bytes, {}
+                return ChunkRecord(counted_bytes=counted_bytes)
             request: dict[str, Any] = {
                 "Key": {"job_id": job_id},
                 "UpdateExpression": " ".join(clause for clause in clauses if clause),
@@ -284,7 +312,13 @@ class JobStore:
                 else:
                     counted_bytes = recorded
                 continue
-            return bytes_done, plain(item.get(WRITERS) or {})
+            finished_chunks = item.get(CHUNKS_FINISHED) or set()
+            return ChunkRecord(
+                counted_bytes=bytes_done,
+                writers=plain(item.get(WRITERS) or {}),
+                chunks_finished=len(finished_chunks),
+                finished=chunk_id in finished_chunks,
+            )
 
     def mark_succeeded(
         self, job_id: str, *, image_id: str, image_name: str, together_with: Sequence[dict[str, Any]] = ()

@@ -18,6 +18,7 @@ from diskport.engine import Block
 from diskport.errors import ImportFailedError, SnapshotNotReadyError
 from diskport.stores import aws, aws_errors
 
+FIRST_COMPLETION_POLL_SECONDS = 0.25
 SNAPSHOT_COMPLETED = "completed"
 SNAPSHOT_FAILED = "error"
 
@@ -141,17 +142,24 @@ class SnapshotStore:
         return str(snapshots[0]["State"]) if snapshots else None
 
     def wait_until_completed(self, snapshot_id: str, *, timeout_seconds: float, poll_seconds: float = 5.0) -> None:
-        """Return once EBS has made the snapshot usable; SnapshotNotReadyError (retried) when it takes longer."""
+        """Return once EBS has made the snapshot usable; SnapshotNotReadyError (retried) when it takes longer.
+
+        EBS does not document how long completing takes, and the import waits for it: the first looks come a
+        quarter of a second apart, each pause twice the last, up to `poll_seconds`.
+        """
         deadline = time.monotonic() + timeout_seconds
+        pause = min(FIRST_COMPLETION_POLL_SECONDS, poll_seconds)
         while True:
             state = self.state(snapshot_id)
             if state == SNAPSHOT_COMPLETED:
                 return
             if state == SNAPSHOT_FAILED or state is None:
                 raise ImportFailedError(f"EBS could not complete snapshot {snapshot_id} (state {state}).")
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise SnapshotNotReadyError(f"Snapshot {snapshot_id} is still {state}.")
-            time.sleep(poll_seconds)
+            time.sleep(min(pause, left))
+            pause = min(poll_seconds, 2 * pause)
 
     def ids_tagged(self, key: str, value: str) -> list[str]:
         """Snapshots of this account carrying the tag, such as the ones an import started."""
