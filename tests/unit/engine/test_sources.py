@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -131,3 +134,48 @@ def test_the_page_cache_keeps_at_most_its_page_count(image_cases: dict[str, Imag
     assert source.get_count == 4
     assert source.read_at(0, 65_536) == content[:65_536]
     assert source.get_count == 5
+
+
+class SlowS3:
+    """An S3 client whose GETs take a while, recording how many were under way at once."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    def get_object(self, **request: Any) -> Any:
+        with self._lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            time.sleep(0.02)
+            return self._client.get_object(**request)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+
+def test_the_tables_of_a_qcow2_are_fetched_side_by_side(tmp_path: Path, s3_client: Any) -> None:
+    # Given a 64 MiB qcow2 of 4 KiB clusters with all its 32 L2 tables allocated, read from S3 in 8 KiB pages
+    path = tmp_path / "tables.qcow2"
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=4096,preallocation=metadata", str(path), "64M"],
+        check=True,
+    )
+    with LocalFileSource(path) as local, open_disk(local) as local_disk:
+        expected = local_disk.allocated_ranges()
+    s3_client.put_object(Bucket=BUCKET, Key="tables.qcow2", Body=path.read_bytes())
+    etag = s3_client.head_object(Bucket=BUCKET, Key="tables.qcow2")["ETag"]
+    slow = SlowS3(s3_client)
+    source = S3ObjectSource(slow, BUCKET, "tables.qcow2", etag=etag, size=path.stat().st_size, page_size=8192)
+
+    # When its allocation map is read
+    with open_disk(source) as disk:
+        ranges = disk.allocated_ranges()
+
+    # Then it is the same map, its tables came several GETs at a time, and no page was fetched twice
+    assert ranges == expected
+    assert slow.most_in_flight >= 4
+    assert source.get_count <= 32 + 4

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .errors import BrokenImageError
 from .limits import InspectionLimits
-from .sources import ByteSource
+from .sources import ByteSource, prefetch
 
 REUPLOAD_HINT = "the file is truncated or corrupt: export the disk again and upload the new file"
 
@@ -65,6 +67,11 @@ class MetadataReader:
         if self._opening_bytes is None:
             self._opening_bytes = self.bytes_read
         self.bytes_read = self._opening_bytes
+
+    def prefetch(self, ranges: Sequence[tuple[int, int]]) -> None:
+        """Hint that these reads come next (`sources.prefetch`); ranges outside the file are left for the read
+        itself to refuse."""
+        prefetch(self.source, [(offset, length) for offset, length in ranges if 0 <= offset <= self.file_size - length])
 
     def read_table(self, offset: int, length: int, what: str) -> bytes:
         """A table held in memory as a whole: bounded by `max_table_bytes` before anything is allocated."""

@@ -9,6 +9,7 @@ version of the file.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
@@ -26,6 +27,18 @@ class ByteSource(Protocol):
         A failure that is the file's own (it changed, was deleted, may not be read) is a SourceReadError.
         """
         ...
+
+
+def prefetch(source: ByteSource, ranges: Sequence[tuple[int, int]]) -> None:
+    """Tell the source that the small reads (offset, length) `ranges` come next, where it takes the hint.
+
+    A source whose reads are round trips (the S3 object) fetches them at once, side by side, rather than one after
+    another as the walk of the tables asks for them. What the source fetches stays its own: a read is still
+    checked and charged when it is made.
+    """
+    take_hint = getattr(source, "prefetch", None)
+    if take_hint is not None and ranges:
+        take_hint(ranges)
 
 
 def coalesces_reads(source: ByteSource) -> bool:
@@ -110,3 +123,7 @@ class WindowSource:
     def read_at(self, offset: int, length: int) -> bytes:
         length = readable_length(offset, length, self._size)
         return self._source.read_at(self._offset + offset, length) if length else b""
+
+    def prefetch(self, ranges: Sequence[tuple[int, int]]) -> None:
+        inside = [(offset, length) for offset, length in ranges if offset >= 0 and offset + length <= self._size]
+        prefetch(self._source, [(self._offset + offset, length) for offset, length in inside])
