@@ -41,6 +41,7 @@ def test_a_plan_of_a_few_chunks_runs_in_the_inline_map(
     # Given a disk of 6 blocks of data, cut into chunks of one block
     disk = tmp_path / "six.raw"
     disk.write_bytes(dense_disk(6))
+    work_file_puts = one_block_chunks.watch_calls("s3", "PutObject")
 
     # When it is imported
     job = one_block_chunks.import_file(disk, "disks/six.raw")
@@ -53,6 +54,9 @@ def test_a_plan_of_a_few_chunks_runs_in_the_inline_map(
     assert "ConvertDistributed" not in states
     image = one_block_chunks.image(job["entities"]["image_id"])
     assert one_block_chunks.snapshot_blocks(image["diskport_snapshot_id"]) == oracle_blocks(disk)
+    # And Fetch wrote no plan to S3 (the round trip would buy nothing): its answer carried the chunks
+    assert [put for put in work_file_puts if "plan.json" in put["url_path"]] == []
+    assert [put for put in work_file_puts if "manifest.json" in put["url_path"]] != []
 
 
 def test_a_plan_of_more_chunks_than_the_inline_map_runs_in_the_distributed_map(
@@ -62,6 +66,7 @@ def test_a_plan_of_more_chunks_than_the_inline_map_runs_in_the_distributed_map(
     blocks = INLINE_MAP_MAX_CHUNKS + 1
     disk = tmp_path / "many.raw"
     disk.write_bytes(dense_disk(blocks))
+    work_file_puts = one_block_chunks.watch_calls("s3", "PutObject")
 
     # When it is imported
     job = one_block_chunks.import_file(disk, "disks/many.raw")
@@ -71,6 +76,7 @@ def test_a_plan_of_more_chunks_than_the_inline_map_runs_in_the_distributed_map(
     states = entered_states(one_block_chunks, job["job_id"])
     assert "ConvertDistributed" in states
     assert "Convert" not in states
+    assert [put for put in work_file_puts if "plan.json" in put["url_path"]] != []
     image = one_block_chunks.image(job["entities"]["image_id"])
     assert one_block_chunks.snapshot_blocks(image["diskport_snapshot_id"]) == oracle_blocks(disk)
     assert one_block_chunks.work_files() == []

@@ -9,6 +9,7 @@ it made the first time.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from pydantic import BaseModel
 
@@ -70,28 +71,31 @@ def fetch_source(job_id: str, stores: Stores) -> FetchResult:
     chunks = plan_chunks(inspected.allocated_ranges, inspected.virtual_size, chunk_bytes)
     allocated_bytes = sum(chunk.allocated_bytes for chunk in chunks)
 
-    images.update(
-        image.id,
-        status="saving",
-        image_size=str(inspected.source.size),
-        source_format=inspected.format,
-        virtual_size=inspected.virtual_size,
-    )
-    jobs.set_plan(job_id, image_id=image.id, bytes_total=allocated_bytes)
-    snapshot_id = image.snapshot_id or snapshots.start(
-        volume_size_gib=request.min_disk,
-        client_token=job_id,
-        description=f"diskport image {image.id} ({request.name}) from {inspected.source.location}"[:255],
-        tags={**dict(request.tag_pairs()), "diskport:image-id": image.id, "diskport:job-id": job_id},
-        kms_key_arn=kms_key_arn,
-    )
-    if image.snapshot_id is None:
-        # Recorded at once, so MarkFailed can delete the snapshot whatever fails next.
-        images.update(image.id, snapshot_id=snapshot_id)
+    tags = {**dict(request.tag_pairs()), "diskport:image-id": image.id, "diskport:job-id": job_id}
+    # The snapshot starts while the job and image records take the plan: EBS's answer is the longer round trip.
+    # (The DynamoDB writes stay on this thread; boto3 clients, not resources, are safe to share between threads.)
+    with ThreadPoolExecutor(2, thread_name_prefix="diskport-fetch") as pool:
+        started = None
+        if image.snapshot_id is None:
+            started = pool.submit(
+                snapshots.start,
+                volume_size_gib=request.min_disk,
+                client_token=job_id,
+                description=f"diskport image {image.id} ({request.name}) from {inspected.source.location}"[:255],
+                tags=tags,
+                kms_key_arn=kms_key_arn,
+            )
+        images.update(
+            image.id,
+            status="saving",
+            image_size=str(inspected.source.size),
+            source_format=inspected.format,
+            virtual_size=inspected.virtual_size,
+        )
+        jobs.set_plan(job_id, image_id=image.id, bytes_total=allocated_bytes)
+        snapshot_id = image.snapshot_id or (started.result() if started is not None else "")
 
-    work_files.save_plan(chunks)
-    work_files.save_manifest(
-        ImportManifest(
+        manifest = ImportManifest(
             job_id=job_id,
             project_id=job.project_id,
             image_id=image.id,
@@ -106,9 +110,16 @@ def fetch_source(job_id: str, stores: Stores) -> FetchResult:
             ova_disk=request.ova_disk,
             planned_at=time.time(),
         )
-    )
-    inline_chunks = chunks if len(chunks) <= INLINE_MAP_MAX_CHUNKS else []
-    return FetchResult(plan_key=work_files.plan_key, chunk_count=len(chunks), chunks=inline_chunks)
+        saved = [pool.submit(work_files.save_manifest, manifest)]
+        inline = len(chunks) <= INLINE_MAP_MAX_CHUNKS
+        if not inline:  # the Distributed Map's ItemReader reads it; an Inline Map gets the chunks in this answer
+            saved.append(pool.submit(work_files.save_plan, chunks))
+        if image.snapshot_id is None:
+            # Recorded at once, so MarkFailed can delete the snapshot whatever fails next.
+            images.update(image.id, snapshot_id=snapshot_id)
+        for save in saved:
+            save.result()
+    return FetchResult(plan_key=work_files.plan_key, chunk_count=len(chunks), chunks=chunks if inline else [])
 
 
 def inspect_source(
