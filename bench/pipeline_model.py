@@ -3,11 +3,18 @@
 The model runs the service's own chunk planner (`chunk_size_for`, `plan_chunks`) and its own rate control
 (`WriteRate`, each worker's instance driven by the model's clock) against a model of what AWS does around them:
 
-- Step Functions: Fetch, then the Convert map running up to `ConvertConcurrency` chunks at once, then Register. A
-  plan of up to `INLINE_MAP_MAX_CHUNKS` chunks runs in the Inline Map, whose iterations are states of the execution
-  itself (a state transition, which the model counts as no time, like every other); a larger plan runs in the
-  Distributed Map, each of whose chunks starts as a child execution (`--child-start` seconds). Register reads the
-  chunks' checksum files `CHECKSUM_READS_AT_ONCE` at a time;
+- Step Functions: Fetch, then the Convert map running up to `ConvertConcurrency` chunks at once. A plan of up to
+  `INLINE_MAP_MAX_CHUNKS` chunks runs in the Inline Map, whose iterations are states of the execution itself (a
+  state transition, which the model counts as no time, like every other); a larger plan runs in the Distributed
+  Map, each of whose chunks starts as a child execution (`--child-start` seconds). The worker of the last chunk
+  finishes the import (`register.finish_import`); the Register state after the Map only removes work files, after
+  the job's SUCCESS, so it is not in the time-to-image;
+- the steps' own calls, as the code makes them, one after another or side by side (`fetch_seconds`,
+  `worker_start_seconds`, `finish_seconds`): each DynamoDB call takes `--dynamodb-latency`, each S3 request of a
+  small object or range `--s3-latency` (the S3 performance guide: small requests' median latency is "in the tens of
+  milliseconds"), each EBS or EC2 control call (StartSnapshot, CompleteSnapshot, DescribeSnapshots)
+  `--control-latency`, AWS documenting none of these three. A dense qcow2's inspection reads its header and L1
+  table in one GET, then its L2 tables `PREFETCH_AT_ONCE` at a time;
 - Lambda: each invocation starts after `--lambda-start` seconds (drawn around it); one function's network
   carries `--bandwidth-mib` MiB/s, shared by its requests in flight;
 - EBS: PutSnapshotBlock answers after a latency drawn around `--put-latency` (AWS's performance example assumes
@@ -17,8 +24,9 @@ The model runs the service's own chunk planner (`chunk_size_for`, `plan_chunks`)
   job item's and the account item's updates.
 
 What the model leaves out: the engine's decoding (it measures 95 MB/s and more per core in
-`bench/engine_bench.py`, above one function's network), S3 reads of the source (5,500 GETs/s per prefix), and
-EBS's own sealing time after CompleteSnapshot (not in the design's hands, and not documented).
+`bench/engine_bench.py`, above one function's network), the source's data reads once under way (they stream ahead
+of the writes; 5,500 GETs/s per prefix), and EBS's own time between CompleteSnapshot and `completed` (not in the
+design's hands, and not documented: the first DescribeSnapshots is taken to find the snapshot completed).
 
 It prints, for dense disks of 1 to 2,048 GiB of data, the projected time from the execution's start to the job's
 SUCCESS, its ratio to data / 500 MiB/s (the EBS limit: 1,000 PutSnapshotBlock/s of 512 KiB), the requests/s used
@@ -45,6 +53,7 @@ from diskport.pipeline.chunk_plan import INLINE_MAP_MAX_CHUNKS, chunk_size_for, 
 from diskport.pipeline.rate_control import QUOTA_MARGIN, Limits, WriteRate
 from diskport.pipeline.register import CHECKSUM_READS_AT_ONCE
 from diskport.settings import Settings, get_settings
+from diskport.stores.source_objects import PREFETCH_AT_ONCE
 from diskport.stores.work_files import Chunk
 from diskport.stores.write_leases import Lease
 
@@ -52,6 +61,8 @@ MIB = 1024 * 1024
 GIB = 1024 * MIB
 EBS_SNAPSHOT_QUOTA = 1000.0
 EBS_LIMIT_BYTES_PER_SECOND = EBS_SNAPSHOT_QUOTA * BLOCK_SIZE
+# A qcow2 of qemu-img's default 64 KiB clusters: an L2 table of 8,192 entries maps 512 MiB.
+QCOW2_BYTES_PER_L2_TABLE = 512 * MIB
 
 
 @dataclass(frozen=True)
@@ -64,9 +75,8 @@ class Environment:
     child_start: float = 0.20
     bandwidth_mib: float = 75.0
     dynamodb_latency: float = 0.010
-    fetch_work: float = 0.50
-    register_work: float = 0.30
-    register_seconds_per_chunk: float = 0.010
+    s3_latency: float = 0.030
+    control_latency: float = 0.100
     snapshot_quota: float = EBS_SNAPSHOT_QUOTA
     account_quota: float = 1000.0
     # PutSnapshotBlock requests/s other software in the account sends meanwhile, unseen by the leases: only
@@ -174,7 +184,7 @@ class Worker:
 
     def start(self) -> None:
         # The first requests wait for the first renewal's answer, as in convert.py.
-        self.model.sim.at(self.model.environment.dynamodb_latency, self._first_renewal)
+        self.model.sim.at(self.model.worker_start_seconds(), self._first_renewal)
 
     def _first_renewal(self) -> None:
         self._renew()
@@ -247,7 +257,8 @@ class Worker:
         live = [lease for lease in _leases(self.run.leases).values() if lease.expires_at > now]
         if not live:
             self.model.account.leases.pop(self.run.name, None)
-        self.model.sim.at(self.model.environment.dynamodb_latency, lambda: self.model.chunk_done(self.run))
+        # The chunk's checksums saved to S3, then the final renewal that counts the chunk finished.
+        self.model.sim.at(self.model.call("s3") + self.model.call("dynamodb"), lambda: self.model.chunk_done(self.run))
 
 
 def _leases(items: dict[str, dict[str, float | int]]) -> dict[str, Lease]:
@@ -255,7 +266,7 @@ def _leases(items: dict[str, dict[str, float | int]]) -> dict[str, Lease]:
 
 
 class PipelineModel:
-    """Imports through Fetch, the Convert map and Register, in one account."""
+    """Imports through Fetch and the Convert map, whose last worker finishes each, in one account."""
 
     def __init__(self, environment: Environment, settings: Settings, seed: int, margin: float = QUOTA_MARGIN) -> None:
         self.environment = environment
@@ -289,9 +300,52 @@ class PipelineModel:
         chunks = plan_chunks([(0, data_bytes)], data_bytes, size)
         run = ImportRun(name, chunks, data_bytes, self.sim.now, QuotaWindow(self.environment.snapshot_quota))
         self.runs.append(run)
-        fetch = self.sim.around(self.environment.lambda_start) + self.sim.around(self.environment.fetch_work)
+        fetch = self.sim.around(self.environment.lambda_start) + self.fetch_seconds(data_bytes)
         self.sim.at(fetch, lambda: self._start_map(run))
         return run
+
+    def call(self, service: str) -> float:
+        """One round trip to `service`: "dynamodb", "s3" or "control" (EBS's and EC2's snapshot calls)."""
+        latency = {
+            "dynamodb": self.environment.dynamodb_latency,
+            "s3": self.environment.s3_latency,
+            "control": self.environment.control_latency,
+        }[service]
+        return self.sim.around(latency)
+
+    def calls(self, service: str, count: int) -> float:
+        return sum(self.call(service) for _ in range(count))
+
+    def fetch_seconds(self, data_bytes: int) -> float:
+        """Fetch's calls (`fetch.fetch_source`) for a dense qcow2 of `data_bytes`, after its Lambda start."""
+        l2_tables = -(-data_bytes // QCOW2_BYTES_PER_L2_TABLE)
+        inspection = 1 + -(-l2_tables // PREFETCH_AT_ONCE)  # header and L1 in one GET, then the L2 tables
+        seconds = self.call("dynamodb")  # the job
+        seconds += self.call("dynamodb")  # the image record, with its place in the quota
+        seconds += self.call("s3")  # HeadObject
+        seconds += self.calls("s3", inspection)
+        # StartSnapshot beside the image update and the plan's two updates of the job item
+        seconds += max(self.call("control"), self.calls("dynamodb", 3))
+        # the manifest beside the image's snapshot id
+        return seconds + max(self.call("s3"), self.call("dynamodb"))
+
+    def worker_start_seconds(self) -> float:
+        """A convert worker's calls before its first request (`convert.convert_chunk`), after its Lambda start:
+        the manifest beside the job item's task and the chunk's record, the first renewal, the disk's header and
+        L1 table, the chunk's first L2 tables and its first data."""
+        seconds = max(self.call("s3"), self.calls("dynamodb", 2)) + self.call("dynamodb")
+        return seconds + self.calls("s3", 3)
+
+    def finish_seconds(self, chunks: int) -> float:
+        """What the last chunk's worker does after its final renewal (`register.finish_import`)."""
+        seconds = self.call("dynamodb")  # the job's task: register
+        reads = self.call("dynamodb") + self.calls("s3", -(-chunks // CHECKSUM_READS_AT_ONCE))
+        # the job item and the checksum files, beside the failure record and the snapshot's state
+        seconds += max(reads, self.call("s3"), self.call("control"))
+        seconds += self.call("control")  # CompleteSnapshot
+        seconds += self.call("dynamodb")  # the job records the seal
+        seconds += self.call("control")  # DescribeSnapshots: completed
+        return seconds + self.calls("dynamodb", 2)  # the job read, then SUCCESS with the image active
 
     def _start_map(self, run: ImportRun) -> None:
         run.convert_started = self.sim.now
@@ -314,9 +368,7 @@ class PipelineModel:
             self._start_child(run)
         elif run.running == 0:
             run.writes_ended = self.sim.now
-            register = self.sim.around(self.environment.lambda_start) + self.environment.register_work
-            register += self.environment.register_seconds_per_chunk * -(-len(run.chunks) // CHECKSUM_READS_AT_ONCE)
-            self.sim.at(register, lambda: setattr(run, "ended", self.sim.now))
+            self.sim.at(self.finish_seconds(len(run.chunks)), lambda: setattr(run, "ended", self.sim.now))
 
     def run(self) -> None:
         self.sim.run()
@@ -390,8 +442,9 @@ def main() -> int:
     parser.add_argument("--bandwidth-mib", type=float, default=defaults.bandwidth_mib)
     parser.add_argument("--account-quota", type=float, default=defaults.account_quota)
     parser.add_argument("--foreign-load", type=float, default=0.0, help="requests/s of other writers in the account")
-    parser.add_argument("--fetch-work", type=float, default=defaults.fetch_work, help="seconds of Fetch's own work")
-    parser.add_argument("--register-work", type=float, default=defaults.register_work, help="Register's, but reads")
+    parser.add_argument("--dynamodb-latency", type=float, default=defaults.dynamodb_latency)
+    parser.add_argument("--s3-latency", type=float, default=defaults.s3_latency, help="a small S3 request's")
+    parser.add_argument("--control-latency", type=float, default=defaults.control_latency, help="EBS's, EC2's")
     parser.add_argument("--quota-margin", type=float, help="share of the quotas planned for (default: the service's)")
     parser.add_argument("--min-chunk-mib", type=int, help="MIN_CHUNK_BYTES in MiB (default: the service's)")
     parser.add_argument("--min-chunk-sweep", action="store_true", help="compare minimum chunk sizes")
@@ -405,8 +458,9 @@ def main() -> int:
         bandwidth_mib=options.bandwidth_mib,
         account_quota=options.account_quota,
         foreign_load=options.foreign_load,
-        fetch_work=options.fetch_work,
-        register_work=options.register_work,
+        dynamodb_latency=options.dynamodb_latency,
+        s3_latency=options.s3_latency,
+        control_latency=options.control_latency,
     )
     settings = get_settings()
     margin = options.quota_margin or QUOTA_MARGIN
@@ -434,7 +488,7 @@ def main() -> int:
         print(
             f"  {projection.data_gib:6g} GiB dense: {projection.chunks:4d} chunks, time-to-image "
             f"{projection.seconds:8.1f} s (Fetch {projection.fetch_seconds:.1f} s, Convert "
-            f"{projection.write_seconds:.1f} s, Register {projection.register_seconds:.1f} s), "
+            f"{projection.write_seconds:.1f} s, finishing {projection.register_seconds:.1f} s), "
             f"EBS limit {limit:7.1f} s, "
             f"ratio {projection.ratio:.2f}, {projection.requests_per_second:4.0f} requests/s, most in one second "
             f"{projection.most_per_second} (quota {environment.snapshot_quota:.0f}), throttled {projection.throttles}"

@@ -62,14 +62,17 @@ def convert_chunk(
     """Write the chunk's blocks; the last chunk's worker then finishes the import. `seconds_left`: the
     invocation's remaining time."""
     work_files = stores.work_files(job_id)
-    if not stores.jobs.set_task(job_id, "convert"):
-        ended = stores.jobs.get(job_id)
-        if ended is not None and ended.status == "SUCCESS":
-            # A re-run after the last chunk's worker finished the import: every block is in the sealed snapshot.
-            return ConvertResult(blocks_written=0, bytes_skipped=0, source_reads=0)
-        raise ImportFailedError(f"Job {job_id} has already ended; its chunks are not converted any more.")
-    manifest = work_files.manifest()
-    record = stores.jobs.chunk_record(job_id, chunk.chunk_id)
+    with ThreadPoolExecutor(1, thread_name_prefix="diskport-manifest") as pool:
+        # The manifest's S3 round trip runs beside the job item's two (which stay on this thread, as resources must).
+        reading = pool.submit(work_files.manifest)
+        if not stores.jobs.set_task(job_id, "convert"):
+            ended = stores.jobs.get(job_id)
+            if ended is not None and ended.status == "SUCCESS":
+                # A re-run after the last chunk's worker finished the import: every block is in the sealed snapshot.
+                return ConvertResult(blocks_written=0, bytes_skipped=0, source_reads=0)
+            raise ImportFailedError(f"Job {job_id} has already ended; its chunks are not converted any more.")
+        record = stores.jobs.chunk_record(job_id, chunk.chunk_id)
+        manifest = reading.result()
     if record.finished:
         # A re-run of a chunk a run finished (its answer was lost, or it timed out finishing the import).
         result, chunks_finished = (

@@ -61,16 +61,16 @@ def finish_import(job_id: str, manifest: ImportManifest, stores: Stores, *, wait
     if not jobs.set_task(job_id, "register"):
         raise ImportFailedError(f"Job {job_id} has already ended; its image is not registered.")
     with ThreadPoolExecutor(2, thread_name_prefix="diskport-register") as pool:
-        # Both reads are round trips the fold of the checksums need not wait for.
+        # Round trips the fold of the checksums need not wait for (the job item's stays on this thread).
         recorded_failure = pool.submit(work_files.recorded_failure)
         snapshot_state = pool.submit(snapshots.state, manifest.snapshot_id)
+        job = jobs.get(job_id)
         contents = snapshot_contents(manifest, work_files)
         chunk_failure = recorded_failure.result()
         state = snapshot_state.result()
     if chunk_failure is not None:
         # A Map that tolerates (or, in some interpreters, overlooks) a failed chunk must not seal a partial disk.
         raise DiskportError(chunk_failure.reason, code=chunk_failure.code)
-    job = jobs.get(job_id)
     already_sealed = job is not None and job.snapshot_sealed
     if not already_sealed and state != SNAPSHOT_COMPLETED:
         snapshots.complete(
