@@ -3,7 +3,10 @@
 The model runs the service's own chunk planner (`chunk_size_for`, `plan_chunks`) and its own rate control
 (`WriteRate`, each worker's instance driven by the model's clock) against a model of what AWS does around them:
 
-- Step Functions: Fetch, then the Convert map running up to `ConvertConcurrency` chunks at once. A plan of up to
+- Step Functions: Fetch, and beside it `WorkersBesideFetch` convert workers whose Lambda starts run while Fetch
+  works; each takes one of the plan's first chunks at its first look after Fetch publishes it (they look every
+  `FIRST_CHUNKS_POLL_SECONDS`). The plan's other chunks run in the Convert map after those, up to
+  `ConvertConcurrency` chunks at once. A plan of up to
   `INLINE_MAP_MAX_CHUNKS` chunks runs in the Inline Map, whose iterations are states of the execution itself (a
   state transition, which the model counts as no time, like every other); a larger plan runs in the Distributed
   Map, each of whose chunks starts as a child execution (`--child-start` seconds). The worker of the last chunk
@@ -50,6 +53,7 @@ from dataclasses import dataclass, field
 
 from diskport.engine import BLOCK_SIZE
 from diskport.pipeline.chunk_plan import INLINE_MAP_MAX_CHUNKS, chunk_size_for, plan_chunks
+from diskport.pipeline.convert import FIRST_CHUNKS_POLL_SECONDS
 from diskport.pipeline.rate_control import QUOTA_MARGIN, Limits, WriteRate
 from diskport.pipeline.register import CHECKSUM_READS_AT_ONCE
 from diskport.settings import Settings, get_settings
@@ -154,6 +158,7 @@ class ImportRun:
     requests: int = 0
     throttles: int = 0
     convert_started: float = 0.0
+    map_started: bool = False
     writes_ended: float = 0.0
     ended: float = 0.0
 
@@ -348,9 +353,21 @@ class PipelineModel:
         return seconds + self.calls("dynamodb", 2)  # the job read, then SUCCESS with the image active
 
     def _start_map(self, run: ImportRun) -> None:
-        run.convert_started = self.sim.now
-        run.pending.extend(run.chunks)
-        for _ in range(min(self.settings.convert_concurrency, len(run.chunks))):
+        """Fetch has published the plan: the workers started beside it take its first chunks, the Convert map the
+        others once they have all finished (the Map follows the Parallel state)."""
+        run.convert_started = now = self.sim.now
+        beside = min(self.settings.workers_beside_fetch, self.settings.convert_concurrency, len(run.chunks))
+        for chunk in run.chunks[:beside]:
+            # Each was started with Fetch and has looked for the plan every FIRST_CHUNKS_POLL_SECONDS since its
+            # Lambda start: it begins at the first look after the plan, or at its start if that came later.
+            started = run.started + self.sim.around(self.environment.lambda_start)
+            looks = self.sim.random.uniform(0.0, FIRST_CHUNKS_POLL_SECONDS) + self.call("dynamodb")
+            run.running += 1
+            self.sim.at(max(started - now, looks), lambda chunk=chunk: Worker(self, run, chunk).start())
+        run.pending.extend(run.chunks[beside:])
+
+    def _start_map_of_the_rest(self, run: ImportRun) -> None:
+        for _ in range(min(self.settings.convert_concurrency, len(run.pending))):
             self._start_child(run)
 
     def _start_child(self, run: ImportRun) -> None:
@@ -364,8 +381,11 @@ class PipelineModel:
     def chunk_done(self, run: ImportRun) -> None:
         run.running -= 1
         run.done_chunks += 1
-        if run.pending:
+        if run.pending and run.map_started:
             self._start_child(run)
+        elif run.pending and run.running == 0:
+            run.map_started = True
+            self._start_map_of_the_rest(run)
         elif run.running == 0:
             run.writes_ended = self.sim.now
             self.sim.at(self.finish_seconds(len(run.chunks)), lambda: setattr(run, "ended", self.sim.now))

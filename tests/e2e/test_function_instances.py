@@ -53,8 +53,8 @@ def start_local_mode(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalModeStart
         aws.forget_clients()
 
 
-def chunked_stack() -> LocalStack:
-    return LocalStack(parameters={"ChunkBytes": str(2 * BLOCK)})
+def chunked_stack(**parameters: str) -> LocalStack:
+    return LocalStack(parameters={"ChunkBytes": str(2 * BLOCK), **parameters})
 
 
 def import_disk(mode: LocalMode, disk: Path) -> dict[str, Any]:
@@ -98,8 +98,9 @@ def call(mode: LocalMode, method: str, path: str, body: Any = None) -> Any:
 def test_a_map_of_eight_chunks_runs_at_least_four_of_them_at_the_same_time(
     start_local_mode: LocalModeStarter, tmp_path: Path
 ) -> None:
-    # Given local mode with the convert function's instances started, and a raw disk of eight chunks
-    mode = start_local_mode(chunked_stack())
+    # Given local mode with the convert function's instances started, and a raw disk of eight chunks (one for the
+    # worker beside Fetch, seven for the Map)
+    mode = start_local_mode(chunked_stack(WorkersBesideFetch="1"))
     assert mode.functions is not None
     mode.functions.warm_up("ConvertChunkFunction", instances=4)  # provisioned, so cold starts do not blur it
     disk = dense_disk(tmp_path / "disk.raw", 2 * CHUNKS)

@@ -35,6 +35,8 @@ def one_block_chunks(importer: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     return importer
 
 
+# One worker beside Fetch: the Inline Map runs the five chunks it leaves.
+@pytest.mark.parametrize("stack_parameters", [{"WorkersBesideFetch": "1"}])
 def test_a_plan_of_a_few_chunks_runs_in_the_inline_map(
     one_block_chunks: Any, oracle_blocks: Any, tmp_path: Any
 ) -> None:
@@ -46,10 +48,12 @@ def test_a_plan_of_a_few_chunks_runs_in_the_inline_map(
     # When it is imported
     job = one_block_chunks.import_file(disk, "disks/six.raw")
 
-    # Then its chunks ran in the Inline Map, never the Distributed one, and the snapshot holds the disk
+    # Then the worker beside Fetch took the first chunk, the Inline Map the others, never the Distributed one, and
+    # the snapshot holds the disk
     assert job["status"] == "SUCCESS", job
     states = entered_states(one_block_chunks, job["job_id"])
-    assert states.count("ConvertChunk") == 6
+    assert states.count("ConvertFirstChunk") == 1
+    assert states.count("ConvertChunk") == 5
     assert "Convert" in states
     assert "ConvertDistributed" not in states
     image = one_block_chunks.image(job["entities"]["image_id"])

@@ -13,8 +13,8 @@ import pytest
 from diskport.engine import BLOCK_SIZE
 from diskport.pipeline import convert, register
 from diskport.stores import Stores
-from diskport_emulator import LocalStack
 
+from diskport_emulator import LocalStack
 from tests.integration.test_iam_enforcement import without_action
 
 # Eight chunks of two blocks each (the importer's CHUNK_BYTES), every block data.

@@ -46,8 +46,9 @@ def test_an_imported_file_becomes_a_snapshot_holding_exactly_its_non_zero_blocks
     assert importer.work_files() == []
 
 
-# One chunk at a time (the Map's MaxConcurrency), so that the moments each chunk is done are apart.
-@pytest.mark.parametrize("stack_parameters", [{"ConvertConcurrency": "1"}])
+# One chunk at a time (one worker beside Fetch, then the Map's MaxConcurrency), so the moments each chunk is done
+# are apart.
+@pytest.mark.parametrize("stack_parameters", [{"ConvertConcurrency": "1", "WorkersBesideFetch": "1"}])
 def test_the_progress_route_follows_the_import_chunk_by_chunk(
     importer: Any, image_files: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

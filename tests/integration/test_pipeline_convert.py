@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import boto3
+import pytest
 from diskport.engine import BLOCK_SIZE, Block
 from diskport.pipeline import convert
 from diskport.settings import get_settings
@@ -177,8 +178,10 @@ def test_a_chunks_progress_moves_while_it_is_written_and_counts_once_when_it_is_
     assert stored["writers"] == {}
 
 
+# One worker beside Fetch: the Map runs the other seven chunks.
+@pytest.mark.parametrize("stack_parameters", [{"WorkersBesideFetch": "1"}])
 def test_the_convert_map_runs_several_chunks_at_once_in_this_process(importer: Any) -> None:
-    # Given a dense disk of eight chunks (two blocks each)
+    # Given a dense disk of eight chunks (two blocks each), one taken by the worker beside Fetch
     disk = bytes(range(256)) * (16 * BLOCK_SIZE // 256)
 
     # When it is imported by the in-process runtime

@@ -180,6 +180,10 @@ class SnapshotNotReadyError(RetryableStepError):
     """EBS does not accept blocks yet: for about two minutes after StartSnapshot it answers "does not exist"."""
 
 
+class PlanNotReadyError(RetryableStepError):
+    """A convert worker started beside Fetch ran short of time waiting for its plan; a new invocation waits on."""
+
+
 class ThrottlingError(RetryableStepError):
     """S3 (SlowDown) or EBS throttled the step beyond what the client's own retries absorb."""
 

@@ -42,6 +42,8 @@ class Settings(BaseModel):
     writers_per_chunk: int = Field(32, alias="WRITERS_PER_CHUNK", ge=1)
     # Convert workers one import runs at once (the Map's MaxConcurrency, the ConvertConcurrency parameter).
     convert_concurrency: int = Field(16, alias="CONVERT_CONCURRENCY", ge=1)
+    # Convert workers the state machine starts beside Fetch (template parameter WorkersBesideFetch).
+    workers_beside_fetch: int = Field(16, alias="WORKERS_BESIDE_FETCH", ge=1)
     # PutSnapshotBlock requests per second one import may send, shared by the convert workers running at the
     # moment: EBS allows 1,000 per snapshot (not adjustable); the margin absorbs a joining worker's first seconds
     # and requests EBS counts in a different second than the worker (pipeline/rate_control.py).

@@ -52,6 +52,8 @@ def states(definition: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
         yield name, state
         if "ItemProcessor" in state:
             yield from states(state["ItemProcessor"])
+        for branch in state.get("Branches", []):
+            yield from states(branch)
 
 
 def retried_errors(state: dict[str, Any]) -> set[str]:
@@ -86,9 +88,16 @@ def test_every_lambda_task_retries_a_lambda_client_timeout_and_a_timed_out_sandb
 
 
 def test_convert_runs_as_many_workers_as_the_convert_concurrency_parameter_says() -> None:
-    stack = LocalStack(parameters={"ConvertConcurrency": "24"})
+    stack = LocalStack(parameters={"ConvertConcurrency": "24", "WorkersBesideFetch": "8"})
     definition = json.loads(stack.state_machine_definition("ImportDataImageStateMachine"))
-    assert definition["States"]["Fetch"]["ResultSelector"]["max_concurrency.$"] == "States.StringToJson('24')"
+    fetch_branch, beside_branch = definition["States"]["Prepare"]["Branches"]
+    assert fetch_branch["States"]["Fetch"]["ResultSelector"]["max_concurrency.$"] == "States.StringToJson('24')"
+    slots = beside_branch["States"]["ListWorkersBesideFetch"]["Parameters"]["slots.$"]
+    assert slots == "States.ArrayRange(1, States.StringToJson('8'), 1)"
+    # Fetch hands the first chunks to at most as many workers as the parameters say
+    fetch_environment = stack.function_environment("FetchSourceFunction")
+    assert fetch_environment["CONVERT_CONCURRENCY"] == "24"
+    assert fetch_environment["WORKERS_BESIDE_FETCH"] == "8"
 
 
 def test_no_fn_join_has_a_delimiter_other_than_a_literal_string() -> None:

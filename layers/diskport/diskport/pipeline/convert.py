@@ -33,7 +33,14 @@ from contextlib import contextmanager
 from pydantic import BaseModel
 
 from diskport.engine import BLOCK_SIZE, Block, open_disk
-from diskport.errors import DiskportError, ImportFailedError, RetryableStepError, StepFailure, engine_errors_as_ims
+from diskport.errors import (
+    DiskportError,
+    ImportFailedError,
+    PlanNotReadyError,
+    RetryableStepError,
+    StepFailure,
+    engine_errors_as_ims,
+)
 from diskport.observability import logger
 from diskport.pipeline.rate_control import QUOTA_MARGIN, Limits, WriteRate
 from diskport.pipeline.register import finish_import
@@ -43,6 +50,13 @@ from diskport.stores.jobs import JobStore
 from diskport.stores.snapshots import BlockWriter, SnapshotThrottledError
 from diskport.stores.work_files import BlockChecksum, Chunk, ImportManifest, WorkFiles
 from diskport.stores.write_leases import AccountLeases, leases_of
+
+# How often a worker started beside Fetch looks for its chunk on the job item (a consistent read each time).
+FIRST_CHUNKS_POLL_SECONDS = 0.05
+
+# What a worker started beside Fetch keeps of its time when it gives up waiting for the plan (and lets the state
+# machine start another).
+PLAN_WAIT_RESERVE_SECONDS = 60.0
 
 # What the worker that finishes the import keeps of its time for answering: it waits for EBS to complete the
 # snapshot no longer than its remaining time less this, and leaves the rest of the waiting to the Register state.
@@ -54,6 +68,28 @@ class ConvertResult(BaseModel):
     bytes_skipped: int
     source_reads: int
     throttled_requests: int = 0
+
+
+def convert_first_chunk(
+    job_id: str, slot: int, stores: Stores, *, seconds_left: Callable[[], float] = lambda: math.inf
+) -> ConvertResult | None:
+    """As a worker started beside Fetch (`slot` 1, 2, ...): wait for Fetch to publish the plan's first chunks, then
+    convert the `slot`-th; None when the plan has fewer, or the job ends first (Fetch refused the file).
+
+    PlanNotReadyError when the invocation would run out of time waiting: the state machine starts another.
+    """
+    while True:
+        published = stores.jobs.first_chunks(job_id)
+        if published.ended:
+            return None
+        if published.chunks is not None:
+            break
+        if seconds_left() < PLAN_WAIT_RESERVE_SECONDS:
+            raise PlanNotReadyError(f"The plan of job {job_id} was not ready in this invocation's time.")
+        time.sleep(FIRST_CHUNKS_POLL_SECONDS)
+    if slot > len(published.chunks):
+        return None
+    return convert_chunk(job_id, published.chunks[slot - 1], stores, seconds_left=seconds_left)
 
 
 def convert_chunk(

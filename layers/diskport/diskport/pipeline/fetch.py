@@ -28,11 +28,12 @@ GIB = 1024**3
 
 
 class FetchResult(BaseModel):
-    """What the state machine needs for the Convert map: a small plan itself (the Inline Map runs over it), or
-    where the Distributed Map reads a large one."""
+    """What the state machine needs after the workers started beside Fetch: for a small plan, its chunks those
+    workers did not take (the Inline Map runs over them); for a large one, where the Distributed Map reads it."""
 
     plan_key: str
     chunk_count: int
+    chunks_left: int
     chunks: list[Chunk]
 
 
@@ -119,7 +120,16 @@ def fetch_source(job_id: str, stores: Stores) -> FetchResult:
             images.update(image.id, snapshot_id=snapshot_id)
         for save in saved:
             save.result()
-    return FetchResult(plan_key=work_files.plan_key, chunk_count=len(chunks), chunks=chunks if inline else [])
+    # The workers started beside Fetch take the first chunks, one each, from the job item; the Convert map after
+    # them takes the rest (an Inline Map from this answer, a Distributed Map from plan.json, skipping those).
+    first = chunks[: min(settings.workers_beside_fetch, settings.convert_concurrency)]
+    jobs.publish_first_chunks(job_id, first)
+    return FetchResult(
+        plan_key=work_files.plan_key,
+        chunk_count=len(chunks),
+        chunks_left=len(chunks) - len(first),
+        chunks=chunks[len(first) :] if inline else [],
+    )
 
 
 def inspect_source(

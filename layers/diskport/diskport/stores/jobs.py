@@ -22,6 +22,7 @@ from diskport.settings import get_settings
 from diskport.stores import aws, aws_errors
 from diskport.stores.items import decimals, now_iso, plain, set_attributes
 from diskport.stores.project_counters import decrement, increment_below
+from diskport.stores.work_files import Chunk
 
 JOB_TYPE = "imsImportDataImageJob"
 JobStatus = Literal["INIT", "RUNNING", "SUCCESS", "FAIL"]
@@ -33,6 +34,9 @@ CHUNK_BYTES = "chunk_bytes_done"
 WRITERS = "writers"
 # The chunks whose blocks are all in the snapshot and whose checksums are saved: a set, so a re-run counts once.
 CHUNKS_FINISHED = "chunks_finished"
+# The plan's first chunks, one for each convert worker started beside Fetch, written once Fetch has made them
+# ready (the snapshot started, the manifest saved).
+FIRST_CHUNKS = "first_chunks"
 # The Jobs table's index of each project's jobs by begin_time (template.yaml), for listing them newest first.
 JOBS_BY_PROJECT_INDEX = "by-project"
 # The step a running job is in, as `current_task` names it.
@@ -88,6 +92,14 @@ class ChunkRecord:
     writers: dict[str, Any] = field(default_factory=dict)
     chunks_finished: int = 0
     finished: bool = False
+
+
+@dataclass(frozen=True)
+class FirstChunks:
+    """The job as a worker started beside Fetch sees it: ended, or the first chunks once Fetch published them."""
+
+    ended: bool = False
+    chunks: list[Chunk] | None = None
 
 
 def _from_item(item: dict[str, Any]) -> Job:
@@ -212,6 +224,26 @@ class JobStore:
             return False
         self._make_chunk_maps(job_id)
         return True
+
+    def publish_first_chunks(self, job_id: str, chunks: Sequence[Chunk]) -> bool:
+        """Hand the plan's first chunks to the workers waiting for them (`first_chunks`)."""
+        return self._update_unless_ended(job_id, {FIRST_CHUNKS: [chunk.model_dump() for chunk in chunks]})
+
+    def first_chunks(self, job_id: str) -> FirstChunks:
+        """What a worker started beside Fetch waits for: the chunks Fetch published, or the job's end."""
+        item = self._table.get_item(
+            Key={"job_id": job_id},
+            ConsistentRead=True,
+            ProjectionExpression="#status, #first",
+            ExpressionAttributeNames={"#status": "status", "#first": FIRST_CHUNKS},
+        ).get("Item")
+        if item is None:
+            return FirstChunks(ended=True)
+        published = item.get(FIRST_CHUNKS)
+        return FirstChunks(
+            ended=item.get("status") in ENDED,
+            chunks=None if published is None else [Chunk.model_validate(plain(chunk)) for chunk in published],
+        )
 
     def mark_snapshot_sealed(self, job_id: str) -> bool:
         return self._update_unless_ended(job_id, {"snapshot_sealed": True})
