@@ -47,7 +47,7 @@ class Settings(BaseModel):
     # PutSnapshotBlock requests per second one import may send, shared by the convert workers running at the
     # moment: EBS allows 1,000 per snapshot (not adjustable); the margin absorbs a joining worker's first seconds
     # and requests EBS counts in a different second than the worker (pipeline/rate_control.py).
-    snapshot_puts_per_second: float = Field(950, alias="SNAPSHOT_PUTS_PER_SECOND", gt=0)
+    snapshot_puts_per_second: float = Field(970, alias="SNAPSHOT_PUTS_PER_SECOND", gt=0)
     # The account's PutSnapshotBlock quota (the AccountPutSnapshotBlockQuota parameter; EBS's default 1,000/s),
     # shared by the imports running at the moment, and the table where the imports announce themselves for it.
     account_put_quota: float = Field(1000, alias="ACCOUNT_PUT_QUOTA", gt=0)

@@ -12,7 +12,7 @@ at once, so they finish together. `min_chunk_bytes` is the least data worth star
 costs about a second: a Map child execution and a Lambda start); `bench/pipeline_model.py` measured where
 smaller chunks stop paying. A disk with more data than `ConvertConcurrency` chunks of `ChunkBytes` is cut
 into whole waves of `ConvertConcurrency` equal chunks of at most `ChunkBytes`: at the smallest share of the
-snapshot quota a worker gets (950/s / 16 workers, ~30 MiB/s) an 8 GiB chunk takes ~4.6 minutes, a third of
+snapshot quota a worker gets (970/s / 16 workers, ~30 MiB/s) an 8 GiB chunk takes ~4.5 minutes, a third of
 Lambda's 15, which leaves room for a slower share when other imports run in the account and for a retried
 chunk to start over within its own invocation.
 """

@@ -32,8 +32,12 @@ from dataclasses import dataclass
 from diskport.stores.write_leases import Lease
 
 # The share of an EBS quota the service plans to use: the margin absorbs requests EBS counts in one second and
-# the workers in the next, and a joining worker's first requests before the others have seen it.
-QUOTA_MARGIN = 0.95
+# the workers in the next (a request's latency varies, so its arrival does). The rules below keep the workers'
+# rates within the limit however they come and go; what arrivals add is measured in the projection: in its busiest
+# one-second window, of any start, 974 requests at 97 % (954 at 95 %), with PutSnapshotBlock's latency drawn
+# log-normally around 100 ms (bench/pipeline_model.py; docs/throughput.md). A throttling answer halves the
+# worker's rate, so the margin is kept above what the arrivals need, not cut to it.
+QUOTA_MARGIN = 0.97
 # Leases store times to the millisecond.
 _TIME_GRAIN = 0.001
 # How far ahead a writer may reserve its next request's slot: a thread never sleeps longer on a rate it was given
