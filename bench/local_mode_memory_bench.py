@@ -40,15 +40,15 @@ def memory_of(pids: list[int]) -> tuple[int, int]:
 
 
 def process_name(pid: int) -> str:
-    """`serve`, or the function an instance process runs (from its environment)."""
+    """`serve`, a fork server, or the function an instance runs (the name its fork server gave the process)."""
     try:
-        environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        name = Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
         return "gone"
-    for entry in environment:
-        if entry.startswith(b"AWS_LAMBDA_FUNCTION_NAME="):
-            return f"{entry.partition(b'=')[2].decode()} instance {pid}"
-    return f"serve {pid}" if pid else "?"
+    if b"lambda_runtime.forkserver" not in command:
+        return f"serve {pid}"
+    return f"fork server {pid}" if name.startswith("python") else f"{name} instance {pid}"
 
 
 class PeakSampler(threading.Thread):
@@ -107,7 +107,7 @@ def main() -> None:
     print(f"disk              {arguments.size_gib} GiB dense qcow2 ({image.stat().st_size / GIB:.2f} GiB file)")
     print(f"job               {job['status']} in {wall:.0f} s ({arguments.size_gib * 1024 / wall:.0f} MiB/s)")
     print(f"snapshot blocks   {blocks} of {disk_blocks}")
-    print(f"processes         at most {sampler.most_processes} (serve, emulator threads inside it, function instances)")
+    print(f"processes         at most {sampler.most_processes} (serve, its fork servers, function instances)")
     print(
         f"peak memory RSS   {sampler.peak_rss / MIB:.0f} MiB summed over processes "
         f"({sampler.peak_rss / (arguments.size_gib * GIB):.2f} of the disk's size)"

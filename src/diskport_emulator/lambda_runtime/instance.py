@@ -1,7 +1,7 @@
 """One function instance: a process that loads a handler once and runs one event at a time, as a Lambda sandbox.
 
-Started by `FunctionInstances` as `python -m diskport_emulator.lambda_runtime.instance SOCKET_FD`, with the
-function's own environment. It reads the handler's location from the first message, then answers each
+Forked for `FunctionInstances` by a fork server (`forkserver.py`), which then gives it the function's own
+environment. It reads the handler's location from the first message, then answers each
 invocation with the handler's result or, when the handler raises, the Lambda runtime's error shape. The
 handler's logs go to this process's stdout and stderr, which are local mode's.
 """
@@ -130,7 +130,7 @@ def serve(connection: socket.socket) -> None:
 
 
 def stop_with_parent(poll_seconds: float = 1.0) -> None:
-    """End this instance when local mode's process ends, even in the middle of an invocation."""
+    """End this instance when its parent (the fork server, which ends with local mode) ends, even mid-invocation."""
     parent = os.getppid()
 
     def watch() -> None:
@@ -139,8 +139,3 @@ def stop_with_parent(poll_seconds: float = 1.0) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, daemon=True).start()
-
-
-if __name__ == "__main__":
-    stop_with_parent()
-    serve(socket.socket(fileno=int(sys.argv[1])))
