@@ -45,6 +45,18 @@ def concurrency_from_environment(environ: Mapping[str, str] = os.environ) -> int
     return max(1, int(text)) if text else default_concurrency()
 
 
+IDLE_SECONDS_VARIABLE = "DISKPORT_FUNCTION_IDLE_SECONDS"
+# Lambda keeps an idle execution environment for minutes; a forked instance starts in a fraction of a second, so
+# local mode lets one go sooner: the steps an import has finished with (Fetch, MarkRunning) free their memory
+# while its chunks convert.
+DEFAULT_IDLE_SECONDS = 10.0
+
+
+def idle_seconds_from_environment(environ: Mapping[str, str] = os.environ) -> float:
+    text = environ.get(IDLE_SECONDS_VARIABLE, "").strip()
+    return max(0.0, float(text)) if text else DEFAULT_IDLE_SECONDS
+
+
 class FunctionStartError(RuntimeError):
     """An instance could not load its handler."""
 
@@ -110,6 +122,7 @@ class _Instance:
     pid: int
     server: ForkServer
     returncode: int | None = None
+    idle_since: float = 0.0
 
     def ended(self, answer: dict[str, Any]) -> bool:
         """Whether the message read is the instance's end: its exit status, from the fork server."""
@@ -161,6 +174,7 @@ class FunctionInstances(TemplateFunctions):
         stack: LocalStack,
         overrides: Mapping[str, str] | None = None,
         concurrency: int | None = None,
+        idle_seconds: float | None = None,
         base_environment: Callable[[], Mapping[str, str]] = lambda: os.environ,
         function_overrides: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
@@ -169,6 +183,10 @@ class FunctionInstances(TemplateFunctions):
         # Per function, set last: the credentials of the function's own role when IAM is enforced.
         self._function_overrides = {name: dict(values) for name, values in (function_overrides or {}).items()}
         self.concurrency = concurrency or concurrency_from_environment()
+        # An instance idle this long is stopped, as Lambda ends an execution environment it has not used for a while.
+        self.idle_seconds = idle_seconds if idle_seconds is not None else idle_seconds_from_environment()
+        self._reaper: threading.Thread | None = None
+        self._reaper_stopping = threading.Event()
         self._base_environment = base_environment
         self._pools = {logical_id: _Pool() for logical_id in self.logical_ids}
         self._shared_keys = {name for logical_id in self.logical_ids for name in stack.function_environment(logical_id)}
@@ -257,8 +275,27 @@ class FunctionInstances(TemplateFunctions):
                 if self._stopped:
                     instance.stop()
                 else:
+                    instance.idle_since = time.monotonic()
                     pool.idle.append(instance)
+                    self._start_reaper()
             pool.free.notify()
+
+    def _start_reaper(self) -> None:
+        with self._servers_lock:
+            if self._reaper is None and not self._stopped:
+                self._reaper = threading.Thread(target=self._reap_idle, name="idle instances", daemon=True)
+                self._reaper.start()
+
+    def _reap_idle(self) -> None:
+        """Stop the instances idle for `idle_seconds`, until the runtime stops."""
+        while not self._reaper_stopping.wait(min(1.0, max(0.05, self.idle_seconds / 4))):
+            for pool in self._pools.values():
+                cutoff = time.monotonic() - self.idle_seconds
+                with pool.free:
+                    expired = [instance for instance in pool.idle if instance.idle_since <= cutoff]
+                    pool.idle = [instance for instance in pool.idle if instance.idle_since > cutoff]
+                for instance in expired:
+                    instance.stop()
 
     def invoke(self, function_name_or_arn: str, event: Any) -> tuple[str, bool]:
         """Call the function; answer (JSON payload, whether it is a function error)."""
@@ -321,6 +358,7 @@ class FunctionInstances(TemplateFunctions):
     def stop(self) -> None:
         """Stop every idle instance, then the fork servers; busy instances stop when their invocation ends."""
         self._stopped = True
+        self._reaper_stopping.set()
         for pool in self._pools.values():
             with pool.free:
                 idle, pool.idle = pool.idle, []
