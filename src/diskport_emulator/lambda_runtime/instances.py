@@ -1,7 +1,8 @@
 """The template's functions as Lambda runs them: each instance its own process, several at once.
 
 An invocation takes an idle instance of its function or, below the function's concurrency, starts one
-(a cold start: a new process imports the handler with the function's own environment); beyond it, the
+(a cold start: a fork server, `forkserver.py`, forks a process that imports the handler with the function's own
+environment); an instance idle for `idle_seconds` is stopped, as Lambda ends idle environments; beyond it, the
 invocation waits for an instance to come free, as a throttled synchronous call would be retried. An
 instance runs one event at a time, so module globals (the Powertools resolver's current event, the
 logger's keys) are per instance as on Lambda. An instance whose handler overruns the function's Timeout is
