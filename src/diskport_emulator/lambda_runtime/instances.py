@@ -76,6 +76,9 @@ class ForkServer:
             pass_fds=(theirs.fileno(),),
             env=dict(environment),
             stdin=subprocess.DEVNULL,
+            # A process group of its own: the terminal's Ctrl-C is local mode's to handle (it waits for the imports
+            # under way), not a signal that ends every instance at once. The instances end when local mode does.
+            process_group=0,
         )
         theirs.close()
         self._control = ours

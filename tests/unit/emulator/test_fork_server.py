@@ -225,3 +225,39 @@ def test_the_modules_the_fork_server_preloads_read_none_of_a_functions_own_varia
     assert "*" not in read
     assert not set(read) & own, set(read) & own
     assert "boto3" in PRELOADED_MODULES
+
+
+RUNTIME_INTERRUPTED = """
+import json, signal, sys
+from pathlib import Path
+from diskport_emulator import LocalStack
+from diskport_emulator.lambda_runtime.instances import FunctionInstances
+signal.signal(signal.SIGINT, lambda _signal, _frame: print(json.dumps("interrupted"), flush=True))
+functions = FunctionInstances(LocalStack(template_path=Path(sys.argv[1])), concurrency=1)
+print(functions.invoke("PlainFunction", {})[0], flush=True)
+sys.stdin.readline()
+print(functions.invoke("PlainFunction", {})[0], flush=True)
+functions.stop()
+"""
+
+
+def test_the_terminals_ctrl_c_reaches_local_mode_and_not_its_instances(template: Path) -> None:
+    # Given local mode in a process group of its own, as a terminal runs it, with a warm instance
+    runtime = subprocess.Popen(
+        [sys.executable, "-c", RUNTIME_INTERRUPTED, str(template)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        process_group=0,
+    )
+    assert runtime.stdin is not None and runtime.stdout is not None
+    first = json.loads(runtime.stdout.readline())
+    # When Ctrl-C signals the terminal's foreground process group
+    os.killpg(runtime.pid, signal.SIGINT)
+    assert json.loads(runtime.stdout.readline()) == "interrupted"
+    runtime.stdin.write("\n")
+    runtime.stdin.flush()
+    # Then local mode handles it, and the same instance answers the next call
+    second = json.loads(runtime.stdout.readline())
+    assert runtime.wait(timeout=30) == 0
+    assert second["pid"] == first["pid"]
