@@ -10,9 +10,10 @@ What a fork cannot change is read before the handler loads: what Python and glib
 (`PYTHON*`, `GLIBC_TUNABLES`, `MALLOC_*`, `LD_*`) and what the preloaded modules read on import. So the fork server
 runs with only the variables every function shares, plus the start-up variables of the functions it forks
 (`FunctionInstances` runs one fork server for each set of start-up variables: one for Fetch and Convert with their
-malloc tunables, one for the rest); the preloaded modules are third-party ones that read none of a function's own
-variables on import (`tests/unit/emulator/test_fork_server.py` checks it), and the project's modules are left for
-each instance to import with its own environment, as before. An instance replaces its environment with its
+malloc tunables, one for the rest); the preloaded modules read none of a function's own variables on import
+(`tests/unit/emulator/test_fork_server.py` checks it): third-party ones, and the project's data models, settings
+model and disk engine; the rest of the project's modules, the Powertools logger, tracer and metrics first, are
+left for each instance to import with its own environment, as before. An instance replaces its environment with its
 function's before it loads the handler.
 
 The fork server is single-threaded, so a fork copies no lock held by another thread. It talks to local mode over
@@ -53,7 +54,9 @@ from diskport_emulator.lambda_runtime.instance import (
     stop_with_parent,
 )
 
-# What every function's handler imports, none of which reads a function's own variables on import.
+# What the functions' handlers import, none of which reads a function's own variables on import: third-party
+# packages, and the project's modules that do not import `diskport.observability` (whose logger, tracer and
+# metrics read the function's environment when made) nor read settings on import.
 PRELOADED_MODULES = (
     "boto3",
     "boto3.dynamodb.conditions",
@@ -76,6 +79,12 @@ PRELOADED_MODULES = (
     "aws_lambda_powertools.utilities.idempotency.serialization.pydantic",
     "aws_lambda_powertools.utilities.parser.models",
     "aws_lambda_powertools.utilities.typing",
+    "diskport.api.models",
+    "diskport.domain.requests",
+    "diskport.domain.source_buckets",
+    "diskport.engine",
+    "diskport.errors",
+    "diskport.settings",
 )
 # The services whose models the functions' clients load (diskport.stores), read once here for every instance.
 PRELOADED_SERVICE_MODELS = ("dynamodb", "ebs", "kms", "s3", "stepfunctions")

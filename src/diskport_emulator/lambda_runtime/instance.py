@@ -133,10 +133,12 @@ def serve(connection: socket.socket) -> None:
 
 
 def give_back_free_memory() -> None:
-    """Between invocations, hand the heap the handler has freed back to the system (glibc's `malloc_trim`).
+    """Between invocations, hand the free pages of the heap back to the system (glibc's `malloc_trim`).
 
     The malloc tunables of a function that reads disks keep freed buffers for reuse within an invocation; an idle
     instance has nothing to reuse them for, and in local mode it shares the machine with the instances at work.
+    glibc releases the free pages inside its heaps and the top of the main one, not the free top of a thread's
+    heap: what a thread freed last stays until the instance is reaped (`FunctionInstances.idle_seconds`).
     """
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
