@@ -47,10 +47,11 @@ def concurrency_from_environment(environ: Mapping[str, str] = os.environ) -> int
 
 
 IDLE_SECONDS_VARIABLE = "DISKPORT_FUNCTION_IDLE_SECONDS"
-# Lambda keeps an idle execution environment for minutes; a forked instance starts in a fraction of a second, so
-# local mode lets one go sooner: the steps an import has finished with (Fetch, MarkRunning) free their memory
-# while its chunks convert.
-DEFAULT_IDLE_SECONDS = 10.0
+# Lambda keeps an idle execution environment for minutes; a forked instance starts in about a tenth of a second
+# (once its fork server runs), so local mode lets one go sooner: the steps an import has finished with (CreateImageJob,
+# MarkRunning, Fetch) free their memory while its chunks convert, and a client polling GetJob every second or two
+# keeps its instance.
+DEFAULT_IDLE_SECONDS = 5.0
 
 
 def idle_seconds_from_environment(environ: Mapping[str, str] = os.environ) -> float:
