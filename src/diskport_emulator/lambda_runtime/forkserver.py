@@ -185,7 +185,12 @@ class _ForkServer:
             send_message(self.control, {"error": "no socket came with the request"})
             return
         connection = socket.socket(fileno=descriptor)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as error:  # out of memory or processes: this instance cannot start, others may later
+            connection.close()
+            send_message(self.control, {"error": f"fork failed: {error}"})
+            return
         if pid == 0:
             self.become_instance(connection, request["environment"], str(request["name"]))
         self.instances[pid] = connection

@@ -96,6 +96,9 @@ class ForkServer:
             with self._lock:
                 send_with_descriptor(self._control, {"environment": dict(environment), "name": name}, theirs.fileno())
                 answer = receive_message(self._control)
+        except OSError as error:  # the fork server has gone (local mode is stopping)
+            ours.close()
+            raise FunctionStartError({"errorMessage": f"{name} could not be started: {error}"}) from error
         finally:
             theirs.close()
         if answer is None or "pid" not in answer:
