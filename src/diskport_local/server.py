@@ -103,6 +103,13 @@ def local_settings(project_id: str) -> dict[str, str]:
     }
 
 
+def convert_writers_setting(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """`WRITERS_PER_CHUNK` for local mode's convert workers, unless set, or unless EBS latency is emulated."""
+    if "WRITERS_PER_CHUNK" in environ or float(environ.get("DISKPORT_EBS_PUT_LATENCY_MS") or 0):
+        return {}  # the caller's choice, or the deployed default that carries EBS's latency
+    return {"WRITERS_PER_CHUNK": str(LOCAL_WRITERS_PER_CHUNK)}
+
+
 def ensure_port_free(port: int, what: str) -> None:
     """A clear error, before anything starts, when a chosen port is taken (0 lets the system choose).
 
@@ -149,8 +156,7 @@ class LocalMode:
             # Any bucket of the emulator may be a source (docs/local-mode.md): the deployment SourceBuckets=* gives.
             self.stack.parameters.setdefault("SourceBuckets", "*")
         settings = local_settings(self.options.project_id)
-        if "WRITERS_PER_CHUNK" not in os.environ and not float(os.environ.get("DISKPORT_EBS_PUT_LATENCY_MS") or 0):
-            settings["WRITERS_PER_CHUNK"] = str(LOCAL_WRITERS_PER_CHUNK)  # with EBS latency asked for, as deployed
+        settings.update(convert_writers_setting())
         if self.options.auth == "aksk":
             settings.update(access_key_environment())  # every instance verifies signatures, as deployed
         emulator = Emulator(
