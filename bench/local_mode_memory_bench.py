@@ -40,40 +40,58 @@ def memory_of(pids: list[int]) -> tuple[int, int]:
 
 
 def process_name(pid: int) -> str:
-    """`serve`, or the function an instance process runs (from its environment)."""
+    """`serve`, a fork server, or the function an instance runs (the name its fork server gave the process)."""
     try:
-        environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        name = Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
         return "gone"
-    for entry in environment:
-        if entry.startswith(b"AWS_LAMBDA_FUNCTION_NAME="):
-            return f"{entry.partition(b'=')[2].decode()} instance {pid}"
-    return f"serve {pid}" if pid else "?"
+    if b"lambda_runtime.forkserver" not in command:
+        return f"serve {pid}"
+    return f"fork server {pid}" if name.startswith("python") else f"{name} instance {pid}"
 
 
 class PeakSampler(threading.Thread):
     def __init__(self, root: int) -> None:
         super().__init__(daemon=True)
         self.root = root
+        self.started = time.monotonic()
         self.peak_rss = self.peak_pss = self.most_processes = 0
+        self.peak_at = 0.0
         self.peak_by_process: dict[str, int] = {}
+        self.at_peak: dict[str, int] = {}  # each process's PSS when all of them together peaked
         self.stopping = threading.Event()
 
     def run(self) -> None:
         while not self.stopping.wait(0.2):
             pids = descendants(self.root)
-            rss, pss = memory_of(pids)
-            self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
             self.most_processes = max(self.most_processes, len(pids))
+            sample: dict[str, int] = {}
+            rss = 0
             for pid in pids:
-                single, _ = memory_of([pid])
+                single_rss, single_pss = memory_of([pid])
                 name = process_name(pid)
-                self.peak_by_process[name] = max(self.peak_by_process.get(name, 0), single)
+                rss += single_rss
+                sample[name] = single_pss
+                self.peak_by_process[name] = max(self.peak_by_process.get(name, 0), single_rss)
+            pss = sum(sample.values())
+            self.peak_rss = max(self.peak_rss, rss)
+            if pss > self.peak_pss:
+                self.peak_pss, self.at_peak, self.peak_at = pss, sample, time.monotonic() - self.started
 
     def restart(self) -> None:
         """Forget the peaks so far (the upload's), to measure the import alone."""
+        self.started = time.monotonic()
         self.peak_rss = self.peak_pss = 0
-        self.peak_by_process = {}
+        self.peak_by_process, self.at_peak = {}, {}
+
+
+def by_kind(sample: dict[str, int]) -> list[tuple[str, int, int]]:
+    """(kind of process, how many, their PSS together), heaviest first: `ConvertChunk instance`, `fork server`..."""
+    kinds: dict[str, list[int]] = {}
+    for name, pss in sample.items():
+        kinds.setdefault(name.rpartition(" ")[0], []).append(pss)
+    return sorted(((kind, len(values), sum(values)) for kind, values in kinds.items()), key=lambda item: -item[2])
 
 
 def main() -> None:
@@ -107,7 +125,7 @@ def main() -> None:
     print(f"disk              {arguments.size_gib} GiB dense qcow2 ({image.stat().st_size / GIB:.2f} GiB file)")
     print(f"job               {job['status']} in {wall:.0f} s ({arguments.size_gib * 1024 / wall:.0f} MiB/s)")
     print(f"snapshot blocks   {blocks} of {disk_blocks}")
-    print(f"processes         at most {sampler.most_processes} (serve, emulator threads inside it, function instances)")
+    print(f"processes         at most {sampler.most_processes} (serve, its fork servers, function instances)")
     print(
         f"peak memory RSS   {sampler.peak_rss / MIB:.0f} MiB summed over processes "
         f"({sampler.peak_rss / (arguments.size_gib * GIB):.2f} of the disk's size)"
@@ -117,6 +135,9 @@ def main() -> None:
     print(f"RSS at import     {resident_before_import / MIB:.0f} MiB, all processes, once the upload is done")
     for name, peak in sorted(sampler.peak_by_process.items(), key=lambda item: -item[1])[:6]:
         print(f"  {name:60} {peak / MIB:6.0f} MiB RSS at its peak")
+    print(f"at the PSS peak   {sampler.peak_at:.0f} s into the import:")
+    for kind, count, pss in by_kind(sampler.at_peak):
+        print(f"  {count} x {kind:56} {pss / MIB:6.0f} MiB PSS together")
     print(
         f"local mode peak memory, {arguments.size_gib} GiB dense import, all processes: "
         f"{sampler.peak_pss / MIB:.0f} MiB PSS ({sampler.peak_rss / MIB:.0f} MiB RSS summed)"

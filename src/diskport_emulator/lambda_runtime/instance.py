@@ -1,17 +1,19 @@
 """One function instance: a process that loads a handler once and runs one event at a time, as a Lambda sandbox.
 
-Started by `FunctionInstances` as `python -m diskport_emulator.lambda_runtime.instance SOCKET_FD`, with the
-function's own environment. It reads the handler's location from the first message, then answers each
+Forked for `FunctionInstances` by a fork server (`forkserver.py`), which then gives it the function's own
+environment. It reads the handler's location from the first message, then answers each
 invocation with the handler's result or, when the handler raises, the Lambda runtime's error shape. The
 handler's logs go to this process's stdout and stderr, which are local mode's.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import importlib.util
 import json
 import os
+import platform
 import socket
 import struct
 import sys
@@ -127,10 +129,35 @@ def serve(connection: socket.socket) -> None:
             answer = {"payload": json.dumps(error_payload(error)), "errored": True}
         sys.stdout.flush()
         send_message(connection, answer)
+        give_back_free_memory()
+
+
+def give_back_free_memory() -> None:
+    """Between invocations, hand the free pages of the heap back to the system (glibc's `malloc_trim`).
+
+    The malloc tunables of a function that reads disks keep freed buffers for reuse within an invocation; an idle
+    instance has nothing to reuse them for, and in local mode it shares the machine with the instances at work.
+    glibc releases the free pages inside its heaps and the top of the main one, not the free top of a thread's
+    heap: what a thread freed last stays until the instance is reaped (`FunctionInstances.idle_seconds`).
+    """
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+def _malloc_trim() -> Any:
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    trim = ctypes.CDLL(None).malloc_trim
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
+
+
+_MALLOC_TRIM = _malloc_trim()
 
 
 def stop_with_parent(poll_seconds: float = 1.0) -> None:
-    """End this instance when local mode's process ends, even in the middle of an invocation."""
+    """End this instance when its parent (the fork server, which ends with local mode) ends, even mid-invocation."""
     parent = os.getppid()
 
     def watch() -> None:
@@ -139,8 +166,3 @@ def stop_with_parent(poll_seconds: float = 1.0) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, daemon=True).start()
-
-
-if __name__ == "__main__":
-    stop_with_parent()
-    serve(socket.socket(fileno=int(sys.argv[1])))

@@ -6,9 +6,16 @@ import socket
 from pathlib import Path
 
 import pytest
+from diskport.settings import Settings
 
 from diskport_emulator.template import ConflictingEnvironmentError, LocalStack, function_environment_union
-from diskport_local.server import DEFAULT_PROJECT_ID, LocalMode, LocalModeOptions, local_environment
+from diskport_local.server import (
+    DEFAULT_PROJECT_ID,
+    LocalMode,
+    LocalModeOptions,
+    convert_writers_setting,
+    local_environment,
+)
 
 
 def test_the_process_gets_every_functions_variables_pointed_at_the_emulator() -> None:
@@ -67,3 +74,11 @@ def test_the_banner_names_the_watched_uploads_from_the_template_and_how_the_cli_
     assert "LOCAL_API_PORT=3201 LOCAL_AWS_PORT=5201 .venv/bin/diskport import" in banner
     local_mode.api_url, local_mode.aws_url = "http://127.0.0.1:3000", "http://127.0.0.1:5000"
     assert "  .venv/bin/diskport import /tmp/disk.qcow2" in local_mode.banner()
+
+
+def test_convert_workers_keep_fewer_requests_in_flight_against_the_emulated_ebs_unless_told_otherwise() -> None:
+    deployed = Settings.model_validate({}).writers_per_chunk
+    assert int(convert_writers_setting({})["WRITERS_PER_CHUNK"]) < deployed
+    assert convert_writers_setting({"WRITERS_PER_CHUNK": "16"}) == {}  # the caller's own value reaches the functions
+    assert convert_writers_setting({"DISKPORT_EBS_PUT_LATENCY_MS": "200"}) == {}  # a remote EBS's latency: as deployed
+    assert int(convert_writers_setting({"DISKPORT_EBS_PUT_LATENCY_MS": "0"})["WRITERS_PER_CHUNK"]) < deployed
