@@ -73,6 +73,7 @@ bench: setup qemu-img ## engine and import benchmarks; the last line is the engi
 	$(BIN)/python bench/zero_entries_bench.py
 	$(BIN)/python bench/throughput_bench.py
 	$(BIN)/python bench/local_throughput_bench.py
+	$(BIN)/python bench/local_import_wait_bench.py
 	$(BIN)/python bench/pipeline_model.py
 	$(BIN)/python bench/engine_bench.py
 
