@@ -108,7 +108,11 @@ def convert_chunk(
                 return ConvertResult(blocks_written=0, bytes_skipped=0, source_reads=0)
             raise ImportFailedError(f"Job {job_id} has already ended; its chunks are not converted any more.")
         record = stores.jobs.chunk_record(job_id, chunk.chunk_id)
-        manifest = reading.result()
+        try:
+            manifest = reading.result()
+        except Exception as error:
+            _record_failure(work_files, error)
+            raise
     if record.finished:
         # A re-run of a chunk a run finished (its answer was lost, or it timed out finishing the import).
         result, chunks_finished = (
@@ -119,14 +123,18 @@ def convert_chunk(
         try:
             result, chunks_finished = _convert(job_id, chunk, stores, work_files, manifest, record.counted_bytes)
         except Exception as error:
-            # A failed Distributed Map reports only that a child failed: keep the reason for MarkFailed.
-            step_error = as_step_error(error)
-            if isinstance(step_error, DiskportError) and not isinstance(step_error, RetryableStepError):
-                work_files.record_failure(StepFailure(step_error.code, step_error.reason))
+            _record_failure(work_files, error)
             raise
     if chunks_finished >= manifest.chunk_count:
         _finish_import_now(job_id, manifest, stores, seconds_left)
     return result
+
+
+def _record_failure(work_files: WorkFiles, error: Exception) -> None:
+    """A failed Distributed Map reports only that a child failed: keep the reason for MarkFailed."""
+    step_error = as_step_error(error)
+    if isinstance(step_error, DiskportError) and not isinstance(step_error, RetryableStepError):
+        work_files.record_failure(StepFailure(step_error.code, step_error.reason))
 
 
 def _finish_import_now(
