@@ -47,6 +47,9 @@ class Serving:
     error_response: ErrorResponse | None = None
     # Keep moto's own logs: every request, and the Step Functions interpreter's account of each failed state.
     verbose: bool = False
+    # The functions' own modules that read nothing of a function's environment on import: imported once by the
+    # fork servers, so every instance shares them (`lambda_runtime/forkserver.py`).
+    preloaded_modules: tuple[str, ...] = ()
 
 
 class Emulator:
@@ -143,7 +146,12 @@ class Emulator:
 
             overrides = {**endpoint_environment(self.stack, self.aws_url), **self.serving.function_environment}
             # Every invocation runs in an instance process, as its function's own role when IAM is enforced.
-            self._functions = FunctionInstances(self.stack, overrides, function_overrides=credentials)
+            self._functions = FunctionInstances(
+                self.stack,
+                overrides,
+                function_overrides=credentials,
+                preloaded_modules=self.serving.preloaded_modules,
+            )
         self._functions.install()
         if self.enforce_iam:
             iam.turn_enforcement_on()

@@ -29,6 +29,7 @@ from diskport_emulator import ADMIN_KEY, Emulator, FunctionInstances, LocalStack
 from diskport_local import shutdown
 from diskport_local.api_page import ims_error_response, local_pages
 from diskport_local.openapi import openapi_document
+from diskport_local.preloads import PRELOADED_SERVICE_MODULES
 
 LOCAL_HOST = "127.0.0.1"
 DEFAULT_API_PORT = 3000
@@ -170,6 +171,7 @@ class LocalMode:
                 pages=local_pages(cache(lambda: openapi_document(self.stack, emulator.handler_module))),
                 error_response=ims_error_response,
                 verbose=self.options.verbose,
+                preloaded_modules=PRELOADED_SERVICE_MODULES,
             ),
         )
         self.emulator = emulator

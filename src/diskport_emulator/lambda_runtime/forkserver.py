@@ -11,9 +11,10 @@ What a fork cannot change is read before the handler loads: what Python and glib
 runs with only the variables every function shares, plus the start-up variables of the functions it forks
 (`FunctionInstances` runs one fork server for each set of start-up variables: one for Fetch and Convert with their
 malloc tunables, one for the rest); the preloaded modules read none of a function's own variables on import
-(`tests/unit/emulator/test_fork_server.py` checks it): third-party ones, and the project's data models, settings
-model and disk engine; the rest of the project's modules, the Powertools logger, tracer and metrics first, are
-left for each instance to import with its own environment, as before. An instance replaces its environment with its
+(`tests/unit/emulator/test_fork_server.py` checks it): third-party ones, and those of the functions' own modules
+whoever runs the emulator names (`Serving.preloaded_modules`: for diskport, its data models, settings model and
+disk engine); the rest, the Powertools logger, tracer and metrics first, are left for each instance to import
+with its own environment, as before. An instance replaces its environment with its
 function's before it loads the handler.
 
 The fork server is single-threaded, so a fork copies no lock held by another thread. It talks to local mode over
@@ -41,7 +42,7 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -54,9 +55,7 @@ from diskport_emulator.lambda_runtime.instance import (
     stop_with_parent,
 )
 
-# What the functions' handlers import, none of which reads a function's own variables on import: third-party
-# packages, and the project's modules that do not import `diskport.observability` (whose logger, tracer and
-# metrics read the function's environment when made) nor read settings on import.
+# What Lambda functions in Python commonly import, none of which reads a function's own variables on import.
 PRELOADED_MODULES = (
     "boto3",
     "boto3.dynamodb.conditions",
@@ -79,13 +78,11 @@ PRELOADED_MODULES = (
     "aws_lambda_powertools.utilities.idempotency.serialization.pydantic",
     "aws_lambda_powertools.utilities.parser.models",
     "aws_lambda_powertools.utilities.typing",
-    "diskport.api.models",
-    "diskport.domain.requests",
-    "diskport.domain.source_buckets",
-    "diskport.engine",
-    "diskport.errors",
-    "diskport.settings",
 )
+# The functions' own modules to import once as well, comma-separated in the fork server's environment: named by
+# whoever runs the emulator (`Serving.preloaded_modules`), which knows which of its modules read nothing of a
+# function's environment on import.
+PRELOAD_VARIABLE = "DISKPORT_EMULATOR_PRELOAD"
 # The services whose models the functions' clients load (diskport.stores), read once here for every instance.
 PRELOADED_SERVICE_MODELS = ("dynamodb", "ebs", "kms", "s3", "stepfunctions")
 PRELOADED_SDK_DATA = ("endpoints", "partitions", "sdk-default-configuration", "_retry")
@@ -98,9 +95,10 @@ def startup_variables(environment: Mapping[str, str]) -> dict[str, str]:
     return {name: value for name, value in environment.items() if name.startswith(STARTUP_VARIABLE_PREFIXES)}
 
 
-def preload() -> None:
-    """Import what the handlers share and read the SDK data their clients use, then keep it from the collector."""
-    for name in PRELOADED_MODULES:
+def preload(own_modules: Sequence[str] = ()) -> None:
+    """Import what the handlers share (`PRELOADED_MODULES` and `own_modules`) and read the SDK data their clients
+    use, then keep it from the collector."""
+    for name in (*PRELOADED_MODULES, *own_modules):
         importlib.import_module(name)
     share_sdk_data()
     import botocore.session
@@ -242,7 +240,7 @@ class _ForkServer:
 
 def main(control_descriptor: int) -> None:
     control = socket.socket(fileno=control_descriptor)
-    preload()
+    preload([name for name in os.environ.pop(PRELOAD_VARIABLE, "").split(",") if name])
     _ForkServer(control).run()
 
 

@@ -24,11 +24,11 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from diskport_emulator.lambda_runtime.forkserver import send_with_descriptor, startup_variables
+from diskport_emulator.lambda_runtime.forkserver import PRELOAD_VARIABLE, send_with_descriptor, startup_variables
 from diskport_emulator.lambda_runtime.functions import TemplateFunctions
 from diskport_emulator.lambda_runtime.instance import receive_message, send_message
 from diskport_emulator.template import LocalStack
@@ -185,8 +185,11 @@ class FunctionInstances(TemplateFunctions):
         idle_seconds: float | None = None,
         base_environment: Callable[[], Mapping[str, str]] = lambda: os.environ,
         function_overrides: Mapping[str, Mapping[str, str]] | None = None,
+        preloaded_modules: Sequence[str] = (),
     ) -> None:
         super().__init__(stack)
+        # The functions' own modules the fork servers import once for every instance (`forkserver.PRELOAD_VARIABLE`).
+        self._preloaded_modules = tuple(preloaded_modules)
         self._overrides = dict(overrides or {})
         # Per function, set last: the credentials of the function's own role when IAM is enforced.
         self._function_overrides = {name: dict(values) for name, values in (function_overrides or {}).items()}
@@ -250,7 +253,8 @@ class FunctionInstances(TemplateFunctions):
             if self._stopped:
                 raise FunctionStartError({"errorMessage": "local mode is stopping"})
             if key not in self._servers:
-                self._servers[key] = ForkServer({**self.shared_environment(), **startup})
+                preload = {PRELOAD_VARIABLE: ",".join(self._preloaded_modules)} if self._preloaded_modules else {}
+                self._servers[key] = ForkServer({**self.shared_environment(), **startup, **preload})
             return self._servers[key]
 
     def shared_environment(self) -> dict[str, str]:

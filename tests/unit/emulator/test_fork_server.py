@@ -204,7 +204,8 @@ class Recording(collections.abc.MutableMapping):
     def __len__(self): return len(self.environ)
 os.environ = Recording(os.environ)
 from diskport_emulator.lambda_runtime.forkserver import preload
-preload()
+from diskport_local.preloads import PRELOADED_SERVICE_MODULES
+preload(PRELOADED_SERVICE_MODULES)
 read.add("diskport.observability imported") if "diskport.observability" in sys.modules else None
 print(json.dumps(sorted(read)))
 """
