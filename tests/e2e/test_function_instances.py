@@ -17,6 +17,7 @@ from diskport.stores import aws
 
 from diskport_emulator import LocalStack
 from diskport_local.server import LocalMode, LocalModeOptions
+from tests.support.function_roles import without_action
 from tests.support.invocations import most_at_once
 
 BLOCK = 524_288
@@ -122,12 +123,7 @@ def test_a_function_whose_policy_lacks_an_action_it_calls_fails_its_step(
     # when it could not) may no longer complete snapshots
     stack = chunked_stack()
     for function in ("ConvertChunkFunction", "RegisterImageFunction"):
-        for policy in stack.template["Resources"][function]["Properties"]["Policies"]:
-            for statement in policy.get("Statement", []):
-                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-                statement["Action"] = [action for action in actions if action != "ebs:CompleteSnapshot"]
-            if "Statement" in policy:
-                policy["Statement"] = [statement for statement in policy["Statement"] if statement["Action"]]
+        without_action(stack, function, "ebs:CompleteSnapshot")
     mode = start_local_mode(stack)
 
     # When a disk is imported

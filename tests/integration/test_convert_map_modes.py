@@ -8,24 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
 import pytest
 from diskport.engine import BLOCK_SIZE
 from diskport.pipeline.chunk_plan import INLINE_MAP_MAX_CHUNKS
 from diskport.settings import get_settings
 
+from tests.support.executions import entered_states
+
 
 def dense_disk(blocks: int) -> bytes:
     """A raw disk whose every block holds data of its own."""
     return b"".join(bytes([index % 251 + 1]) * BLOCK_SIZE for index in range(blocks))
-
-
-def entered_states(importer: Any, job_id: str) -> list[str]:
-    executions = importer.stack.local.arn("ImportDataImageStateMachine").replace(":stateMachine:", ":execution:")
-    history = boto3.client("stepfunctions").get_execution_history(executionArn=f"{executions}:{job_id}")
-    return [
-        event["stateEnteredEventDetails"]["name"] for event in history["events"] if "stateEnteredEventDetails" in event
-    ]
 
 
 @pytest.fixture

@@ -12,19 +12,9 @@ from typing import Any
 import pytest
 
 from diskport_emulator import LocalStack
+from tests.support.function_roles import without_action
 
 MISSING_ACTION = "ebs:CompleteSnapshot"
-
-
-def without_action(local: LocalStack, function: str, missing: str) -> LocalStack:
-    """The template, with the function's role lacking one action."""
-    for policy in local.template["Resources"][function]["Properties"]["Policies"]:
-        for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
-            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-            statement["Action"] = [action for action in actions if action != missing]
-        if isinstance(policy, dict) and "Statement" in policy:
-            policy["Statement"] = [statement for statement in policy["Statement"] if statement["Action"]]
-    return local
 
 
 @pytest.fixture

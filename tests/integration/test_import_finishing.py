@@ -15,7 +15,7 @@ from diskport.pipeline import convert, register
 from diskport.stores import Stores
 
 from diskport_emulator import LocalStack
-from tests.integration.test_iam_enforcement import without_action
+from tests.support.function_roles import without_action
 
 # Eight chunks of two blocks each (the importer's CHUNK_BYTES), every block data.
 DISK = bytes(range(256)) * (16 * BLOCK_SIZE // 256)

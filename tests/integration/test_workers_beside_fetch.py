@@ -20,16 +20,10 @@ from diskport.pipeline import convert
 from diskport.stores import Stores
 from diskport.stores.jobs import JobStore
 
+from tests.support.executions import entered_states
+
 # Eight chunks of two blocks each (the importer's CHUNK_BYTES), every block data.
 DISK = bytes(range(256)) * (16 * BLOCK_SIZE // 256)
-
-
-def entered_states(importer: Any, job_id: str) -> list[str]:
-    executions = importer.stack.local.arn("ImportDataImageStateMachine").replace(":stateMachine:", ":execution:")
-    history = boto3.client("stepfunctions").get_execution_history(executionArn=f"{executions}:{job_id}")
-    return [
-        event["stateEnteredEventDetails"]["name"] for event in history["events"] if "stateEnteredEventDetails" in event
-    ]
 
 
 def test_the_workers_started_with_fetch_convert_a_small_plan_whole(

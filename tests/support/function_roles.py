@@ -12,6 +12,8 @@ from contextlib import contextmanager
 
 from diskport.stores import aws
 
+from diskport_emulator import LocalStack
+
 
 @contextmanager
 def acting_with(variables: Mapping[str, str]) -> Iterator[None]:
@@ -22,3 +24,14 @@ def acting_with(variables: Mapping[str, str]) -> Iterator[None]:
         yield
     finally:
         aws.invocation_credentials.reset(token)
+
+
+def without_action(local: LocalStack, function: str, missing: str) -> LocalStack:
+    """The template, with the function's role lacking one action (a statement left with none is dropped)."""
+    for policy in local.template["Resources"][function]["Properties"]["Policies"]:
+        for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            statement["Action"] = [action for action in actions if action != missing]
+        if isinstance(policy, dict) and "Statement" in policy:
+            policy["Statement"] = [statement for statement in policy["Statement"] if statement["Action"]]
+    return local
