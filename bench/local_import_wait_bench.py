@@ -27,9 +27,8 @@ import threading
 import time
 from pathlib import Path
 
-from local_mode import LocalMode, dense_qcow2, load_average, local_mode
+from local_mode import FORMER_PLANNER_AND_PACING, LocalMode, dense_qcow2, load_average, local_mode
 
-FORMER = {"MIN_CHUNK_BYTES": str(8 * 1024**3), "SNAPSHOT_PUTS_PER_SECOND": str(900 / 16), "WRITERS_PER_CHUNK": "8"}
 DISKPORT = Path(sys.executable).with_name("diskport")
 # `diskport import --wait` of a 1 GiB dense qcow2 on this project's 2-core machine before the quota was shared and
 # function instances ran concurrently (docs/throughput.md, Local mode).
@@ -85,7 +84,7 @@ def main() -> int:
         image = dense_qcow2(options.size_gib, workdir)
         print(f"diskport import --wait, {options.size_gib:g} GiB dense qcow2; load average before: {load_average()}")
         times: dict[str, float] = {}
-        for name, settings in (("former", FORMER), ("current", {})):
+        for name, settings in (("former", FORMER_PLANNER_AND_PACING), ("current", {})):
             seconds, status, seen = import_and_wait(name, image, settings, workdir)
             values = ", ".join(f"{value:g}" for value in seen)
             print(f"  {name:8s} exit {status} in {seconds:6.1f} s; progress took {len(set(seen))} values: {values}")

@@ -28,6 +28,13 @@ GIB = 1024 * MIB
 BLOCK = 512 * 1024
 PROJECT_ID = "0123456789abcdef0123456789abcdef"
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+# The planner and pacing before the quota was shared, as settings of the functions' environment: chunks of 8 GiB of
+# data (a disk of 8 GiB or less is one chunk), each paced to 900 / 16 = 56.25 PutSnapshotBlock/s with 8 writers.
+FORMER_PLANNER_AND_PACING = {
+    "MIN_CHUNK_BYTES": str(8 * GIB),
+    "SNAPSHOT_PUTS_PER_SECOND": str(900 / 16),
+    "WRITERS_PER_CHUNK": "8",
+}
 
 
 def dense_block(index: int, seed: int = 1) -> bytes:

@@ -36,9 +36,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from local_mode import GIB, LocalMode, dense_qcow2, load_average, local_mode
-
-FORMER = {"MIN_CHUNK_BYTES": str(8 * GIB), "SNAPSHOT_PUTS_PER_SECOND": str(900 / 16), "WRITERS_PER_CHUNK": "8"}
+from local_mode import FORMER_PLANNER_AND_PACING, LocalMode, dense_qcow2, load_average, local_mode
 
 
 @dataclass(frozen=True)
@@ -125,7 +123,7 @@ def main() -> int:
         )
         runs: dict[str, list[Run]] = {"former": [], "current": []}
         for _ in range(options.repeat):
-            for name, settings in (("former", FORMER), ("current", {})):
+            for name, settings in (("former", FORMER_PLANNER_AND_PACING), ("current", {})):
                 run = import_once(f"{name}", image, options.size_gib, {**ebs, **settings}, workdir, verify=False)
                 print(run.line(options.size_gib), flush=True)
                 if run.status != "SUCCESS":

@@ -35,8 +35,7 @@ from typing import Any
 
 import boto3
 from import_bench import GIB, SOURCE_KEY, build_image, emulated_stack, run_import, serve_source_ranges_from, verify
-
-STATIC = {"MIN_CHUNK_BYTES": str(8 * GIB), "SNAPSHOT_PUTS_PER_SECOND": str(900 / 16), "WRITERS_PER_CHUNK": "8"}
+from local_mode import FORMER_PLANNER_AND_PACING
 
 
 class QuotaAndLatency:
@@ -129,7 +128,7 @@ def main() -> int:
 
             default_budget = get_settings().snapshot_puts_per_second
             runs: dict[str, tuple[dict[str, str], float]] = {
-                "static": (STATIC, options.quota),
+                "static": (FORMER_PLANNER_AND_PACING, options.quota),
                 "shared": ({}, options.quota),
                 "throttled": ({}, options.quota / 10),
             }
